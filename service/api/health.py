@@ -1,0 +1,18 @@
+"""/health: the service answers and its database too."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from sqlalchemy import text
+
+from service import __version__
+from service.api.deps import SessionDep
+from service.schemas.api import HealthOut
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health")
+def health(session: SessionDep) -> HealthOut:
+    session.execute(text("SELECT 1"))
+    return HealthOut(status="ok", database="ok", version=__version__)

@@ -1,0 +1,74 @@
+"""create_app(): the FastAPI application with its routers and one error translation."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from service import __version__
+from service.api import health, studies, trainers, trials
+from service.config import Settings, get_settings
+from service.db.session import migrate
+from service.errors import GentuneError, InvalidInput, field_errors_from_pydantic
+
+log = logging.getLogger(__name__)
+API_PREFIX = "/api/v1"
+
+
+def create_app(settings: Settings | None = None, *, run_migrations: bool = True) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if run_migrations:
+            migrate(settings.database_url)
+        yield
+
+    app = FastAPI(
+        title="gentune",
+        version=__version__,
+        description="Hyperparameter optimization for generative models: submit a study, "
+        "watch its trials, fetch the best config and checkpoint.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    for module in (studies, trials, trainers, health):
+        app.include_router(module.router, prefix=API_PREFIX)
+    _install_error_handlers(app)
+    return app
+
+
+def _error(status: int, detail: str, errors: list[dict[str, str]] | None = None) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"detail": detail, "errors": errors or []})
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(GentuneError)
+    async def gentune_error(_: Request, exc: GentuneError) -> JSONResponse:
+        errors = exc.errors if isinstance(exc, InvalidInput) else []
+        return _error(exc.status_code, exc.message, [e.__dict__ for e in errors])
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        body = exc.body
+        if isinstance(body, bytes | str):
+            try:
+                body = json.loads(body)
+            except ValueError:
+                body = None
+        errors = field_errors_from_pydantic(exc.errors(), body)
+        summary = "; ".join(f"{e.field} {e.message}" if e.field == "body" else
+                            f"{e.field}: {e.message}" for e in errors[:5])
+        return _error(422, f"Invalid request. {summary}", [e.__dict__ for e in errors])
+
+    @app.exception_handler(OperationalError)
+    async def database_down(_: Request, exc: DBAPIError) -> JSONResponse:
+        log.warning("database error: %s", exc)
+        return _error(503, "The database is unavailable right now; try again shortly.")

@@ -1,0 +1,229 @@
+"""The ``gentune`` command: run the service or a worker, migrate, and talk to a running service."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+import yaml
+from rich.console import Console
+
+from service.config import get_settings
+
+app = typer.Typer(help="gentune: hyperparameter optimization for generative models.",
+                  no_args_is_help=True, add_completion=False)
+console = Console()
+err_console = Console(stderr=True)
+
+UrlOption = Annotated[str, typer.Option("--url", envvar="GENTUNE_URL",
+                                        help="Base URL of the gentune service.")]
+TokenOption = Annotated[str | None, typer.Option("--token", envvar="GENTUNE_API_TOKEN",
+                                                 help="API token for mutating requests.")]
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+def _logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    worker: Annotated[bool, typer.Option(help="Also run a worker (the one-command default).")] = True,
+) -> None:
+    """Run the REST API, and by default a worker beside it."""
+    import uvicorn
+
+    from service.app import create_app
+    from service.db.session import migrate
+    from service.scheduling.worker import _die_with_parent
+
+    _logging()
+    settings = get_settings()
+    migrate(settings.database_url)
+    worker_process = None
+    if worker:
+        worker_process = subprocess.Popen([sys.executable, "-m", "service.cli", "worker"],
+                                          preexec_fn=_die_with_parent)
+    console.print(f"gentune: API on http://{host}:{port} (docs at /docs), database "
+                  f"{_safe_url(settings.database_url)}, artifacts in {settings.artifact_dir}")
+    try:
+        uvicorn.run(create_app(settings, run_migrations=False), host=host, port=port,
+                    log_level="info")
+    finally:
+        if worker_process is not None:
+            worker_process.send_signal(signal.SIGTERM)
+            try:
+                worker_process.wait(timeout=90)
+            except subprocess.TimeoutExpired:
+                worker_process.kill()
+
+
+@app.command()
+def worker() -> None:
+    """Run a worker alone: claim queued studies and run them on Ray (scale out with more)."""
+    from service.scheduling.worker import Worker
+
+    _logging()
+    the_worker = Worker(get_settings())
+
+    def stop(_signum: int, _frame: Any) -> None:
+        the_worker.stop_event.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    the_worker.run()
+
+
+@app.command()
+def migrate() -> None:
+    """Create or upgrade gentune's tables in GENTUNE_DATABASE_URL."""
+    from service.db.session import migrate as run_migrations
+
+    settings = get_settings()
+    run_migrations(settings.database_url)
+    console.print(f"database {_safe_url(settings.database_url)} is up to date")
+
+
+@app.command()
+def submit(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Study definition (YAML or JSON).")],
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+) -> None:
+    """Submit a study definition; print the study's id and URL."""
+    try:
+        definition = yaml.safe_load(file.read_text())
+    except yaml.YAMLError as exc:
+        _fail(f"{file} is not valid YAML: {exc}")
+    study = _request("POST", url, "/studies", token, json=definition)
+    console.print(f"study {study['id']} ({study['name']}) queued: {study['url']}")
+
+
+@app.command()
+def status(study_id: int, url: UrlOption = DEFAULT_URL) -> None:
+    """Show a study's state, trial counts and best value."""
+    study = _request("GET", url, f"/studies/{study_id}")
+    counts = study["trial_counts"]
+    best = study["best"]
+    console.print(
+        f"study {study['id']} {study['name']}: {study['state']}"
+        + (f" ({study['state_reason']})" if study["state_reason"] else "")
+        + f"; trials {counts['completed']} completed, {counts['pruned']} pruned, "
+        f"{counts['failed']} failed, {counts['running']} running of {study['n_trials']}"
+        + (f"; best {study['objective']['metric']} {best['value']:.4g} (trial {best['trial_id']})"
+           if best else "")
+    )
+
+
+@app.command()
+def best(
+    study_id: int,
+    url: UrlOption = DEFAULT_URL,
+    download: Annotated[Path | None, typer.Option(help="Also save config and checkpoint here.")] = None,
+) -> None:
+    """Print the best config of a study as YAML; optionally download its checkpoint."""
+    result = _request("GET", url, f"/studies/{study_id}/best")
+    text = yaml.safe_dump({"trial_id": result["trial_id"], "value": result["value"],
+                           "step": result["step"], "config": result["config"]}, sort_keys=False)
+    console.print(text, end="", markup=False, highlight=False)
+    if download is not None:
+        download.mkdir(parents=True, exist_ok=True)
+        (download / "config.yaml").write_text(yaml.safe_dump(result["config"], sort_keys=False))
+        if result["checkpoint_url"]:
+            target = download / "checkpoint.pt"
+            target.write_bytes(_download(result["checkpoint_url"]))
+            console.print(f"saved {download / 'config.yaml'} and {target}")
+
+
+@app.command()
+def cancel(study_id: int, url: UrlOption = DEFAULT_URL, token: TokenOption = None) -> None:
+    """Cancel a queued or running study."""
+    study = _request("POST", url, f"/studies/{study_id}/cancel", token)
+    console.print(f"study {study['id']}: {study['state']}"
+                  + (" (cancel requested)" if study["cancel_requested"] else ""))
+
+
+@app.command()
+def sample(
+    trial_id: int,
+    n: Annotated[int, typer.Option("-n", min=1, max=10_000_000, help="Number of samples.")] = 1000,
+    out: Annotated[Path, typer.Option("--out", help="Output file (.npy).")] = Path("samples.npy"),
+    kind: Annotated[str, typer.Option(help="Checkpoint to load: best or last.")] = "best",
+    seed: Annotated[int, typer.Option(help="Seed of the latent draws.")] = 0,
+    url: UrlOption = DEFAULT_URL,
+) -> None:
+    """Load a trial's checkpoint through the trainer registry and write N samples."""
+    import numpy as np
+    import torch
+
+    from trainers.registry import get_trainer
+
+    trial = _request("GET", url, f"/trials/{trial_id}")
+    study = _request("GET", url, f"/studies/{trial['study_id']}")
+    trainer = get_trainer(study["trainer"])
+    if trainer is None:
+        _fail(f"trainer '{study['trainer']}' is not installed here; install its package first")
+    blob = _download(f"{url.rstrip('/')}/api/v1/trials/{trial_id}/checkpoint?kind={kind}")
+    checkpoint = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=False)
+    samples = trainer.sample(checkpoint, n, torch.device("cpu"), seed=seed)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.save(out, samples)
+    console.print(f"wrote {samples.shape[0]} samples of shape {samples.shape[1:]} from trial "
+                  f"{trial_id} ({kind} checkpoint, step {checkpoint.get('step')}) to {out}")
+
+
+def _request(method: str, url: str, path: str, token: str | None = None, **kwargs: Any) -> Any:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        response = httpx.request(method, f"{url.rstrip('/')}/api/v1{path}", headers=headers,
+                                 timeout=30, **kwargs)
+    except httpx.HTTPError as exc:
+        _fail(f"cannot reach the gentune service at {url}: {exc}")
+    if response.status_code >= 400:
+        try:
+            body = response.json()
+        except json.JSONDecodeError:
+            _fail(f"{response.status_code}: {response.text[:500]}")
+        errors = body.get("errors") or []
+        if errors:
+            lines = "\n".join(f"  {e['field']}: {e['message']}" for e in errors)
+            _fail(f"{response.status_code}: the service refused it:\n{lines}")
+        _fail(f"{response.status_code}: {body.get('detail', response.text[:500])}")
+    return response.json()
+
+
+def _download(full_url: str) -> bytes:
+    try:
+        response = httpx.get(full_url, timeout=120)
+    except httpx.HTTPError as exc:
+        _fail(f"download failed: {exc}")
+    if response.status_code >= 400:
+        _fail(f"{response.status_code}: {response.text[:500]}")
+    return response.content
+
+
+def _fail(message: str) -> None:
+    err_console.print(f"error: {message}", markup=False, highlight=False)
+    raise typer.Exit(1)
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    app()

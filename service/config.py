@@ -1,0 +1,49 @@
+"""Settings, read from ``GENTUNE_*`` environment variables (and a ``.env`` file if present)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_HOME = Path(".gentune")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GENTUNE_", env_file=".env", extra="ignore")
+
+    database_url: str = Field(
+        f"sqlite:///{DEFAULT_HOME / 'gentune.db'}",
+        description="SQLAlchemy URL of gentune's database; Optuna's studies live there too.",
+    )
+    artifact_dir: str = Field(
+        str(DEFAULT_HOME / "artifacts"), description="Where checkpoints are written."
+    )
+    ray_address: str | None = Field(
+        None, description="Address of an existing Ray cluster; unset starts a local Ray."
+    )
+    api_token: SecretStr | None = Field(
+        None, description="When set, mutating endpoints need 'Authorization: Bearer <token>'."
+    )
+    public_url: str | None = Field(
+        None, description="Base URL used in links the API returns; default: the request's."
+    )
+    worker_id: str | None = Field(
+        None, description="Name of this worker in the database; default: host name and pid."
+    )
+    worker_max_studies: int = Field(2, ge=1, le=64, description="Studies one worker runs at once.")
+    worker_poll_s: float = Field(1.0, gt=0, le=60, description="Seconds between queue polls.")
+    heartbeat_s: float = Field(5.0, gt=0, le=600, description="Seconds between study heartbeats.")
+    stale_after_s: float = Field(
+        120.0, gt=0, description="A running study silent this long is taken over by another worker."
+    )
+    max_trials: int = Field(10_000, ge=1, description="Largest n_trials a study may ask for.")
+    max_concurrent: int = Field(64, ge=1, description="Largest budget.max_concurrent.")
+    page_size_max: int = Field(500, ge=1, description="Largest page size of list endpoints.")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

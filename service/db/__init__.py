@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy models, the repository (all SQL), sessions and Alembic migrations."""

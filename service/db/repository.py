@@ -1,0 +1,283 @@
+"""Every query gentune makes. Callers own the session and decide when to commit."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from service.db.models import (
+    WORKER_LOST,
+    Artifact,
+    Metric,
+    Study,
+    StudyState,
+    Trial,
+    TrialState,
+    utcnow,
+)
+from service.errors import Conflict, NotFound
+
+FINISHED_STUDY_STATES = (StudyState.completed, StudyState.failed, StudyState.cancelled)
+
+
+def as_utc(moment: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; gentune stores UTC, so mark them so."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
+class Repository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    # --- studies -------------------------------------------------------------------------
+
+    def create_study(self, name: str, trainer: str, spec: Mapping[str, Any]) -> Study:
+        # The Optuna name derives from the id, known only after the insert.
+        study = Study(name=name, trainer=trainer, spec=dict(spec), state=StudyState.queued,
+                      optuna_study_name=f"pending-{uuid.uuid4().hex}")
+        self.session.add(study)
+        self.session.flush()
+        study.optuna_study_name = optuna_study_name(study.id)
+        self.session.flush()
+        return study
+
+    def get_study(self, study_id: int) -> Study:
+        study = self.session.get(Study, study_id)
+        if study is None:
+            raise NotFound(f"Study {study_id} does not exist.")
+        return study
+
+    def list_studies(self, offset: int, limit: int, state: str | None = None) -> tuple[list[Study], int]:
+        query = select(Study)
+        count_query = select(func.count(Study.id))
+        if state is not None:
+            query = query.where(Study.state == state)
+            count_query = count_query.where(Study.state == state)
+        studies = self.session.scalars(query.order_by(Study.id.desc()).offset(offset).limit(limit))
+        return list(studies), int(self.session.scalar(count_query) or 0)
+
+    def request_cancel(self, study_id: int) -> Study:
+        """Queued studies are cancelled at once; running ones are flagged for their worker."""
+        study = self.get_study(study_id)
+        if study.state in FINISHED_STUDY_STATES:
+            raise Conflict(f"Study {study_id} is already {study.state}; there is nothing to cancel.")
+        if study.state == StudyState.queued:
+            self.finish_study(study, StudyState.cancelled, "cancelled before it started")
+        else:
+            study.cancel_requested = True
+        self.session.flush()
+        return study
+
+    def claim_next_study(self, worker_id: str) -> Study | None:
+        """Atomically take the oldest queued study: two workers never get the same one.
+
+        On Postgres the row lock with SKIP LOCKED lets concurrent workers pass each other;
+        the conditional UPDATE makes the claim atomic on SQLite too.
+        """
+        candidate = self.session.scalars(
+            select(Study)
+            .where(Study.state == StudyState.queued)
+            .order_by(Study.id)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        ).first()
+        if candidate is None:
+            return None
+        now = utcnow()
+        claimed = self.session.execute(
+            update(Study)
+            .where(Study.id == candidate.id, Study.state == StudyState.queued)
+            .values(state=StudyState.running, worker_id=worker_id, heartbeat_at=now,
+                    started_at=func.coalesce(Study.started_at, now))
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if claimed != 1:
+            return None
+        self.session.refresh(candidate)
+        return candidate
+
+    def requeue_studies_of_worker(self, worker_id: str) -> list[int]:
+        """Put back in the queue the running studies of a worker that has just (re)started."""
+        return self._requeue(and_(Study.state == StudyState.running, Study.worker_id == worker_id))
+
+    def requeue_stale_studies(self, silent_for: timedelta) -> list[int]:
+        """Put back in the queue running studies whose worker stopped heartbeating."""
+        cutoff = utcnow() - silent_for
+        return self._requeue(and_(Study.state == StudyState.running, Study.heartbeat_at < cutoff))
+
+    def requeue_study(self, study_id: int) -> None:
+        self._requeue(and_(Study.id == study_id, Study.state == StudyState.running))
+
+    def _requeue(self, condition: Any) -> list[int]:
+        ids = list(self.session.scalars(select(Study.id).where(condition).with_for_update()))
+        if ids:
+            self.session.execute(
+                update(Study).where(Study.id.in_(ids)).values(state=StudyState.queued, worker_id=None)
+                .execution_options(synchronize_session=False)
+            )
+        return ids
+
+    def heartbeat(self, study_id: int, worker_id: str) -> bool:
+        """Refresh a study's heartbeat; False when the study is no longer this worker's."""
+        return self.session.execute(
+            update(Study)
+            .where(Study.id == study_id, Study.worker_id == worker_id,
+                   Study.state == StudyState.running)
+            .values(heartbeat_at=utcnow())
+            .execution_options(synchronize_session=False)
+        ).rowcount == 1
+
+    def cancel_requested(self, study_id: int) -> bool:
+        return bool(self.session.scalar(select(Study.cancel_requested).where(Study.id == study_id)))
+
+    def finish_study(self, study: Study, state: StudyState, reason: str | None = None) -> None:
+        study.state = state
+        study.state_reason = reason
+        study.finished_at = utcnow()
+        self.session.flush()
+
+    # --- trials --------------------------------------------------------------------------
+
+    def create_trial(self, study_id: int, number: int, params: Mapping[str, Any],
+                     tune_trial_id: str | None) -> Trial:
+        trial = Trial(study_id=study_id, number=number, params=dict(params),
+                      tune_trial_id=tune_trial_id, state=TrialState.running)
+        self.session.add(trial)
+        self.session.flush()
+        return trial
+
+    def get_trial(self, trial_id: int) -> Trial:
+        trial = self.session.get(Trial, trial_id)
+        if trial is None:
+            raise NotFound(f"Trial {trial_id} does not exist.")
+        return trial
+
+    def list_trials(self, study_id: int, offset: int, limit: int,
+                    state: str | None = None) -> tuple[list[Trial], int]:
+        where = [Trial.study_id == study_id]
+        if state is not None:
+            where.append(Trial.state == state)
+        trials = self.session.scalars(
+            select(Trial).where(*where).order_by(Trial.number).offset(offset).limit(limit)
+        )
+        count = self.session.scalar(select(func.count(Trial.id)).where(*where))
+        return list(trials), int(count or 0)
+
+    def trial_counts(self, study_id: int) -> dict[str, int]:
+        rows = self.session.execute(
+            select(Trial.state, func.count(Trial.id)).where(Trial.study_id == study_id)
+            .group_by(Trial.state)
+        )
+        counts = {state.value: 0 for state in TrialState}
+        counts.update({state: int(n) for state, n in rows})
+        return counts
+
+    def budget_used(self, study_id: int) -> int:
+        """Trials that count against n_trials: all but those lost with their worker."""
+        return int(self.session.scalar(
+            select(func.count(Trial.id)).where(
+                Trial.study_id == study_id,
+                or_(Trial.reason.is_(None), Trial.reason != WORKER_LOST),
+            )
+        ) or 0)
+
+    def best_trial(self, study_id: int, direction: str) -> Trial | None:
+        order = Trial.value.desc() if direction == "maximize" else Trial.value.asc()
+        return self.session.scalars(
+            select(Trial)
+            .where(Trial.study_id == study_id, Trial.state == TrialState.completed,
+                   Trial.value.is_not(None))
+            .order_by(order, Trial.number)
+            .limit(1)
+        ).first()
+
+    def record_progress(self, trial_id: int, step: int, metrics: Mapping[str, float],
+                        value: float | None, best_step: int | None, node: str | None) -> None:
+        """Store one evaluation: every metric at ``step``, and the trial's running best."""
+        self.session.add_all(
+            Metric(trial_id=trial_id, step=step, name=name, value=_storable(v))
+            for name, v in metrics.items()
+        )
+        values: dict[str, Any] = {"last_step": step}
+        if best_step is not None:
+            values.update(value=value, best_step=best_step)
+        if node is not None:
+            values["node"] = node
+        self.session.execute(update(Trial).where(Trial.id == trial_id).values(**values)
+                             .execution_options(synchronize_session=False))
+
+    def finish_trial(self, trial_id: int, state: TrialState, reason: str | None = None) -> None:
+        self.session.execute(
+            update(Trial)
+            .where(Trial.id == trial_id, Trial.state == TrialState.running)
+            .values(state=state, reason=reason, finished_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+
+    def fail_running_trials(self, study_id: int, reason: str) -> list[Trial]:
+        trials = list(self.session.scalars(
+            select(Trial).where(Trial.study_id == study_id, Trial.state == TrialState.running)
+        ))
+        for trial in trials:
+            trial.state = TrialState.failed
+            trial.reason = reason
+            trial.finished_at = utcnow()
+        self.session.flush()
+        return trials
+
+    def metrics_of_trial(self, trial_id: int, names: Sequence[str] | None = None) -> list[Metric]:
+        query = select(Metric).where(Metric.trial_id == trial_id)
+        if names:
+            query = query.where(Metric.name.in_(list(names)))
+        return list(self.session.scalars(query.order_by(Metric.step, Metric.name)))
+
+    def metrics_at_step(self, trial_id: int, step: int) -> dict[str, float | None]:
+        rows = self.session.execute(
+            select(Metric.name, Metric.value).where(Metric.trial_id == trial_id, Metric.step == step)
+        )
+        return {name: value for name, value in rows}
+
+    # --- artifacts -----------------------------------------------------------------------
+
+    def upsert_artifact(self, trial_id: int, kind: str, path: str, step: int, size_bytes: int) -> None:
+        artifact = self.session.scalars(
+            select(Artifact).where(Artifact.trial_id == trial_id, Artifact.kind == kind)
+        ).first()
+        if artifact is None:
+            artifact = Artifact(trial_id=trial_id, kind=kind, path=path, step=step,
+                                size_bytes=size_bytes)
+            self.session.add(artifact)
+        else:
+            artifact.path, artifact.step, artifact.size_bytes = path, step, size_bytes
+            artifact.updated_at = utcnow()
+        self.session.flush()
+
+    def artifacts_of_trial(self, trial_id: int) -> list[Artifact]:
+        return list(self.session.scalars(
+            select(Artifact).where(Artifact.trial_id == trial_id).order_by(Artifact.kind)
+        ))
+
+    def get_artifact(self, trial_id: int, kind: str) -> Artifact:
+        artifact = self.session.scalars(
+            select(Artifact).where(Artifact.trial_id == trial_id, Artifact.kind == kind)
+        ).first()
+        if artifact is None:
+            raise NotFound(f"Trial {trial_id} has no '{kind}' checkpoint (yet).")
+        return artifact
+
+
+def optuna_study_name(study_id: int) -> str:
+    """The name of a gentune study's Optuna study in the shared storage."""
+    return f"gentune-{study_id}"
+
+
+def _storable(value: float) -> float | None:
+    return None if math.isnan(value) else float(value)

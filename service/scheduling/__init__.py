@@ -1,0 +1,1 @@
+"""Running studies: the queue, one Ray Tune experiment per study, Optuna search and pruning."""

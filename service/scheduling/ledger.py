@@ -1,0 +1,54 @@
+"""What one study run knows about its live trials, shared by searcher, scheduler and recorder.
+
+All three run in the study's driver process, on Tune's event loop thread, so plain dicts do.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import optuna
+
+
+@dataclass
+class TrialRecord:
+    db_id: int
+    optuna_trial: optuna.Trial
+    best_value: float | None = None
+    best_step: int | None = None
+    last_step: int | None = None
+    prune_reason: str | None = None
+
+    def observe(self, step: int, value: float, direction: str) -> bool:
+        """Note the objective at ``step``; True when it is the trial's best so far."""
+        self.last_step = step
+        if not math.isfinite(value):
+            return False
+        better = (
+            self.best_value is None
+            or (value > self.best_value if direction == "maximize" else value < self.best_value)
+        )
+        if better:
+            self.best_value, self.best_step = value, step
+        return better
+
+
+@dataclass
+class Ledger:
+    study_id: int
+    objective: str
+    direction: str
+    trials: dict[str, TrialRecord] = field(default_factory=dict)
+    """By Tune trial id."""
+
+
+class DriverSide:
+    """Mixin for Tune plug-ins that hold live Optuna and database handles.
+
+    Tune pickles its experiment state for its own restore, which gentune does not use (a
+    study resumes from gentune's database), so these objects pickle to an empty shell.
+    """
+
+    def __getstate__(self) -> dict[str, object]:
+        return {}

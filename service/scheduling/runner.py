@@ -1,0 +1,245 @@
+"""Run one study as one Ray Tune experiment, in a process of its own.
+
+The worker starts ``python -m service.scheduling.runner STUDY_ID WORKER_ID`` for each study it
+claims: a crash or a cancel then ends only that study, and several studies run side by side
+on one Ray cluster. A run resumes a study left running by a lost worker: trials that were in
+flight are failed as ``worker lost`` (they do not use up budget) and the rest of the budget runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+import ray
+from optuna.trial import TrialState as OptunaTrialState
+from ray import tune
+
+from service.config import Settings, get_settings
+from service.db.models import WORKER_LOST, StudyState
+from service.db.repository import Repository
+from service.db.session import is_sqlite, session_scope
+from service.scheduling.ledger import DriverSide, Ledger
+from service.scheduling.pruning import PruningScheduler, build_pruner
+from service.scheduling.recorder import Recorder
+from service.scheduling.searcher import OptunaSearcher, build_sampler
+from service.scheduling.trial_entry import run_trial
+from service.schemas.study import StudySpec
+from trainers.registry import get_trainer
+
+log = logging.getLogger("gentune.runner")
+
+
+def optuna_storage(database_url: str) -> optuna.storages.RDBStorage:
+    """Optuna's RDBStorage on gentune's database (its tables have other names than ours)."""
+    engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    if is_sqlite(database_url):
+        engine_kwargs = {"connect_args": {"timeout": 30}}
+    return optuna.storages.RDBStorage(database_url, engine_kwargs=engine_kwargs)
+
+
+class StudyStopper(DriverSide, tune.Stopper):
+    """Ends the experiment on cancel, on the study's time budget or on shutdown; heartbeats."""
+
+    def __init__(self, study_id: int, worker_id: str, settings: Settings,
+                 timeout_s: float | None) -> None:
+        self.study_id = study_id
+        self.worker_id = worker_id
+        self.settings = settings
+        self.deadline = time.monotonic() + timeout_s if timeout_s else None
+        self.shutdown = threading.Event()
+        self.reason: str | None = None
+        self._next_check = 0.0
+        self._next_beat = 0.0
+
+    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        if self.reason is not None:
+            return True
+        now = time.monotonic()
+        if self.shutdown.is_set():
+            self.reason = WORKER_LOST
+        elif self.deadline is not None and now >= self.deadline:
+            self.reason = "stopped when the study's time budget ran out"
+        elif now >= self._next_check:
+            self._next_check = now + 1.0
+            with session_scope(self.settings.database_url) as session:
+                repo = Repository(session)
+                if repo.cancel_requested(self.study_id):
+                    self.reason = "study cancelled"
+                elif now >= self._next_beat:
+                    self._next_beat = now + self.settings.heartbeat_s
+                    if not repo.heartbeat(self.study_id, self.worker_id):
+                        self.reason = "the study was taken over by another worker"
+        return self.reason is not None
+
+
+def run_study(study_id: int, worker_id: str, settings: Settings,
+              stopper_hook: list[StudyStopper] | None = None) -> StudyState:
+    """Run (or resume) ``study_id`` to its end; return its final state."""
+    url = settings.database_url
+    with session_scope(url) as session:
+        study = Repository(session).get_study(study_id)
+        spec = StudySpec.model_validate(study.spec)
+        optuna_name = study.optuna_study_name
+    if get_trainer(spec.trainer) is None:
+        return _finish(url, study_id, StudyState.failed,
+                       f"trainer '{spec.trainer}' is not registered on worker {worker_id}")
+
+    storage = optuna_storage(url)
+    existing = _recover_in_flight(url, study_id, storage, optuna_name)
+    optuna_study = optuna.create_study(
+        storage=storage, study_name=optuna_name, load_if_exists=True,
+        direction=spec.objective.direction,
+        sampler=build_sampler(spec.sampler, spec.search_space, seed_offset=existing),
+        pruner=build_pruner(spec.pruner),
+    )
+    optuna_study.set_user_attr("gentune_study_id", study_id)
+
+    with session_scope(url) as session:
+        used = Repository(session).budget_used(study_id)
+    remaining = spec.budget.n_trials - used
+    if spec.sampler.type == "grid":
+        grid_size = len(optuna_study.sampler._all_grids)  # type: ignore[attr-defined]
+        remaining = min(remaining, grid_size - used)
+
+    stopper = StudyStopper(study_id, worker_id, settings, spec.budget.timeout_s)
+    if stopper_hook is not None:
+        stopper_hook.append(stopper)
+    ledger = Ledger(study_id, spec.objective.metric, spec.objective.direction)
+    if remaining > 0 and not stopper.stop_all():
+        log.info("study %s: running %d trials (%d at once)", study_id, remaining,
+                 spec.budget.max_concurrent)
+        _fit(spec, ledger, optuna_study, stopper, settings, study_id, remaining)
+
+    reason = stopper.reason
+    with session_scope(url) as session:
+        repo = Repository(session)
+        stragglers = repo.fail_running_trials(study_id, reason or "the trial never reported")
+    for trial in stragglers:
+        _tell_fail(optuna_study, trial.number)
+
+    if reason == WORKER_LOST:
+        with session_scope(url) as session:
+            Repository(session).requeue_study(study_id)
+        log.info("study %s: back in the queue; its worker is shutting down", study_id)
+        return StudyState.queued
+    if reason == "study cancelled":
+        return _finish(url, study_id, StudyState.cancelled, "cancelled by request")
+    with session_scope(url) as session:
+        counts = Repository(session).trial_counts(study_id)
+    if counts["completed"] == 0 and counts["pruned"] == 0 and counts["failed"] > 0:
+        return _finish(url, study_id, StudyState.failed,
+                       f"all {counts['failed']} trials failed; see the trials' reasons")
+    return _finish(url, study_id, StudyState.completed, reason)
+
+
+def _fit(spec: StudySpec, ledger: Ledger, optuna_study: optuna.Study, stopper: StudyStopper,
+         settings: Settings, study_id: int, remaining: int) -> None:
+    searcher = OptunaSearcher(ledger, optuna_study, spec, settings.database_url,
+                              str(Path(settings.artifact_dir).resolve()))
+    trainable = tune.with_resources(run_trial, {"cpu": spec.resources.cpu,
+                                                "gpu": spec.resources.gpu})
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=searcher,
+            scheduler=PruningScheduler(ledger, optuna_study, spec.pruner),
+            num_samples=remaining,
+            max_concurrent_trials=spec.budget.max_concurrent,
+            reuse_actors=True,
+            trial_dirname_creator=_trial_dirname,
+        ),
+        run_config=tune.RunConfig(
+            name=f"gentune-study-{study_id}",
+            storage_path=str(Path(settings.artifact_dir).resolve() / "tune"),
+            callbacks=[Recorder(ledger, settings.database_url)],
+            stop=stopper,
+            verbose=0,
+        ),
+    )
+    tuner.fit()
+
+
+def _trial_dirname(trial: Any) -> str:
+    return f"trial-{trial.trial_id}"
+
+
+def _recover_in_flight(url: str, study_id: int, storage: optuna.storages.BaseStorage,
+                       optuna_name: str) -> int:
+    """Fail trials a lost worker left running; return how many trials the study already has."""
+    with session_scope(url) as session:
+        repo = Repository(session)
+        lost = repo.fail_running_trials(study_id, WORKER_LOST)
+        existing = repo.list_trials(study_id, 0, 1)[1]
+    if lost:
+        log.warning("study %s: %d trials were in flight when their worker was lost",
+                    study_id, len(lost))
+    try:
+        optuna_study = optuna.load_study(study_name=optuna_name, storage=storage)
+    except KeyError:
+        return existing
+    for trial in optuna_study.get_trials(deepcopy=False, states=(OptunaTrialState.RUNNING,)):
+        _tell_fail(optuna_study, trial.number)
+    return existing
+
+
+def _tell_fail(study: optuna.Study, number: int) -> None:
+    study.tell(number, state=OptunaTrialState.FAIL, skip_if_finished=True)
+
+
+def _finish(url: str, study_id: int, state: StudyState, reason: str | None) -> StudyState:
+    with session_scope(url) as session:
+        repo = Repository(session)
+        repo.finish_study(repo.get_study(study_id), state, reason)
+    log.info("study %s: %s%s", study_id, state.value, f" ({reason})" if reason else "")
+    return state
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run one gentune study (started by a worker).")
+    parser.add_argument("study_id", type=int)
+    parser.add_argument("worker_id")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    settings = get_settings()
+    ray.init(address=settings.ray_address, logging_level=logging.WARNING, log_to_driver=False,
+             include_dashboard=False)
+    hook: list[StudyStopper] = []
+
+    def on_term(signum: int, _frame: Any) -> None:
+        for stopper in hook:
+            stopper.shutdown.set()
+        if not hook:
+            sys.exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        run_study(args.study_id, args.worker_id, settings, hook)
+    except Exception:
+        log.exception("study %s: the run crashed", args.study_id)
+        with session_scope(settings.database_url) as session:
+            repo = Repository(session)
+            repo.fail_running_trials(args.study_id, "the study's run crashed")
+            study = repo.get_study(args.study_id)
+            if study.state == StudyState.running:
+                repo.finish_study(study, StudyState.failed,
+                                  "the study's run crashed; see the worker's log")
+        return 1
+    finally:
+        ray.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

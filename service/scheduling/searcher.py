@@ -1,0 +1,117 @@
+"""OptunaSearcher: a Ray Tune searcher that asks Optuna for configs and tells it outcomes.
+
+Ray's own ``OptunaSearch`` cannot be used: it hard-codes Optuna's NopPruner and tells
+COMPLETE for trials a scheduler stopped. Here a pruned trial is told PRUNED, so the sampler
+learns from its intermediate values, and a failed one FAIL.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import optuna
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+from optuna.trial import TrialState as OptunaTrialState
+from ray.tune.search import Searcher
+
+from service.db.repository import Repository
+from service.db.session import session_scope
+from service.scheduling.ledger import DriverSide, Ledger, TrialRecord
+from service.schemas.study import CategoricalParam, FloatParam, ParamSpec, SamplerSpec, StudySpec
+from service.studies import grid_values
+
+log = logging.getLogger(__name__)
+
+
+def distribution(spec: ParamSpec) -> BaseDistribution:
+    if isinstance(spec, CategoricalParam):
+        return CategoricalDistribution(spec.choices)
+    if isinstance(spec, FloatParam):
+        return FloatDistribution(spec.low, spec.high, log=spec.log, step=spec.step)
+    return IntDistribution(spec.low, spec.high, log=spec.log, step=spec.step)
+
+
+def build_sampler(spec: SamplerSpec, search_space: dict[str, ParamSpec],
+                  seed_offset: int = 0) -> optuna.samplers.BaseSampler:
+    """The Optuna sampler a spec names; ``seed_offset`` varies the seed on a resumed run."""
+    seed = None if spec.seed is None else spec.seed + seed_offset
+    match spec.type:
+        case "random":
+            return optuna.samplers.RandomSampler(seed=seed)
+        case "tpe":
+            return optuna.samplers.TPESampler(
+                seed=seed, n_startup_trials=spec.n_startup_trials,
+                multivariate=spec.multivariate, constant_liar=spec.constant_liar,
+            )
+        case "cmaes":
+            return optuna.samplers.CmaEsSampler(
+                seed=seed, n_startup_trials=spec.n_startup_trials, sigma0=spec.sigma0
+            )
+        case "qmc":
+            return optuna.samplers.QMCSampler(seed=seed, qmc_type=spec.qmc_type,
+                                              scramble=spec.scramble)
+        case "gp":
+            return optuna.samplers.GPSampler(seed=seed, n_startup_trials=spec.n_startup_trials)
+        case "grid":
+            grid = {name: grid_values(dist) for name, dist in search_space.items()}
+            return optuna.samplers.GridSampler(grid, seed=seed)  # type: ignore[arg-type]
+    raise ValueError(f"unknown sampler {spec.type}")
+
+
+class OptunaSearcher(DriverSide, Searcher):
+    def __init__(self, ledger: Ledger, study: optuna.Study, spec: StudySpec, database_url: str,
+                 artifact_dir: str) -> None:
+        super().__init__()
+        self.ledger = ledger
+        self.study = study
+        self.spec = spec
+        self.database_url = database_url
+        self.artifact_dir = artifact_dir
+        self.distributions = {name: distribution(d) for name, d in spec.search_space.items()}
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        optuna_trial = self.study.ask(self.distributions)
+        params = dict(optuna_trial.params)
+        with session_scope(self.database_url) as session:
+            db_trial = Repository(session).create_trial(
+                self.ledger.study_id, optuna_trial.number, params, trial_id
+            )
+        self.ledger.trials[trial_id] = TrialRecord(db_id=db_trial.id, optuna_trial=optuna_trial)
+        optuna_trial.set_user_attr("gentune_trial_id", db_trial.id)
+        log.info("study %s: trial %s started with %s", self.ledger.study_id, db_trial.id, params)
+        return {
+            "params": params,
+            "gentune": {
+                "study_id": self.ledger.study_id,
+                "trial_id": db_trial.id,
+                "trainer": self.spec.trainer,
+                "fixed": self.spec.params,
+                "objective": self.ledger.objective,
+                "direction": self.ledger.direction,
+                "artifact_dir": self.artifact_dir,
+            },
+        }
+
+    def save_to_dir(self, checkpoint_dir: str, session_str: str = "default") -> None:
+        """Nothing to save: the search state lives in Optuna's storage."""
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None,
+                          error: bool = False) -> None:
+        record = self.ledger.trials.get(trial_id)
+        if record is None:
+            return
+        number = record.optuna_trial.number
+        if error:
+            self.study.tell(number, state=OptunaTrialState.FAIL)
+        elif record.prune_reason is not None:
+            self.study.tell(number, state=OptunaTrialState.PRUNED)
+        elif record.best_value is not None:
+            self.study.tell(number, record.best_value)
+        else:
+            self.study.tell(number, state=OptunaTrialState.FAIL)

@@ -1,0 +1,69 @@
+"""The function Ray Tune runs for every trial, on a Ray worker.
+
+It finds the trainer in the registry by name (never importing what the study names),
+validates the params, and hands the trainer a reporter that keeps the last and best
+checkpoints in the artifact store and forwards each evaluation to Tune.
+"""
+
+from __future__ import annotations
+
+import math
+import socket
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import ray
+import torch
+from ray import tune
+
+from service.artifacts import ArtifactStore, checkpoint_path
+from trainers.base import Checkpoint
+from trainers.registry import get_trainer
+
+
+class TuneReporter:
+    """Reporter for trainers running under Ray Tune."""
+
+    def __init__(self, meta: Mapping[str, Any]) -> None:
+        self.study_id = int(meta["study_id"])
+        self.trial_id = int(meta["trial_id"])
+        self.objective = str(meta["objective"])
+        self.maximize = meta["direction"] == "maximize"
+        self.store = ArtifactStore(meta["artifact_dir"])
+        self.best: float | None = None
+        self.node = socket.gethostname()
+
+    def _improves(self, value: float | None) -> bool:
+        if value is None or not math.isfinite(value):
+            return False
+        return self.best is None or (value > self.best if self.maximize else value < self.best)
+
+    def report(self, step: int, metrics: Mapping[str, float],
+               checkpoint: Callable[[], Checkpoint] | None = None) -> None:
+        value = metrics.get(self.objective)
+        saved: dict[str, int] = {}
+        if checkpoint is not None:
+            state = checkpoint()
+            for kind in ("last", "best") if self._improves(value) else ("last",):
+                path = checkpoint_path(self.study_id, self.trial_id, kind)
+                saved[kind] = self.store.save_checkpoint(path, {**state, "metrics": dict(metrics)})
+        if self._improves(value):
+            self.best = value
+        # Tune ends the trial inside this call when its scheduler decides to stop it.
+        tune.report({"step": step, "metrics": {k: float(v) for k, v in metrics.items()},
+                     "saved": saved, "node": self.node})
+
+    def should_stop(self) -> bool:
+        """Tune stops a pruned or cancelled trial itself, at its next report."""
+        return False
+
+
+def run_trial(config: dict[str, Any]) -> None:
+    meta = config["gentune"]
+    trainer = get_trainer(meta["trainer"])
+    if trainer is None:
+        raise RuntimeError(f"trainer {meta['trainer']!r} is not registered on this Ray worker")
+    params = trainer.parse_params({**meta["fixed"], **config["params"]})
+    use_cuda = torch.cuda.is_available() and len(ray.get_gpu_ids()) > 0
+    device = torch.device("cuda" if use_cuda else "cpu")
+    trainer.train(params, device, TuneReporter(meta))

@@ -1,0 +1,134 @@
+"""The worker: claims queued studies and runs each in a process of its own on one Ray cluster.
+
+With ``GENTUNE_RAY_ADDRESS`` unset it starts a local Ray and shares it with its study
+processes; otherwise they all join the given cluster. On start it puts back in the queue the
+studies it left running (its processes died with it), and it takes over studies of other
+workers that stopped heartbeating.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from datetime import timedelta
+
+from service.config import Settings
+from service.db.models import StudyState
+from service.db.repository import Repository
+from service.db.session import migrate, session_scope
+
+log = logging.getLogger("gentune.worker")
+PR_SET_PDEATHSIG = 1
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: the kernel kills it if the worker dies (Linux)."""
+    try:
+        ctypes.CDLL("libc.so.6").prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+def start_local_ray(num_cpus: int | None = None) -> str:
+    """Start a Ray instance owned by this process; return its address for study processes."""
+    import ray
+
+    context = ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING,
+                       _node_ip_address="127.0.0.1")
+    address: str = context.address_info["gcs_address"]
+    return address
+
+
+class Worker:
+    def __init__(self, settings: Settings, worker_id: str | None = None) -> None:
+        self.settings = settings
+        self.worker_id = worker_id or settings.worker_id or default_worker_id()
+        self.children: dict[int, subprocess.Popen[bytes]] = {}
+        self.stop_event = threading.Event()
+
+    def run(self) -> None:
+        """Poll the queue until ``stop_event`` is set, then stop the studies it runs."""
+        url = self.settings.database_url
+        migrate(url)
+        ray_address = self.settings.ray_address or start_local_ray()
+        env = {**os.environ, "GENTUNE_RAY_ADDRESS": ray_address,
+               "GENTUNE_DATABASE_URL": url, "GENTUNE_ARTIFACT_DIR": self.settings.artifact_dir}
+        with session_scope(url) as session:
+            requeued = Repository(session).requeue_studies_of_worker(self.worker_id)
+        if requeued:
+            log.info("worker %s: resuming studies %s", self.worker_id, requeued)
+        log.info("worker %s: polling %s (up to %d studies at once)", self.worker_id,
+                 _safe_url(url), self.settings.worker_max_studies)
+        try:
+            while not self.stop_event.is_set():
+                self._reap()
+                self._take_over_stale()
+                self._claim(env)
+                self.stop_event.wait(self.settings.worker_poll_s)
+        finally:
+            self._stop_children()
+
+    def _claim(self, env: dict[str, str]) -> None:
+        while len(self.children) < self.settings.worker_max_studies:
+            with session_scope(self.settings.database_url) as session:
+                study = Repository(session).claim_next_study(self.worker_id)
+                study_id = study.id if study is not None else None
+            if study_id is None:
+                return
+            log.info("worker %s: starting study %s", self.worker_id, study_id)
+            self.children[study_id] = subprocess.Popen(
+                [sys.executable, "-m", "service.scheduling.runner", str(study_id), self.worker_id],
+                env=env, preexec_fn=_die_with_parent,
+            )
+
+    def _reap(self) -> None:
+        for study_id, process in list(self.children.items()):
+            code = process.poll()
+            if code is None:
+                continue
+            del self.children[study_id]
+            if code != 0:
+                self._fail_if_running(study_id, f"the study's process exited with code {code}")
+
+    def _fail_if_running(self, study_id: int, reason: str) -> None:
+        with session_scope(self.settings.database_url) as session:
+            repo = Repository(session)
+            study = repo.get_study(study_id)
+            if study.state == StudyState.running and study.worker_id == self.worker_id:
+                repo.fail_running_trials(study_id, reason)
+                repo.finish_study(study, StudyState.failed, reason)
+
+    def _take_over_stale(self) -> None:
+        with session_scope(self.settings.database_url) as session:
+            stale = Repository(session).requeue_stale_studies(
+                timedelta(seconds=self.settings.stale_after_s))
+        if stale:
+            log.warning("worker %s: studies %s stopped heartbeating; queued again",
+                        self.worker_id, stale)
+
+    def _stop_children(self) -> None:
+        for process in self.children.values():
+            process.send_signal(signal.SIGTERM)
+        for study_id, process in self.children.items():
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                log.warning("worker %s: study %s did not stop in time", self.worker_id, study_id)
+        self.children.clear()
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)

@@ -1,0 +1,1 @@
+"""The public contract: the study definition and the API's response models."""

@@ -1,0 +1,260 @@
+"""StudySpec: the study definition, as posted over REST or written in a YAML file.
+
+Structural checks (types, ranges, unknown keys) live on the models; checks that need the
+trainer (its params, its metrics) live in ``service.studies.validate_spec``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- search space --------------------------------------------------------------------------
+
+
+class _Range(StrictModel):
+    """Checks shared by numeric ranges; fields are declared in order log, low, high."""
+
+    @field_validator("low", check_fields=False)
+    @classmethod
+    def _check_low(cls, low: float, info: ValidationInfo) -> float:
+        if info.data.get("log") and low <= 0:
+            raise ValueError(f"a log range must lie above 0, but low is {low}")
+        return low
+
+    @field_validator("high", check_fields=False)
+    @classmethod
+    def _check_high(cls, high: float, info: ValidationInfo) -> float:
+        low = info.data.get("low")
+        if low is not None and high <= low:
+            raise ValueError(
+                f"high ({high}) must be above low ({low}); to fix a value, put it under params"
+            )
+        return high
+
+
+class FloatParam(_Range):
+    type: Literal["float"]
+    log: bool = False
+    low: float = Field(allow_inf_nan=False)
+    high: float = Field(allow_inf_nan=False)
+    step: float | None = Field(None, gt=0)
+
+    @field_validator("step")
+    @classmethod
+    def _check_step(cls, step: float | None, info: ValidationInfo) -> float | None:
+        if step is not None and info.data.get("log"):
+            raise ValueError("a log range cannot have a step; drop one of them")
+        return step
+
+
+class IntParam(_Range):
+    type: Literal["int"]
+    log: bool = False
+    low: int
+    high: int
+    step: int = Field(1, ge=1)
+
+    @field_validator("step")
+    @classmethod
+    def _check_step(cls, step: int, info: ValidationInfo) -> int:
+        if step != 1 and info.data.get("log"):
+            raise ValueError("a log range of integers takes no step (it must be 1)")
+        return step
+
+
+Choice = Annotated[str, Field(max_length=200)] | bool | int | float
+
+
+class CategoricalParam(StrictModel):
+    type: Literal["categorical"]
+    choices: list[Choice] = Field(min_length=1, max_length=1000)
+
+    @model_validator(mode="after")
+    def _check_choices(self) -> CategoricalParam:
+        seen = [repr(c) for c in self.choices]
+        if len(set(seen)) != len(seen):
+            raise ValueError("choices must not repeat")
+        return self
+
+
+ParamSpec = Annotated[FloatParam | IntParam | CategoricalParam, Field(discriminator="type")]
+
+
+# --- samplers ------------------------------------------------------------------------------
+
+
+class _Sampler(StrictModel):
+    seed: int | None = Field(None, ge=0, le=2**32 - 1, description="Fixes the sequence of suggestions.")
+
+
+class RandomSampler(_Sampler):
+    type: Literal["random"]
+
+
+class TPESampler(_Sampler):
+    type: Literal["tpe"]
+    n_startup_trials: int = Field(10, ge=0, le=10_000, description="Random trials before TPE starts.")
+    multivariate: bool = True
+    constant_liar: bool = Field(True, description="Avoid suggesting near trials still running.")
+
+
+class CmaEsSampler(_Sampler):
+    type: Literal["cmaes"]
+    n_startup_trials: int = Field(1, ge=0, le=10_000)
+    sigma0: float | None = Field(None, gt=0)
+
+
+class QMCSampler(_Sampler):
+    type: Literal["qmc"]
+    qmc_type: Literal["sobol", "halton"] = "sobol"
+    scramble: bool = True
+
+
+class GPSampler(_Sampler):
+    type: Literal["gp"]
+    n_startup_trials: int = Field(10, ge=0, le=10_000)
+
+
+class GridSampler(_Sampler):
+    type: Literal["grid"]
+
+
+SamplerSpec = Annotated[
+    RandomSampler | TPESampler | CmaEsSampler | QMCSampler | GPSampler | GridSampler,
+    Field(discriminator="type"),
+]
+
+
+# --- pruners -------------------------------------------------------------------------------
+
+
+class NoPruner(StrictModel):
+    type: Literal["none"]
+
+
+class _StepPruner(StrictModel):
+    n_startup_trials: int = Field(5, ge=0, le=10_000, description="Finished trials before pruning.")
+    n_warmup_steps: int = Field(0, ge=0, description="Steps of each trial never pruned.")
+    interval_steps: int = Field(1, ge=1, description="Check every this many steps.")
+
+
+class MedianPruner(_StepPruner):
+    type: Literal["median"]
+
+
+class PercentilePruner(_StepPruner):
+    type: Literal["percentile"]
+    percentile: float = Field(25.0, ge=0, le=100, description="Prune below this percentile.")
+
+
+class SuccessiveHalvingPruner(StrictModel):
+    type: Literal["successive_halving"]
+    min_resource: int | Literal["auto"] = "auto"
+    reduction_factor: int = Field(4, ge=2)
+    min_early_stopping_rate: int = Field(0, ge=0)
+
+
+class HyperbandPruner(StrictModel):
+    type: Literal["hyperband"]
+    min_resource: int = Field(1, ge=1)
+    max_resource: int | Literal["auto"] = "auto"
+    reduction_factor: int = Field(3, ge=2)
+
+
+class WilcoxonPruner(StrictModel):
+    type: Literal["wilcoxon"]
+    p_threshold: float = Field(0.1, gt=0, lt=1)
+    n_startup_steps: int = Field(2, ge=0)
+
+
+class ThresholdPruner(StrictModel):
+    type: Literal["threshold"]
+    lower: float | None = None
+    upper: float | None = None
+    n_warmup_steps: int = Field(0, ge=0)
+    interval_steps: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _check_bounds(self) -> ThresholdPruner:
+        if self.lower is None and self.upper is None:
+            raise ValueError("give lower, upper or both")
+        if self.lower is not None and self.upper is not None and self.lower > self.upper:
+            raise ValueError(f"lower ({self.lower}) must not exceed upper ({self.upper})")
+        return self
+
+
+class PatientPruner(StrictModel):
+    type: Literal["patient"]
+    patience: int = Field(3, ge=0, description="Steps without improvement before pruning.")
+    min_delta: float = Field(0.0, ge=0)
+    wrapped: PrunerSpec | None = Field(None, description="A pruner consulted once patience allows.")
+
+
+PrunerSpec = Annotated[
+    NoPruner | MedianPruner | PercentilePruner | SuccessiveHalvingPruner | HyperbandPruner
+    | WilcoxonPruner | ThresholdPruner | PatientPruner,
+    Field(discriminator="type"),
+]
+PatientPruner.model_rebuild()
+
+
+# --- the study -----------------------------------------------------------------------------
+
+
+class Objective(StrictModel):
+    metric: str = Field(min_length=1, max_length=200, description="A metric the trainer reports.")
+    direction: Literal["minimize", "maximize"]
+
+
+class Budget(StrictModel):
+    n_trials: int = Field(20, ge=1, description="Trials to run (the service caps it; see settings).")
+    max_concurrent: int = Field(1, ge=1, description="Trials running at once.")
+    timeout_s: float | None = Field(
+        None, gt=0, le=30 * 24 * 3600, description="Stop starting trials after this many seconds."
+    )
+
+
+class Resources(StrictModel):
+    cpu: float = Field(1.0, gt=0, le=512, description="CPUs per trial (Ray resource).")
+    gpu: float = Field(0.0, ge=0, le=64, description="GPUs per trial; fractions share a GPU.")
+
+    @model_validator(mode="after")
+    def _check_gpu(self) -> Resources:
+        if self.gpu > 1 and not float(self.gpu).is_integer():
+            raise ValueError(f"gpu above 1 must be a whole number, got {self.gpu}")
+        return self
+
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+
+
+class StudySpec(StrictModel):
+    """A search over one trainer's hyperparameters."""
+
+    name: str = Field(min_length=1, max_length=100, pattern=NAME_PATTERN,
+                      description="Letters, digits, '.', '_' and '-'; need not be unique.")
+    description: str | None = Field(None, max_length=5000)
+    trainer: str = Field(min_length=1, max_length=100, description="A registered trainer's name.")
+    params: dict[str, Any] = Field(default_factory=dict, description="Fixed trainer params.")
+    search_space: dict[str, ParamSpec] = Field(default_factory=dict, max_length=200)
+    objective: Objective
+    sampler: SamplerSpec = Field(default_factory=lambda: TPESampler(type="tpe"))
+    pruner: PrunerSpec = Field(default_factory=lambda: MedianPruner(type="median"))
+    budget: Budget = Field(default_factory=Budget)
+    resources: Resources = Field(default_factory=Resources)
+
+    @model_validator(mode="after")
+    def _check_overlap(self) -> StudySpec:
+        both = sorted(set(self.params) & set(self.search_space))
+        if both:
+            raise ValueError(
+                f"{', '.join(both)} appear(s) both in params and in search_space; keep one"
+            )
+        return self

@@ -1,0 +1,227 @@
+"""Study logic between the routes and the repository: checks against the trainer, views."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from pydantic import ValidationError
+
+from service.config import Settings
+from service.db.models import Study, Trial
+from service.db.repository import Repository
+from service.errors import FieldError, InvalidInput, NotFound, field_errors_from_pydantic
+from service.schemas.api import (
+    BestOut,
+    BestSoFar,
+    CheckpointOut,
+    MetricPoint,
+    StudyOut,
+    TrialCounts,
+    TrialDetail,
+    TrialOut,
+)
+from service.schemas.study import CategoricalParam, FloatParam, IntParam, ParamSpec, StudySpec
+from trainers.base import Trainer
+from trainers.registry import get_trainer, trainer_names
+
+MAX_GRID_POINTS = 1_000_000
+
+
+def validate_spec(spec: StudySpec, settings: Settings) -> Trainer:
+    """Check ``spec`` against its trainer and the service's limits; raise ``InvalidInput``.
+
+    Returns the trainer so callers need not look it up again.
+    """
+    errors: list[FieldError] = []
+    if spec.budget.n_trials > settings.max_trials:
+        errors.append(FieldError("budget.n_trials",
+                                 f"at most {settings.max_trials} trials per study, got {spec.budget.n_trials}"))
+    if spec.budget.max_concurrent > settings.max_concurrent:
+        errors.append(FieldError("budget.max_concurrent",
+                                 f"at most {settings.max_concurrent} trials at once, got {spec.budget.max_concurrent}"))
+    trainer = get_trainer(spec.trainer)
+    if trainer is None:
+        errors.append(FieldError("trainer", f"no trainer is registered as '{spec.trainer}'; "
+                                 f"registered trainers: {', '.join(trainer_names())}"))
+        raise InvalidInput(errors)
+    errors += _check_params(spec, trainer)
+    if spec.objective.metric not in trainer.metrics:
+        errors.append(FieldError("objective.metric", f"trainer {trainer.name} does not report "
+                                 f"'{spec.objective.metric}'; it reports: {', '.join(trainer.metrics)}"))
+    if spec.sampler.type == "grid":
+        errors += _check_grid(spec)
+    if errors:
+        raise InvalidInput(errors)
+    return trainer
+
+
+def _check_params(spec: StudySpec, trainer: Trainer) -> list[FieldError]:
+    fields = trainer.Params.model_fields
+    properties = trainer.Params.model_json_schema().get("properties", {})
+    errors: list[FieldError] = []
+    for section, names in (("params", spec.params), ("search_space", spec.search_space)):
+        for name in names:
+            if name not in fields:
+                errors.append(FieldError(f"{section}.{name}", f"trainer {trainer.name} has no "
+                                         f"parameter '{name}'; it takes: {', '.join(fields)}"))
+    if errors:
+        return errors
+
+    try:
+        trainer.Params.model_validate(spec.params)
+    except ValidationError as exc:
+        errors += field_errors_from_pydantic(exc.errors(), spec.params, prefix=("params",))
+        return errors
+
+    for name, dist in spec.search_space.items():
+        kind = _json_type(properties.get(name, {}))
+        where = f"search_space.{name}"
+        if isinstance(dist, FloatParam) and kind != "number":
+            errors.append(FieldError(f"{where}.type", f"'{name}' takes {_kind_words(kind)}, "
+                                     "not a float range; use " + _suggested_type(kind)))
+            continue
+        if isinstance(dist, IntParam) and kind not in ("integer", "number"):
+            errors.append(FieldError(f"{where}.type", f"'{name}' takes {_kind_words(kind)}, "
+                                     "not an integer range; use " + _suggested_type(kind)))
+            continue
+        for label, value in _probe_values(dist):
+            try:
+                trainer.Params.model_validate({**spec.params, name: value})
+            except ValidationError as exc:
+                message = "; ".join(
+                    str(e.get("msg", "")).removeprefix("Value error, ")
+                    for e in exc.errors() if tuple(e.get("loc", ()))[:1] == (name,)
+                )
+                if message:
+                    errors.append(FieldError(f"{where}.{label}",
+                                             f"{value!r} is not a valid {name}: {message}"))
+    return errors
+
+
+def _probe_values(dist: ParamSpec) -> list[tuple[str, Any]]:
+    """The values that must all be valid for every suggestion from ``dist`` to be valid."""
+    if isinstance(dist, CategoricalParam):
+        return [(f"choices.{i}", choice) for i, choice in enumerate(dist.choices)]
+    return [("low", dist.low), ("high", dist.high)]
+
+
+def _json_type(prop: dict[str, Any]) -> str:
+    if "type" in prop:
+        return str(prop["type"])
+    if "enum" in prop or "const" in prop:
+        return "enum"
+    kinds = {str(p.get("type")) for p in prop.get("anyOf", []) if p.get("type") != "null"}
+    return kinds.pop() if len(kinds) == 1 else "any"
+
+
+def _kind_words(kind: str) -> str:
+    return {"integer": "whole numbers", "boolean": "true or false", "string": "text",
+            "enum": "one of a fixed set of values"}.get(kind, f"values of type {kind}")
+
+
+def _suggested_type(kind: str) -> str:
+    return "type: int" if kind == "integer" else "type: categorical with choices"
+
+
+def _check_grid(spec: StudySpec) -> list[FieldError]:
+    errors: list[FieldError] = []
+    if not spec.search_space:
+        return [FieldError("search_space", "a grid search needs at least one searched parameter")]
+    points = 1
+    for name, dist in spec.search_space.items():
+        values = grid_values(dist)
+        if values is None:
+            errors.append(FieldError(f"search_space.{name}", "a grid search needs a step on "
+                                     "float ranges (and no log scale), or categorical choices"))
+            continue
+        points *= len(values)
+    if not errors and points > MAX_GRID_POINTS:
+        errors.append(FieldError("search_space", f"the grid has {points:,} points; "
+                                 f"at most {MAX_GRID_POINTS:,} are allowed"))
+    return errors
+
+
+def grid_values(dist: ParamSpec) -> list[Any] | None:
+    """Every value of ``dist`` on a grid, or None when it has no finite grid."""
+    if isinstance(dist, CategoricalParam):
+        return list(dist.choices)
+    if isinstance(dist, IntParam):
+        if dist.log:
+            return None
+        if (dist.high - dist.low) // dist.step > MAX_GRID_POINTS:
+            return list(range(MAX_GRID_POINTS + 1))  # large enough to be refused
+        return list(range(dist.low, dist.high + 1, dist.step))
+    if dist.log or dist.step is None:
+        return None
+    n = math.floor((dist.high - dist.low) / dist.step + 1e-9) + 1
+    if n > MAX_GRID_POINTS:
+        return list(range(MAX_GRID_POINTS + 1))
+    return [dist.low + i * dist.step for i in range(n)]
+
+
+# --- views of stored studies ---------------------------------------------------------------
+
+
+def api_url(base_url: str, path: str) -> str:
+    return f"{base_url}/api/v1{path}"
+
+
+def describe_study(repo: Repository, study: Study, base_url: str) -> StudyOut:
+    objective = study.spec["objective"]
+    best = repo.best_trial(study.id, objective["direction"])
+    return StudyOut(
+        id=study.id,
+        name=study.name,
+        trainer=study.trainer,
+        state=study.state,  # type: ignore[arg-type]
+        state_reason=study.state_reason,
+        cancel_requested=study.cancel_requested,
+        objective=objective,
+        n_trials=study.spec["budget"]["n_trials"],
+        trial_counts=TrialCounts(**repo.trial_counts(study.id)),
+        best=BestSoFar(trial_id=best.id, number=best.number, value=best.value)
+        if best is not None and best.value is not None else None,
+        optuna_study_name=study.optuna_study_name,
+        created_at=study.created_at,
+        started_at=study.started_at,
+        finished_at=study.finished_at,
+        definition=study.spec,
+        url=api_url(base_url, f"/studies/{study.id}"),
+    )
+
+
+def describe_trial(trial: Trial) -> TrialOut:
+    return TrialOut.model_validate(trial, from_attributes=True)
+
+
+def trial_detail(repo: Repository, trial: Trial, base_url: str) -> TrialDetail:
+    history: dict[str, list[MetricPoint]] = {}
+    for metric in repo.metrics_of_trial(trial.id):
+        history.setdefault(metric.name, []).append(MetricPoint(step=metric.step, value=metric.value))
+    checkpoints = [
+        CheckpointOut(kind=a.kind, step=a.step, size_bytes=a.size_bytes,
+                      url=api_url(base_url, f"/trials/{trial.id}/checkpoint?kind={a.kind}"))
+        for a in repo.artifacts_of_trial(trial.id)
+    ]
+    return TrialDetail(**describe_trial(trial).model_dump(), metrics=history,
+                       checkpoints=checkpoints)
+
+
+def best_of_study(repo: Repository, study: Study, base_url: str) -> BestOut:
+    best = repo.best_trial(study.id, study.spec["objective"]["direction"])
+    if best is None or best.value is None:
+        raise NotFound(f"Study {study.id} has no completed trial yet ({study.state}).")
+    has_checkpoint = any(a.kind == "best" for a in repo.artifacts_of_trial(best.id))
+    return BestOut(
+        study_id=study.id,
+        trial_id=best.id,
+        number=best.number,
+        value=best.value,
+        step=best.best_step,
+        params=best.params,
+        config={**study.spec["params"], **best.params},
+        metrics=repo.metrics_at_step(best.id, best.best_step) if best.best_step is not None else {},
+        checkpoint_url=api_url(base_url, f"/trials/{best.id}/checkpoint?kind=best")
+        if has_checkpoint else None,
+    )

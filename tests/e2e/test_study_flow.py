@@ -1,0 +1,142 @@
+"""Whole studies through the real service: REST submit, Ray Tune trials, Optuna pruning,
+results in the database, best config and checkpoint out."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+import torch
+from optuna.trial import TrialState as OptunaTrialState
+
+from tests.e2e.conftest import Service
+
+pytestmark = pytest.mark.slow
+
+RING = {
+    "name": "ring-e2e",
+    "trainer": "gan2d",
+    "params": {"dataset": "ring8", "epochs": 6, "iters_per_epoch": 25, "eval_samples": 500},
+    "search_space": {
+        "lr_g": {"type": "float", "low": 1e-4, "high": 3e-2, "log": True},
+        "lr_d": {"type": "float", "low": 1e-4, "high": 3e-2, "log": True},
+        "loss": {"type": "categorical", "choices": ["bce", "hinge", "wgan-gp"]},
+    },
+    "objective": {"metric": "mode_score", "direction": "maximize"},
+    "sampler": {"type": "tpe", "seed": 3, "n_startup_trials": 4},
+    "pruner": {"type": "median", "n_startup_trials": 2, "n_warmup_steps": 1},
+    "budget": {"n_trials": 10, "max_concurrent": 2},
+}
+
+
+def test_ring_study_runs_prunes_and_yields_its_best(service: Service, tmp_path: Path) -> None:
+    created = service.api("POST", "/studies", json=RING)
+    assert created.status_code == 201, created.text
+    study_id = created.json()["id"]
+    study = service.wait_for_study(study_id, ("completed", "failed"), timeout=400)
+    assert study["state"] == "completed", (study, service.log_tail())
+    counts = study["trial_counts"]
+    assert counts["running"] == 0
+    assert counts["completed"] + counts["pruned"] + counts["failed"] == 10
+    assert counts["failed"] == 0, service.log_tail()
+
+    trials = service.api("GET", f"/studies/{study_id}/trials", params={"limit": 100}).json()
+    assert trials["count"] == 10
+    pruned = [t for t in trials["data"] if t["state"] == "pruned"]
+    for trial in pruned:
+        assert "pruner at step" in trial["reason"] or "diverged" in trial["reason"], trial
+    # Optuna's own record agrees: pruned trials are PRUNED there, never COMPLETE.
+    optuna_study = optuna.load_study(study_name=study["optuna_study_name"],
+                                     storage=service.database_url)
+    states = {t.user_attrs["gentune_trial_id"]: t.state for t in optuna_study.trials}
+    for trial in trials["data"]:
+        expected = {"completed": OptunaTrialState.COMPLETE, "pruned": OptunaTrialState.PRUNED}
+        assert states[trial["id"]] == expected[trial["state"]]
+    assert len(optuna_study.trials) == 10
+
+    # Every metric at every step of a completed trial is kept, not just the objective.
+    completed = next(t for t in trials["data"] if t["state"] == "completed")
+    detail = service.api("GET", f"/trials/{completed['id']}").json()
+    assert {"modes", "hq_fraction", "mode_kl", "frechet", "g_loss", "d_loss",
+            "grad_norm_g", "grad_norm_d"} <= set(detail["metrics"])
+    assert [p["step"] for p in detail["metrics"]["frechet"]] == list(range(1, 7))
+    assert {c["kind"] for c in detail["checkpoints"]} == {"best", "last"}
+
+    best = service.api("GET", f"/studies/{study_id}/best").json()
+    values = [t["value"] for t in trials["data"] if t["state"] == "completed"]
+    assert best["value"] == max(values)
+    assert best["config"]["epochs"] == 6 and set(RING["search_space"]) <= set(best["config"])
+    assert best["metrics"]["mode_score"] == pytest.approx(best["value"])
+    blob = service.api("GET", f"/trials/{best['trial_id']}/checkpoint")
+    assert blob.status_code == 200
+    checkpoint = torch.load(io.BytesIO(blob.content), weights_only=False)
+    assert checkpoint["step"] == best["step"]
+    assert checkpoint["metrics"]["mode_score"] == pytest.approx(best["value"])
+
+    out = tmp_path / "samples.npy"
+    cli = subprocess.run([sys.executable, "-m", "service.cli", "sample", str(best["trial_id"]),
+                          "-n", "300", "--out", str(out), "--url", service.url],
+                         capture_output=True, text=True, env=service.env, timeout=120)
+    assert cli.returncode == 0, cli.stderr
+    assert np.load(out).shape == (300, 2)
+
+    optuna_cli = str(Path(sys.executable).parent / "optuna")
+    listed = subprocess.run([optuna_cli, "studies", "--storage",
+                             service.database_url, "-f", "value"],
+                            capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0, listed.stderr
+    assert study["optuna_study_name"] in listed.stdout
+
+
+def test_a_trainer_exception_fails_only_its_trial(service: Service) -> None:
+    """A plugin trainer found via the gentune.trainers entry point; one config raises."""
+    spec = {
+        "name": "flaky-plugin",
+        "trainer": "quadratic",
+        "params": {"epochs": 4},
+        "search_space": {"fail_at": {"type": "categorical", "choices": [0, 2]},
+                         "lr": {"type": "float", "low": 0.01, "high": 0.5}},
+        "objective": {"metric": "loss", "direction": "minimize"},
+        "sampler": {"type": "grid"},
+        "pruner": {"type": "none"},
+        "budget": {"n_trials": 50, "max_concurrent": 2},
+    }
+    spec["search_space"]["lr"] = {"type": "float", "low": 0.1, "high": 0.3, "step": 0.1}
+    created = service.api("POST", "/studies", json=spec)
+    assert created.status_code == 201, created.text
+    study = service.wait_for_study(created.json()["id"], ("completed", "failed"), timeout=300)
+    assert study["state"] == "completed", study
+    trials = service.api("GET", f"/studies/{study['id']}/trials").json()["data"]
+    assert len(trials) == 6, "the grid has 2 x 3 points; the budget is capped to it"
+    for trial in trials:
+        if trial["params"]["fail_at"] == 2:
+            assert trial["state"] == "failed"
+            assert "quadratic trainer asked to fail at step 2" in trial["reason"]
+        else:
+            assert trial["state"] == "completed"
+
+
+def test_cancel_stops_running_trials_promptly(service: Service) -> None:
+    spec = {
+        "name": "long",
+        "trainer": "quadratic",
+        "params": {"epochs": 2000, "sleep_s": 0.05},
+        "search_space": {"lr": {"type": "float", "low": 0.01, "high": 0.5}},
+        "objective": {"metric": "loss", "direction": "minimize"},
+        "budget": {"n_trials": 4, "max_concurrent": 2},
+    }
+    study_id = service.api("POST", "/studies", json=spec).json()["id"]
+    service.wait_for(
+        lambda: service.api("GET", f"/studies/{study_id}").json()["trial_counts"]["running"] > 0,
+        120, "a trial to start")
+    assert service.api("POST", f"/studies/{study_id}/cancel").json()["cancel_requested"]
+    study = service.wait_for_study(study_id, ("cancelled",), timeout=30)
+    assert study["trial_counts"]["running"] == 0
+    trials = service.api("GET", f"/studies/{study_id}/trials").json()["data"]
+    assert trials and all(t["state"] == "failed" and t["reason"] == "study cancelled"
+                          for t in trials)

@@ -1,0 +1,93 @@
+"""Claiming studies: atomic on the real database, even with workers racing."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from datetime import timedelta
+
+from service.db.models import StudyState
+from service.db.repository import Repository
+from service.db.session import session_scope
+from tests.conftest import ring_spec
+
+
+def _queue(url: str, n: int) -> list[int]:
+    with session_scope(url) as session:
+        repo = Repository(session)
+        return [repo.create_study("q", "gan2d", ring_spec()).id for _ in range(n)]
+
+
+def _drain(url: str) -> None:
+    """Take every queued study out of the way of the next test."""
+    with session_scope(url) as session:
+        repo = Repository(session)
+        while (study := repo.claim_next_study("drain")) is not None:
+            repo.finish_study(study, StudyState.cancelled)
+
+
+def test_racing_workers_claim_each_study_once(database_url: str) -> None:
+    _drain(database_url)
+    ids = _queue(database_url, 30)
+    claims: list[tuple[str, int]] = []
+    lock = threading.Lock()
+
+    def work(name: str) -> None:
+        while True:
+            with session_scope(database_url) as session:
+                study = Repository(session).claim_next_study(name)
+                study_id = study.id if study is not None else None
+            if study_id is None:
+                return
+            with lock:
+                claims.append((name, study_id))
+
+    threads = [threading.Thread(target=work, args=(f"w{i}",)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    counted = Counter(study_id for _, study_id in claims)
+    assert sorted(counted) == ids
+    assert set(counted.values()) == {1}
+    with session_scope(database_url) as session:
+        repo = Repository(session)
+        owners = {repo.get_study(i).worker_id for i in ids}
+        assert all(repo.get_study(i).state == StudyState.running for i in ids)
+    assert owners <= {"w0", "w1", "w2", "w3"}
+    _finish_all(database_url, ids)
+
+
+def test_restarted_worker_gets_its_studies_back(database_url: str) -> None:
+    _drain(database_url)
+    (study_id,) = _queue(database_url, 1)
+    with session_scope(database_url) as session:
+        repo = Repository(session)
+        assert repo.claim_next_study("old").id == study_id
+        trial = repo.create_trial(study_id, 0, {"lr_g": 0.001}, "t0")
+    with session_scope(database_url) as session:
+        assert Repository(session).requeue_studies_of_worker("old") == [study_id]
+    with session_scope(database_url) as session:
+        repo = Repository(session)
+        assert repo.get_study(study_id).state == StudyState.queued
+        assert repo.claim_next_study("new").id == study_id
+        assert repo.get_trial(trial.id).state == "running"  # the study run fails it on resume
+    _finish_all(database_url, [study_id])
+
+
+def test_silent_studies_are_requeued(database_url: str) -> None:
+    _drain(database_url)
+    (study_id,) = _queue(database_url, 1)
+    with session_scope(database_url) as session:
+        repo = Repository(session)
+        repo.claim_next_study("gone")
+        assert repo.requeue_stale_studies(timedelta(minutes=5)) == []
+        assert repo.requeue_stale_studies(timedelta(seconds=-1)) == [study_id]
+    _finish_all(database_url, [study_id])
+
+
+def _finish_all(url: str, ids: list[int]) -> None:
+    with session_scope(url) as session:
+        repo = Repository(session)
+        for study_id in ids:
+            repo.finish_study(repo.get_study(study_id), StudyState.cancelled)

@@ -1,0 +1,96 @@
+"""TrainerContract: the suite every trainer, built-in or plugin, must pass.
+
+Subclass it with ``trainer_name`` and ``small_params`` (params that train in seconds).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+import pytest
+import torch
+
+from trainers.base import Checkpoint, Trainer, TrainerParams
+from trainers.registry import get_trainer
+
+
+class RecordingReporter:
+    def __init__(self, stop_after: int | None = None) -> None:
+        self.reports: list[tuple[int, dict[str, float]]] = []
+        self.checkpoints: list[Checkpoint] = []
+        self.stop_after = stop_after
+
+    def report(self, step: int, metrics: Mapping[str, float],
+               checkpoint: Callable[[], Checkpoint] | None = None) -> None:
+        self.reports.append((step, dict(metrics)))
+        if checkpoint is not None:
+            self.checkpoints.append(checkpoint())
+
+    def should_stop(self) -> bool:
+        return self.stop_after is not None and len(self.reports) >= self.stop_after
+
+
+class TrainerContract:
+    trainer_name: ClassVar[str]
+    small_params: ClassVar[dict[str, Any]]
+    expected_evaluations: ClassVar[int]
+
+    @pytest.fixture
+    def trainer(self) -> Trainer:
+        trainer = get_trainer(self.trainer_name)
+        assert trainer is not None, f"{self.trainer_name} is not in the registry"
+        return trainer
+
+    def params(self, trainer: Trainer, **overrides: Any) -> TrainerParams:
+        return trainer.parse_params({**self.small_params, **overrides})
+
+    def test_declares_params_and_metrics(self, trainer: Trainer) -> None:
+        assert trainer.name == self.trainer_name
+        assert trainer.description
+        schema = trainer.Params.model_json_schema()
+        assert "properties" in schema and "seed" in schema["properties"]
+        assert trainer.metrics, "a trainer must declare the metrics it reports"
+        trainer.Params()  # defaults alone are a valid config
+
+    def test_unknown_param_is_refused(self, trainer: Trainer) -> None:
+        with pytest.raises(ValueError):
+            trainer.parse_params({"no_such_param": 1})
+
+    def test_reports_every_declared_metric_at_increasing_steps(self, trainer: Trainer) -> None:
+        reporter = RecordingReporter()
+        trainer.train(self.params(trainer), torch.device("cpu"), reporter)
+        assert len(reporter.reports) == self.expected_evaluations
+        steps = [step for step, _ in reporter.reports]
+        assert steps == sorted(set(steps)), "steps must strictly increase"
+        for _, metrics in reporter.reports:
+            assert set(trainer.metrics) <= set(metrics), set(trainer.metrics) - set(metrics)
+            assert all(isinstance(v, float) for v in metrics.values())
+
+    def test_honours_should_stop(self, trainer: Trainer) -> None:
+        reporter = RecordingReporter(stop_after=1)
+        trainer.train(self.params(trainer), torch.device("cpu"), reporter)
+        assert len(reporter.reports) == 1
+
+    def test_checkpoint_is_a_plain_dict_that_samples(self, trainer: Trainer) -> None:
+        reporter = RecordingReporter(stop_after=1)
+        trainer.train(self.params(trainer), torch.device("cpu"), reporter)
+        checkpoint = reporter.checkpoints[-1]
+        assert isinstance(checkpoint, dict)
+        assert {"model", "config", "step"} <= set(checkpoint)
+        samples = trainer.sample(checkpoint, 64, torch.device("cpu"), seed=1)
+        assert isinstance(samples, np.ndarray) and samples.shape[0] == 64
+        again = trainer.sample(checkpoint, 64, torch.device("cpu"), seed=1)
+        np.testing.assert_array_equal(samples, again)
+
+    def test_same_seed_same_metrics_on_cpu(self, trainer: Trainer) -> None:
+        runs = []
+        for _ in range(2):
+            reporter = RecordingReporter(stop_after=1)
+            trainer.train(self.params(trainer, seed=7), torch.device("cpu"), reporter)
+            runs.append(reporter.reports[0][1])
+        for name in trainer.metrics:
+            a, b = runs[0][name], runs[1][name]
+            assert (math.isnan(a) and math.isnan(b)) or a == pytest.approx(b, rel=1e-6, abs=1e-9)

@@ -1,0 +1,5 @@
+"""Trainers for gentune: generative models that report metrics through a Reporter.
+
+Trainers never import ``service``, ``optuna`` or ``ray``: a trainer sees only its
+validated params, a device and a reporter, so it runs, tests and benchmarks alone.
+"""

@@ -1,0 +1,80 @@
+"""The trainer contract: what every trainer, built-in or plugin, provides and receives."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal, Protocol
+
+import numpy as np
+import torch
+from pydantic import BaseModel
+
+Checkpoint = dict[str, Any]
+"""A checkpoint is a plain dict: ``model``, ``optimizer`` state, ``config``, ``step`` and so on."""
+
+
+class Reporter(Protocol):
+    """Where a trainer sends its evaluations; the service decides what happens next."""
+
+    def report(
+        self,
+        step: int,
+        metrics: Mapping[str, float],
+        checkpoint: Callable[[], Checkpoint] | None = None,
+    ) -> None:
+        """Record the metrics of evaluation ``step``.
+
+        ``checkpoint`` builds the trainer's state on demand; the reporter calls it only
+        when it wants to keep this step (as the last or the best checkpoint).
+        """
+
+    def should_stop(self) -> bool:
+        """True once the trial should end (pruned, cancelled); the trainer returns early."""
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """A metric a trainer reports, with the direction in which it gets better."""
+
+    description: str
+    direction: Literal["minimize", "maximize"] | None = None
+
+
+class TrainerParams(BaseModel):
+    """Base for a trainer's param model: unknown names are errors, never ignored."""
+
+    model_config = {"extra": "forbid"}
+
+    seed: int = 0
+
+
+class Trainer(abc.ABC):
+    """A generative-model trainer.
+
+    Subclasses set ``name``, ``Params`` and ``metrics`` and implement ``train`` and
+    ``sample``; the registry hands instances to the service.
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    Params: ClassVar[type[TrainerParams]]
+    metrics: ClassVar[Mapping[str, MetricSpec]]
+
+    def parse_params(self, raw: Mapping[str, Any]) -> TrainerParams:
+        """Validate raw params against this trainer's param model."""
+        return self.Params.model_validate(dict(raw))
+
+    @abc.abstractmethod
+    def train(self, params: TrainerParams, device: torch.device, reporter: Reporter) -> None:
+        """Train with ``params``, calling ``reporter.report`` after every evaluation."""
+
+    @abc.abstractmethod
+    def sample(self, checkpoint: Checkpoint, n: int, device: torch.device, seed: int = 0) -> np.ndarray:
+        """Draw ``n`` samples from the generator held in ``checkpoint``."""
+
+
+def pick_device(prefer_cuda: bool = True) -> torch.device:
+    """CUDA when a GPU is visible (and wanted), else CPU."""
+    return torch.device("cuda" if prefer_cuda and torch.cuda.is_available() else "cpu")
