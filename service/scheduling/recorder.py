@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback
@@ -66,8 +67,10 @@ class Recorder(DriverSide, Callback):
 
 def _error_text(trial: Any) -> str:
     """The trainer's exception, last line first, then the traceback (bounded)."""
-    error = trial.get_error()
-    text = str(error) if error is not None else "the trial's Ray worker failed"
+    text = ""
+    if trial.error_file and Path(trial.error_file).is_file():  # the driver-side copy, written first
+        text = Path(trial.error_file).read_text(errors="replace")
+    text = text or str(trial.get_error() or "") or "the trial's Ray worker failed"
     lines = [line for line in text.strip().splitlines() if line.strip()]
     if not lines:
         return "the trial failed without a message"

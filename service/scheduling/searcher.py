@@ -60,8 +60,19 @@ def build_sampler(spec: SamplerSpec, search_space: dict[str, ParamSpec],
             return optuna.samplers.GPSampler(seed=seed, n_startup_trials=spec.n_startup_trials)
         case "grid":
             grid = {name: grid_values(dist) for name, dist in search_space.items()}
-            return optuna.samplers.GridSampler(grid, seed=seed)  # type: ignore[arg-type]
+            return _GridSampler(grid, seed=seed)  # type: ignore[arg-type]
     raise ValueError(f"unknown sampler {spec.type}")
+
+
+class _GridSampler(optuna.samplers.GridSampler):
+    """Optuna's grid sampler, less its ``Study.stop()`` when the grid runs out.
+
+    ``Study.stop`` works only inside ``Study.optimize``; gentune caps a grid study's trials
+    to the grid's size instead.
+    """
+
+    def after_trial(self, study: optuna.Study, trial: Any, state: Any, values: Any) -> None:
+        return None
 
 
 class OptunaSearcher(DriverSide, Searcher):
