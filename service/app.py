@@ -64,8 +64,10 @@ def _install_error_handlers(app: FastAPI) -> None:
             except ValueError:
                 body = None
         errors = field_errors_from_pydantic(exc.errors(), body)
-        summary = "; ".join(f"{e.field} {e.message}" if e.field == "body" else
-                            f"{e.field}: {e.message}" for e in errors[:5])
+        summary = "; ".join(
+            f"{e.field} {e.message}" if e.field == "body" else f"{e.field}: {e.message}"
+            for e in errors[:5]
+        )
         return _error(422, f"Invalid request. {summary}", [e.__dict__ for e in errors])
 
     @app.exception_handler(OperationalError)

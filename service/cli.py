@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import httpx
 import typer
@@ -19,27 +19,37 @@ from rich.console import Console
 
 from service.config import get_settings
 
-app = typer.Typer(help="gentune: hyperparameter optimization for generative models.",
-                  no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="gentune: hyperparameter optimization for generative models.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 console = Console()
 err_console = Console(stderr=True)
 
-UrlOption = Annotated[str, typer.Option("--url", envvar="GENTUNE_URL",
-                                        help="Base URL of the gentune service.")]
-TokenOption = Annotated[str | None, typer.Option("--token", envvar="GENTUNE_API_TOKEN",
-                                                 help="API token for mutating requests.")]
+UrlOption = Annotated[
+    str, typer.Option("--url", envvar="GENTUNE_URL", help="Base URL of the gentune service.")
+]
+TokenOption = Annotated[
+    str | None,
+    typer.Option("--token", envvar="GENTUNE_API_TOKEN", help="API token for mutating requests."),
+]
 DEFAULT_URL = "http://127.0.0.1:8000"
 
 
 def _logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
 
 
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
-    worker: Annotated[bool, typer.Option(help="Also run a worker (the one-command default).")] = True,
+    worker: Annotated[
+        bool, typer.Option(help="Also run a worker (the one-command default).")
+    ] = True,
 ) -> None:
     """Run the REST API, and by default a worker beside it."""
     import uvicorn
@@ -53,13 +63,17 @@ def serve(
     migrate(settings.database_url)
     worker_process = None
     if worker:
-        worker_process = subprocess.Popen([sys.executable, "-m", "service.cli", "worker"],
-                                          preexec_fn=_die_with_parent)
-    console.print(f"gentune: API on http://{host}:{port} (docs at /docs), database "
-                  f"{_safe_url(settings.database_url)}, artifacts in {settings.artifact_dir}")
+        worker_process = subprocess.Popen(
+            [sys.executable, "-m", "service.cli", "worker"], preexec_fn=_die_with_parent
+        )
+    console.print(
+        f"gentune: API on http://{host}:{port} (docs at /docs), database "
+        f"{_safe_url(settings.database_url)}, artifacts in {settings.artifact_dir}"
+    )
     try:
-        uvicorn.run(create_app(settings, run_migrations=False), host=host, port=port,
-                    log_level="info")
+        uvicorn.run(
+            create_app(settings, run_migrations=False), host=host, port=port, log_level="info"
+        )
     finally:
         if worker_process is not None:
             worker_process.send_signal(signal.SIGTERM)
@@ -97,7 +111,9 @@ def migrate() -> None:
 
 @app.command()
 def submit(
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Study definition (YAML or JSON).")],
+    file: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="Study definition (YAML or JSON).")
+    ],
     url: UrlOption = DEFAULT_URL,
     token: TokenOption = None,
 ) -> None:
@@ -121,8 +137,11 @@ def status(study_id: int, url: UrlOption = DEFAULT_URL) -> None:
         + (f" ({study['state_reason']})" if study["state_reason"] else "")
         + f"; trials {counts['completed']} completed, {counts['pruned']} pruned, "
         f"{counts['failed']} failed, {counts['running']} running of {study['n_trials']}"
-        + (f"; best {study['objective']['metric']} {best['value']:.4g} (trial {best['trial_id']})"
-           if best else "")
+        + (
+            f"; best {study['objective']['metric']} {best['value']:.4g} (trial {best['trial_id']})"
+            if best
+            else ""
+        )
     )
 
 
@@ -130,12 +149,21 @@ def status(study_id: int, url: UrlOption = DEFAULT_URL) -> None:
 def best(
     study_id: int,
     url: UrlOption = DEFAULT_URL,
-    download: Annotated[Path | None, typer.Option(help="Also save config and checkpoint here.")] = None,
+    download: Annotated[
+        Path | None, typer.Option(help="Also save config and checkpoint here.")
+    ] = None,
 ) -> None:
     """Print the best config of a study as YAML; optionally download its checkpoint."""
     result = _request("GET", url, f"/studies/{study_id}/best")
-    text = yaml.safe_dump({"trial_id": result["trial_id"], "value": result["value"],
-                           "step": result["step"], "config": result["config"]}, sort_keys=False)
+    text = yaml.safe_dump(
+        {
+            "trial_id": result["trial_id"],
+            "value": result["value"],
+            "step": result["step"],
+            "config": result["config"],
+        },
+        sort_keys=False,
+    )
     console.print(text, end="", markup=False, highlight=False)
     if download is not None:
         download.mkdir(parents=True, exist_ok=True)
@@ -150,8 +178,10 @@ def best(
 def cancel(study_id: int, url: UrlOption = DEFAULT_URL, token: TokenOption = None) -> None:
     """Cancel a queued or running study."""
     study = _request("POST", url, f"/studies/{study_id}/cancel", token)
-    console.print(f"study {study['id']}: {study['state']}"
-                  + (" (cancel requested)" if study["cancel_requested"] else ""))
+    console.print(
+        f"study {study['id']}: {study['state']}"
+        + (" (cancel requested)" if study["cancel_requested"] else "")
+    )
 
 
 @app.command()
@@ -179,15 +209,18 @@ def sample(
     samples = trainer.sample(checkpoint, n, torch.device("cpu"), seed=seed)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.save(out, samples)
-    console.print(f"wrote {samples.shape[0]} samples of shape {samples.shape[1:]} from trial "
-                  f"{trial_id} ({kind} checkpoint, step {checkpoint.get('step')}) to {out}")
+    console.print(
+        f"wrote {samples.shape[0]} samples of shape {samples.shape[1:]} from trial "
+        f"{trial_id} ({kind} checkpoint, step {checkpoint.get('step')}) to {out}"
+    )
 
 
 def _request(method: str, url: str, path: str, token: str | None = None, **kwargs: Any) -> Any:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        response = httpx.request(method, f"{url.rstrip('/')}/api/v1{path}", headers=headers,
-                                 timeout=30, **kwargs)
+        response = httpx.request(
+            method, f"{url.rstrip('/')}/api/v1{path}", headers=headers, timeout=30, **kwargs
+        )
     except httpx.HTTPError as exc:
         _fail(f"cannot reach the gentune service at {url}: {exc}")
     if response.status_code >= 400:
@@ -213,7 +246,7 @@ def _download(full_url: str) -> bytes:
     return response.content
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     err_console.print(f"error: {message}", markup=False, highlight=False)
     raise typer.Exit(1)
 

@@ -76,8 +76,11 @@ def field_errors_from_pydantic(
             loc = loc[1:]
         if error.get("type") == "json_invalid":
             detail = error.get("ctx", {}).get("error", "")
-            result.append(FieldError("body", f"is not valid JSON ({detail}) near character "
-                                     f"{loc[-1] if loc else '?'}"))
+            result.append(
+                FieldError(
+                    "body", f"is not valid JSON ({detail}) near character {loc[-1] if loc else '?'}"
+                )
+            )
             continue
         path = _path_in_body(loc, body, error.get("type") == "missing") if body is not None else loc
         field = ".".join(str(p) for p in [*prefix, *path]) or "body"

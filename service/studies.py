@@ -35,20 +35,39 @@ def validate_spec(spec: StudySpec, settings: Settings) -> Trainer:
     """
     errors: list[FieldError] = []
     if spec.budget.n_trials > settings.max_trials:
-        errors.append(FieldError("budget.n_trials",
-                                 f"at most {settings.max_trials} trials per study, got {spec.budget.n_trials}"))
+        errors.append(
+            FieldError(
+                "budget.n_trials",
+                f"at most {settings.max_trials} trials per study, got {spec.budget.n_trials}",
+            )
+        )
     if spec.budget.max_concurrent > settings.max_concurrent:
-        errors.append(FieldError("budget.max_concurrent",
-                                 f"at most {settings.max_concurrent} trials at once, got {spec.budget.max_concurrent}"))
+        errors.append(
+            FieldError(
+                "budget.max_concurrent",
+                f"at most {settings.max_concurrent} trials at once, "
+                f"got {spec.budget.max_concurrent}",
+            )
+        )
     trainer = get_trainer(spec.trainer)
     if trainer is None:
-        errors.append(FieldError("trainer", f"no trainer is registered as '{spec.trainer}'; "
-                                 f"registered trainers: {', '.join(trainer_names())}"))
+        errors.append(
+            FieldError(
+                "trainer",
+                f"no trainer is registered as '{spec.trainer}'; "
+                f"registered trainers: {', '.join(trainer_names())}",
+            )
+        )
         raise InvalidInput(errors)
     errors += _check_params(spec, trainer)
     if spec.objective.metric not in trainer.metrics:
-        errors.append(FieldError("objective.metric", f"trainer {trainer.name} does not report "
-                                 f"'{spec.objective.metric}'; it reports: {', '.join(trainer.metrics)}"))
+        errors.append(
+            FieldError(
+                "objective.metric",
+                f"trainer {trainer.name} does not report "
+                f"'{spec.objective.metric}'; it reports: {', '.join(trainer.metrics)}",
+            )
+        )
     if spec.sampler.type == "grid":
         errors += _check_grid(spec)
     if errors:
@@ -63,8 +82,13 @@ def _check_params(spec: StudySpec, trainer: Trainer) -> list[FieldError]:
     for section, names in (("params", spec.params), ("search_space", spec.search_space)):
         for name in names:
             if name not in fields:
-                errors.append(FieldError(f"{section}.{name}", f"trainer {trainer.name} has no "
-                                         f"parameter '{name}'; it takes: {', '.join(fields)}"))
+                errors.append(
+                    FieldError(
+                        f"{section}.{name}",
+                        f"trainer {trainer.name} has no "
+                        f"parameter '{name}'; it takes: {', '.join(fields)}",
+                    )
+                )
     if errors:
         return errors
 
@@ -78,12 +102,22 @@ def _check_params(spec: StudySpec, trainer: Trainer) -> list[FieldError]:
         kind = _json_type(properties.get(name, {}))
         where = f"search_space.{name}"
         if isinstance(dist, FloatParam) and kind != "number":
-            errors.append(FieldError(f"{where}.type", f"'{name}' takes {_kind_words(kind)}, "
-                                     "not a float range; use " + _suggested_type(kind)))
+            errors.append(
+                FieldError(
+                    f"{where}.type",
+                    f"'{name}' takes {_kind_words(kind)}, "
+                    "not a float range; use " + _suggested_type(kind),
+                )
+            )
             continue
         if isinstance(dist, IntParam) and kind not in ("integer", "number"):
-            errors.append(FieldError(f"{where}.type", f"'{name}' takes {_kind_words(kind)}, "
-                                     "not an integer range; use " + _suggested_type(kind)))
+            errors.append(
+                FieldError(
+                    f"{where}.type",
+                    f"'{name}' takes {_kind_words(kind)}, "
+                    "not an integer range; use " + _suggested_type(kind),
+                )
+            )
             continue
         for label, value in _probe_values(dist):
             try:
@@ -91,11 +125,15 @@ def _check_params(spec: StudySpec, trainer: Trainer) -> list[FieldError]:
             except ValidationError as exc:
                 message = "; ".join(
                     str(e.get("msg", "")).removeprefix("Value error, ")
-                    for e in exc.errors() if tuple(e.get("loc", ()))[:1] == (name,)
+                    for e in exc.errors()
+                    if tuple(e.get("loc", ()))[:1] == (name,)
                 )
                 if message:
-                    errors.append(FieldError(f"{where}.{label}",
-                                             f"{value!r} is not a valid {name}: {message}"))
+                    errors.append(
+                        FieldError(
+                            f"{where}.{label}", f"{value!r} is not a valid {name}: {message}"
+                        )
+                    )
     return errors
 
 
@@ -116,8 +154,12 @@ def _json_type(prop: dict[str, Any]) -> str:
 
 
 def _kind_words(kind: str) -> str:
-    return {"integer": "whole numbers", "boolean": "true or false", "string": "text",
-            "enum": "one of a fixed set of values"}.get(kind, f"values of type {kind}")
+    return {
+        "integer": "whole numbers",
+        "boolean": "true or false",
+        "string": "text",
+        "enum": "one of a fixed set of values",
+    }.get(kind, f"values of type {kind}")
 
 
 def _suggested_type(kind: str) -> str:
@@ -128,18 +170,31 @@ def _check_grid(spec: StudySpec) -> list[FieldError]:
     errors: list[FieldError] = []
     if not spec.search_space:
         return [FieldError("search_space", "a grid search needs at least one searched parameter")]
-    points = 1
     for name, dist in spec.search_space.items():
-        values = grid_values(dist)
-        if values is None:
-            errors.append(FieldError(f"search_space.{name}", "a grid search needs a step on "
-                                     "float ranges (and no log scale), or categorical choices"))
-            continue
-        points *= len(values)
-    if not errors and points > MAX_GRID_POINTS:
-        errors.append(FieldError("search_space", f"the grid has {points:,} points; "
-                                 f"at most {MAX_GRID_POINTS:,} are allowed"))
+        if grid_values(dist) is None:
+            errors.append(
+                FieldError(
+                    f"search_space.{name}",
+                    "a grid search needs a step on "
+                    "float ranges (and no log scale), or categorical choices",
+                )
+            )
+    if errors:
+        return errors
+    points = grid_size(spec)
+    if points > MAX_GRID_POINTS:
+        errors.append(
+            FieldError(
+                "search_space",
+                f"the grid has {points:,} points; at most {MAX_GRID_POINTS:,} are allowed",
+            )
+        )
     return errors
+
+
+def grid_size(spec: StudySpec) -> int:
+    """Points on the grid a grid study spans (every param must have grid values)."""
+    return math.prod(len(grid_values(dist) or ()) for dist in spec.search_space.values())
 
 
 def grid_values(dist: ParamSpec) -> list[Any] | None:
@@ -181,7 +236,8 @@ def describe_study(repo: Repository, study: Study, base_url: str) -> StudyOut:
         n_trials=study.spec["budget"]["n_trials"],
         trial_counts=TrialCounts(**repo.trial_counts(study.id)),
         best=BestSoFar(trial_id=best.id, number=best.number, value=best.value)
-        if best is not None and best.value is not None else None,
+        if best is not None and best.value is not None
+        else None,
         optuna_study_name=study.optuna_study_name,
         created_at=study.created_at,
         started_at=study.started_at,
@@ -198,14 +254,21 @@ def describe_trial(trial: Trial) -> TrialOut:
 def trial_detail(repo: Repository, trial: Trial, base_url: str) -> TrialDetail:
     history: dict[str, list[MetricPoint]] = {}
     for metric in repo.metrics_of_trial(trial.id):
-        history.setdefault(metric.name, []).append(MetricPoint(step=metric.step, value=metric.value))
+        history.setdefault(metric.name, []).append(
+            MetricPoint(step=metric.step, value=metric.value)
+        )
     checkpoints = [
-        CheckpointOut(kind=a.kind, step=a.step, size_bytes=a.size_bytes,
-                      url=api_url(base_url, f"/trials/{trial.id}/checkpoint?kind={a.kind}"))
+        CheckpointOut(
+            kind=a.kind,
+            step=a.step,
+            size_bytes=a.size_bytes,
+            url=api_url(base_url, f"/trials/{trial.id}/checkpoint?kind={a.kind}"),
+        )
         for a in repo.artifacts_of_trial(trial.id)
     ]
-    return TrialDetail(**describe_trial(trial).model_dump(), metrics=history,
-                       checkpoints=checkpoints)
+    return TrialDetail(
+        **describe_trial(trial).model_dump(), metrics=history, checkpoints=checkpoints
+    )
 
 
 def best_of_study(repo: Repository, study: Study, base_url: str) -> BestOut:
@@ -223,5 +286,6 @@ def best_of_study(repo: Repository, study: Study, base_url: str) -> BestOut:
         config={**study.spec["params"], **best.params},
         metrics=repo.metrics_at_step(best.id, best.best_step) if best.best_step is not None else {},
         checkpoint_url=api_url(base_url, f"/trials/{best.id}/checkpoint?kind=best")
-        if has_checkpoint else None,
+        if has_checkpoint
+        else None,
     )

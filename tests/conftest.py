@@ -61,8 +61,12 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
-    return Settings(database_url=database_url, artifact_dir=str(tmp_path / "artifacts"),
-                    api_token=None, public_url=None)
+    return Settings(
+        database_url=database_url,
+        artifact_dir=str(tmp_path / "artifacts"),
+        api_token=None,
+        public_url=None,
+    )
 
 
 @pytest.fixture

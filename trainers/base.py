@@ -71,7 +71,9 @@ class Trainer(abc.ABC):
         """Train with ``params``, calling ``reporter.report`` after every evaluation."""
 
     @abc.abstractmethod
-    def sample(self, checkpoint: Checkpoint, n: int, device: torch.device, seed: int = 0) -> np.ndarray:
+    def sample(
+        self, checkpoint: Checkpoint, n: int, device: torch.device, seed: int = 0
+    ) -> np.ndarray:
         """Draw ``n`` samples from the generator held in ``checkpoint``."""
 
 

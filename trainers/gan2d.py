@@ -8,7 +8,6 @@ after each epoch the generator is evaluated on ``eval_samples`` points.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from typing import Literal
 
 import numpy as np
@@ -29,7 +28,9 @@ class Gan2DParams(TrainerParams):
 
     dataset: Literal["ring8", "grid25"] = Field("ring8", description="Gaussian mixture to learn.")
     loss: Loss = Field("bce", description="Adversarial loss: non-saturating BCE, hinge or WGAN-GP.")
-    gp_weight: float = Field(10.0, ge=0.0, le=1000.0, description="Gradient-penalty weight (wgan-gp).")
+    gp_weight: float = Field(
+        10.0, ge=0.0, le=1000.0, description="Gradient-penalty weight (wgan-gp)."
+    )
     lr_g: float = Field(1e-3, gt=0.0, le=1.0, description="Generator learning rate (Adam).")
     lr_d: float = Field(1e-3, gt=0.0, le=1.0, description="Discriminator learning rate (Adam).")
     beta1: float = Field(0.5, ge=0.0, lt=1.0, description="Adam beta1 for both networks.")
@@ -41,18 +42,32 @@ class Gan2DParams(TrainerParams):
     spectral_norm: bool = Field(False, description="Spectral normalization of D's layers.")
     batch_norm: bool = Field(False, description="Batch normalization in G's hidden layers.")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout in D's hidden layers.")
-    weight_decay: float = Field(0.0, ge=0.0, le=1.0, description="Adam weight decay, both networks.")
+    weight_decay: float = Field(
+        0.0, ge=0.0, le=1.0, description="Adam weight decay, both networks."
+    )
     z_dim: int = Field(16, ge=1, le=512, description="Latent dimension.")
-    ema: float = Field(0.0, ge=0.0, lt=1.0,
-                       description="Decay of an exponential moving average of G's weights, "
-                       "evaluated and sampled in G's place (0: off).")
+    ema: float = Field(
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description="Decay of an exponential moving average of G's weights, "
+        "evaluated and sampled in G's place (0: off).",
+    )
     epochs: int = Field(30, ge=1, le=100_000, description="Evaluations; each follows an epoch.")
     iters_per_epoch: int = Field(100, ge=1, le=100_000, description="Generator updates per epoch.")
-    eval_samples: int = Field(2500, ge=100, le=200_000, description="Samples scored per evaluation.")
+    eval_samples: int = Field(
+        2500, ge=100, le=200_000, description="Samples scored per evaluation."
+    )
 
 
-def _mlp(sizes: list[int], act: nn.Module, *, batch_norm: bool = False, dropout: float = 0.0,
-         spectral: bool = False) -> nn.Sequential:
+def _mlp(
+    sizes: list[int],
+    act: nn.Module,
+    *,
+    batch_norm: bool = False,
+    dropout: float = 0.0,
+    spectral: bool = False,
+) -> nn.Sequential:
     layers: list[nn.Module] = []
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         linear = nn.Linear(n_in, n_out)
@@ -71,8 +86,12 @@ def build_generator(p: Gan2DParams) -> nn.Sequential:
 
 
 def build_discriminator(p: Gan2DParams) -> nn.Sequential:
-    return _mlp([2, *[p.hidden] * p.depth, 1], nn.LeakyReLU(0.2), dropout=p.dropout,
-                spectral=p.spectral_norm)
+    return _mlp(
+        [2, *[p.hidden] * p.depth, 1],
+        nn.LeakyReLU(0.2),
+        dropout=p.dropout,
+        spectral=p.spectral_norm,
+    )
 
 
 def discriminator_loss(loss: Loss, d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
@@ -106,13 +125,17 @@ class Gan2DTrainer(Trainer):
     name = "gan2d"
     description = "MLP GAN on 2-D Gaussian mixtures (ring8, grid25), scored by mode coverage."
     Params = Gan2DParams
-    metrics: Mapping[str, MetricSpec] = {
+    metrics = {
         "modes": MetricSpec("Modes captured (a high-quality sample is nearest to it).", "maximize"),
-        "hq_fraction": MetricSpec("Share of samples within 3 std of their nearest mode.", "maximize"),
+        "hq_fraction": MetricSpec(
+            "Share of samples within 3 std of their nearest mode.", "maximize"
+        ),
         "mode_kl": MetricSpec("KL of the high-quality mode histogram from uniform.", "minimize"),
         "mode_score": MetricSpec(
             "hq_fraction x exp(-mode_kl): 1 only when every sample is high quality and all modes "
-            "are equally filled; m of k modes evenly filled scales it by m/k.", "maximize"),
+            "are equally filled; m of k modes evenly filled scales it by m/k.",
+            "maximize",
+        ),
         "frechet": MetricSpec("Fréchet distance between real and generated points.", "minimize"),
         "g_loss": MetricSpec("Generator loss, mean over the epoch.", "minimize"),
         "d_loss": MetricSpec("Discriminator loss, mean over the epoch.", "minimize"),
@@ -128,13 +151,19 @@ class Gan2DTrainer(Trainer):
         mixture = gaussian_mixture(p.dataset)
         g = build_generator(p).to(device)
         d = build_discriminator(p).to(device)
-        g_ema = torch.optim.swa_utils.AveragedModel(
-            g, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(p.ema), use_buffers=True
-        ) if p.ema > 0 else None
-        opt_g = torch.optim.Adam(g.parameters(), lr=p.lr_g, betas=(p.beta1, p.beta2),
-                                 weight_decay=p.weight_decay)
-        opt_d = torch.optim.Adam(d.parameters(), lr=p.lr_d, betas=(p.beta1, p.beta2),
-                                 weight_decay=p.weight_decay)
+        g_ema = (
+            torch.optim.swa_utils.AveragedModel(
+                g, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(p.ema), use_buffers=True
+            )
+            if p.ema > 0
+            else None
+        )
+        opt_g = torch.optim.Adam(
+            g.parameters(), lr=p.lr_g, betas=(p.beta1, p.beta2), weight_decay=p.weight_decay
+        )
+        opt_d = torch.optim.Adam(
+            d.parameters(), lr=p.lr_d, betas=(p.beta1, p.beta2), weight_decay=p.weight_decay
+        )
 
         def checkpoint() -> Checkpoint:
             return {
@@ -147,7 +176,9 @@ class Gan2DTrainer(Trainer):
             }
 
         for epoch in range(1, p.epochs + 1):
-            sums = dict.fromkeys(("g_loss", "d_loss", "d_accuracy", "grad_norm_g", "grad_norm_d"), 0.0)
+            sums = dict.fromkeys(
+                ("g_loss", "d_loss", "d_accuracy", "grad_norm_g", "grad_norm_d"), 0.0
+            )
             for _ in range(p.iters_per_epoch):
                 for _ in range(p.n_critic):
                     real = mixture.sample(p.batch_size, data_rng).to(device)
@@ -171,16 +202,21 @@ class Gan2DTrainer(Trainer):
                 sums["g_loss"] += loss_g.item()
                 sums["d_loss"] += loss_d.item()
                 sums["grad_norm_d"] += grad_d
-                sums["d_accuracy"] += 0.5 * float((d_real > 0).float().mean() + (d_fake < 0).float().mean())
+                sums["d_accuracy"] += 0.5 * float(
+                    (d_real > 0).float().mean() + (d_fake < 0).float().mean()
+                )
             metrics = {k: v / p.iters_per_epoch for k, v in sums.items()}
-            metrics.update(self._evaluate(g_ema.module if g_ema is not None else g, mixture, p, device))
+            metrics.update(
+                self._evaluate(g_ema.module if g_ema is not None else g, mixture, p, device)
+            )
             reporter.report(epoch, metrics, checkpoint)
             if reporter.should_stop() or not math.isfinite(metrics["d_loss"] + metrics["g_loss"]):
                 return
 
     @torch.no_grad()
-    def _evaluate(self, g: nn.Module, mixture: GaussianMixture2D, p: Gan2DParams,
-                  device: torch.device) -> dict[str, float]:
+    def _evaluate(
+        self, g: nn.Module, mixture: GaussianMixture2D, p: Gan2DParams, device: torch.device
+    ) -> dict[str, float]:
         g.eval()
         eval_rng = torch.Generator().manual_seed(p.seed + 1)
         z = torch.randn(p.eval_samples, p.z_dim, generator=eval_rng).to(device)
@@ -197,7 +233,9 @@ class Gan2DTrainer(Trainer):
         }
 
     @torch.no_grad()
-    def sample(self, checkpoint: Checkpoint, n: int, device: torch.device, seed: int = 0) -> np.ndarray:
+    def sample(
+        self, checkpoint: Checkpoint, n: int, device: torch.device, seed: int = 0
+    ) -> np.ndarray:
         p = Gan2DParams.model_validate(checkpoint["config"])
         g = build_generator(p).to(device)
         g.load_state_dict(checkpoint["model"])

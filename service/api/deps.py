@@ -68,8 +68,10 @@ def require_token(request: Request, settings: SettingsDep) -> None:
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
     expected = settings.api_token.get_secret_value()
     if scheme.lower() != "bearer" or not secrets.compare_digest(given.encode(), expected.encode()):
-        raise Unauthorized("This endpoint needs the header 'Authorization: Bearer <token>' "
-                           "with the service's API token (GENTUNE_API_TOKEN).")
+        raise Unauthorized(
+            "This endpoint needs the header 'Authorization: Bearer <token>' "
+            "with the service's API token (GENTUNE_API_TOKEN)."
+        )
 
 
 class Paging:

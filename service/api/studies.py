@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, status
 
@@ -15,7 +15,9 @@ router = APIRouter(prefix="/studies", tags=["studies"])
 
 StudyStateFilter = Literal["queued", "running", "completed", "failed", "cancelled"]
 TrialStateFilter = Literal["running", "completed", "pruned", "failed"]
-NOT_FOUND = {404: {"model": ErrorOut, "description": "No such study."}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorOut, "description": "No such study."}
+}
 
 
 @router.post(
@@ -24,8 +26,9 @@ NOT_FOUND = {404: {"model": ErrorOut, "description": "No such study."}}
     dependencies=[Depends(require_token)],
     responses={401: {"model": ErrorOut}, 422: {"model": ErrorOut}},
 )
-def submit_study(spec: StudySpec, repo: RepositoryDep, settings: SettingsDep,
-                 base_url: BaseUrlDep) -> StudyOut:
+def submit_study(
+    spec: StudySpec, repo: RepositoryDep, settings: SettingsDep, base_url: BaseUrlDep
+) -> StudyOut:
     """Validate a study definition against its trainer and queue it."""
     validate_spec(spec, settings)
     study = repo.create_study(spec.name, spec.trainer, spec.model_dump(mode="json"))
@@ -70,8 +73,12 @@ def list_trials(
     return Page(data=[describe_trial(t) for t in trials], count=count)
 
 
-@router.get("/{study_id}/best", responses={404: {"model": ErrorOut,
-                                                   "description": "No such study, or no completed trial yet."}})
+@router.get(
+    "/{study_id}/best",
+    responses={
+        404: {"model": ErrorOut, "description": "No such study, or no completed trial yet."}
+    },
+)
 def get_best(study_id: int, repo: RepositoryDep, base_url: BaseUrlDep) -> BestOut:
     """The best completed trial: its config, value, metrics and checkpoint URL."""
     return best_of_study(repo, repo.get_study(study_id), base_url)

@@ -17,8 +17,10 @@ def list_trainers() -> Page[TrainerOut]:
             name=name,
             description=cls.description,
             params_schema=cls.Params.model_json_schema(),
-            metrics=[MetricInfo(name=m, description=spec.description, direction=spec.direction)
-                     for m, spec in cls.metrics.items()],
+            metrics=[
+                MetricInfo(name=m, description=spec.description, direction=spec.direction)
+                for m, spec in cls.metrics.items()
+            ],
         )
         for name, cls in trainer_classes().items()
     ]

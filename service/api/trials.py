@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse
@@ -13,7 +13,9 @@ from service.schemas.api import ErrorOut, TrialDetail
 from service.studies import trial_detail
 
 router = APIRouter(prefix="/trials", tags=["trials"])
-NOT_FOUND = {404: {"model": ErrorOut, "description": "No such trial or checkpoint."}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorOut, "description": "No such trial or checkpoint."}
+}
 
 
 @router.get("/{trial_id}", responses=NOT_FOUND)
@@ -24,8 +26,13 @@ def get_trial(trial_id: int, repo: RepositoryDep, base_url: BaseUrlDep) -> Trial
 @router.get(
     "/{trial_id}/checkpoint",
     response_class=FileResponse,
-    responses={**NOT_FOUND, 200: {"content": {"application/octet-stream": {}},
-                                  "description": "The checkpoint, a torch.save'd dict."}},
+    responses={
+        **NOT_FOUND,
+        200: {
+            "content": {"application/octet-stream": {}},
+            "description": "The checkpoint, a torch.save'd dict.",
+        },
+    },
 )
 def download_checkpoint(
     trial_id: int,
@@ -37,7 +44,12 @@ def download_checkpoint(
     artifact = repo.get_artifact(trial.id, kind)
     path = store.resolve(artifact.path)
     if not path.is_file():
-        raise NotFound(f"The {kind} checkpoint of trial {trial_id} is recorded but its file is "
-                       "missing from the artifact store.")
-    return FileResponse(path, media_type="application/octet-stream",
-                        filename=f"study{trial.study_id}-trial{trial.id}-{kind}.pt")
+        raise NotFound(
+            f"The {kind} checkpoint of trial {trial_id} is recorded but its file is "
+            "missing from the artifact store."
+        )
+    return FileResponse(
+        path,
+        media_type="application/octet-stream",
+        filename=f"study{trial.study_id}-trial{trial.id}-{kind}.pt",
+    )

@@ -72,7 +72,9 @@ class Trial(Base):
     __table_args__ = (UniqueConstraint("study_id", "number"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    study_id: Mapped[int] = mapped_column(ForeignKey("gentune_studies.id", ondelete="CASCADE"), index=True)
+    study_id: Mapped[int] = mapped_column(
+        ForeignKey("gentune_studies.id", ondelete="CASCADE"), index=True
+    )
     number: Mapped[int] = mapped_column(Integer)
     """The Optuna trial number within the study."""
     tune_trial_id: Mapped[str | None] = mapped_column(String(100))
@@ -115,7 +117,9 @@ class Artifact(Base):
     __table_args__ = (UniqueConstraint("trial_id", "kind"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    trial_id: Mapped[int] = mapped_column(ForeignKey("gentune_trials.id", ondelete="CASCADE"), index=True)
+    trial_id: Mapped[int] = mapped_column(
+        ForeignKey("gentune_trials.id", ondelete="CASCADE"), index=True
+    )
     kind: Mapped[str] = mapped_column(String(32))
     path: Mapped[str] = mapped_column(String(500))
     """Relative to the artifact store's root."""

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import CursorResult, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from service.db.models import (
@@ -41,8 +41,13 @@ class Repository:
 
     def create_study(self, name: str, trainer: str, spec: Mapping[str, Any]) -> Study:
         # The Optuna name derives from the id, known only after the insert.
-        study = Study(name=name, trainer=trainer, spec=dict(spec), state=StudyState.queued,
-                      optuna_study_name=f"pending-{uuid.uuid4().hex}")
+        study = Study(
+            name=name,
+            trainer=trainer,
+            spec=dict(spec),
+            state=StudyState.queued,
+            optuna_study_name=f"pending-{uuid.uuid4().hex}",
+        )
         self.session.add(study)
         self.session.flush()
         study.optuna_study_name = optuna_study_name(study.id)
@@ -55,7 +60,9 @@ class Repository:
             raise NotFound(f"Study {study_id} does not exist.")
         return study
 
-    def list_studies(self, offset: int, limit: int, state: str | None = None) -> tuple[list[Study], int]:
+    def list_studies(
+        self, offset: int, limit: int, state: str | None = None
+    ) -> tuple[list[Study], int]:
         query = select(Study)
         count_query = select(func.count(Study.id))
         if state is not None:
@@ -68,7 +75,9 @@ class Repository:
         """Queued studies are cancelled at once; running ones are flagged for their worker."""
         study = self.get_study(study_id)
         if study.state in FINISHED_STUDY_STATES:
-            raise Conflict(f"Study {study_id} is already {study.state}; there is nothing to cancel.")
+            raise Conflict(
+                f"Study {study_id} is already {study.state}; there is nothing to cancel."
+            )
         if study.state == StudyState.queued:
             self.finish_study(study, StudyState.cancelled, "cancelled before it started")
         else:
@@ -92,13 +101,17 @@ class Repository:
         if candidate is None:
             return None
         now = utcnow()
-        claimed = self.session.execute(
+        claimed = self._rowcount(
             update(Study)
             .where(Study.id == candidate.id, Study.state == StudyState.queued)
-            .values(state=StudyState.running, worker_id=worker_id, heartbeat_at=now,
-                    started_at=func.coalesce(Study.started_at, now))
+            .values(
+                state=StudyState.running,
+                worker_id=worker_id,
+                heartbeat_at=now,
+                started_at=func.coalesce(Study.started_at, now),
+            )
             .execution_options(synchronize_session=False)
-        ).rowcount
+        )
         if claimed != 1:
             return None
         self.session.refresh(candidate)
@@ -120,20 +133,31 @@ class Repository:
         ids = list(self.session.scalars(select(Study.id).where(condition).with_for_update()))
         if ids:
             self.session.execute(
-                update(Study).where(Study.id.in_(ids)).values(state=StudyState.queued, worker_id=None)
+                update(Study)
+                .where(Study.id.in_(ids))
+                .values(state=StudyState.queued, worker_id=None)
                 .execution_options(synchronize_session=False)
             )
         return ids
 
     def heartbeat(self, study_id: int, worker_id: str) -> bool:
         """Refresh a study's heartbeat; False when the study is no longer this worker's."""
-        return self.session.execute(
+        updated = self._rowcount(
             update(Study)
-            .where(Study.id == study_id, Study.worker_id == worker_id,
-                   Study.state == StudyState.running)
+            .where(
+                Study.id == study_id,
+                Study.worker_id == worker_id,
+                Study.state == StudyState.running,
+            )
             .values(heartbeat_at=utcnow())
             .execution_options(synchronize_session=False)
-        ).rowcount == 1
+        )
+        return updated == 1
+
+    def _rowcount(self, statement: Any) -> int:
+        result = self.session.execute(statement)
+        assert isinstance(result, CursorResult)
+        return int(result.rowcount)
 
     def cancel_requested(self, study_id: int) -> bool:
         return bool(self.session.scalar(select(Study.cancel_requested).where(Study.id == study_id)))
@@ -146,10 +170,16 @@ class Repository:
 
     # --- trials --------------------------------------------------------------------------
 
-    def create_trial(self, study_id: int, number: int, params: Mapping[str, Any],
-                     tune_trial_id: str | None) -> Trial:
-        trial = Trial(study_id=study_id, number=number, params=dict(params),
-                      tune_trial_id=tune_trial_id, state=TrialState.running)
+    def create_trial(
+        self, study_id: int, number: int, params: Mapping[str, Any], tune_trial_id: str | None
+    ) -> Trial:
+        trial = Trial(
+            study_id=study_id,
+            number=number,
+            params=dict(params),
+            tune_trial_id=tune_trial_id,
+            state=TrialState.running,
+        )
         self.session.add(trial)
         self.session.flush()
         return trial
@@ -160,8 +190,9 @@ class Repository:
             raise NotFound(f"Trial {trial_id} does not exist.")
         return trial
 
-    def list_trials(self, study_id: int, offset: int, limit: int,
-                    state: str | None = None) -> tuple[list[Trial], int]:
+    def list_trials(
+        self, study_id: int, offset: int, limit: int, state: str | None = None
+    ) -> tuple[list[Trial], int]:
         where = [Trial.study_id == study_id]
         if state is not None:
             where.append(Trial.state == state)
@@ -173,7 +204,8 @@ class Repository:
 
     def trial_counts(self, study_id: int) -> dict[str, int]:
         rows = self.session.execute(
-            select(Trial.state, func.count(Trial.id)).where(Trial.study_id == study_id)
+            select(Trial.state, func.count(Trial.id))
+            .where(Trial.study_id == study_id)
             .group_by(Trial.state)
         )
         counts = {state.value: 0 for state in TrialState}
@@ -182,25 +214,38 @@ class Repository:
 
     def budget_used(self, study_id: int) -> int:
         """Trials that count against n_trials: all but those lost with their worker."""
-        return int(self.session.scalar(
-            select(func.count(Trial.id)).where(
-                Trial.study_id == study_id,
-                or_(Trial.reason.is_(None), Trial.reason != WORKER_LOST),
+        return int(
+            self.session.scalar(
+                select(func.count(Trial.id)).where(
+                    Trial.study_id == study_id,
+                    or_(Trial.reason.is_(None), Trial.reason != WORKER_LOST),
+                )
             )
-        ) or 0)
+            or 0
+        )
 
     def best_trial(self, study_id: int, direction: str) -> Trial | None:
         order = Trial.value.desc() if direction == "maximize" else Trial.value.asc()
         return self.session.scalars(
             select(Trial)
-            .where(Trial.study_id == study_id, Trial.state == TrialState.completed,
-                   Trial.value.is_not(None))
+            .where(
+                Trial.study_id == study_id,
+                Trial.state == TrialState.completed,
+                Trial.value.is_not(None),
+            )
             .order_by(order, Trial.number)
             .limit(1)
         ).first()
 
-    def record_progress(self, trial_id: int, step: int, metrics: Mapping[str, float],
-                        value: float | None, best_step: int | None, node: str | None) -> None:
+    def record_progress(
+        self,
+        trial_id: int,
+        step: int,
+        metrics: Mapping[str, float],
+        value: float | None,
+        best_step: int | None,
+        node: str | None,
+    ) -> None:
         """Store one evaluation: every metric at ``step``, and the trial's running best."""
         self.session.add_all(
             Metric(trial_id=trial_id, step=step, name=name, value=_storable(v))
@@ -211,8 +256,12 @@ class Repository:
             values.update(value=value, best_step=best_step)
         if node is not None:
             values["node"] = node
-        self.session.execute(update(Trial).where(Trial.id == trial_id).values(**values)
-                             .execution_options(synchronize_session=False))
+        self.session.execute(
+            update(Trial)
+            .where(Trial.id == trial_id)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
 
     def finish_trial(self, trial_id: int, state: TrialState, reason: str | None = None) -> None:
         self.session.execute(
@@ -223,9 +272,11 @@ class Repository:
         )
 
     def fail_running_trials(self, study_id: int, reason: str) -> list[Trial]:
-        trials = list(self.session.scalars(
-            select(Trial).where(Trial.study_id == study_id, Trial.state == TrialState.running)
-        ))
+        trials = list(
+            self.session.scalars(
+                select(Trial).where(Trial.study_id == study_id, Trial.state == TrialState.running)
+            )
+        )
         for trial in trials:
             trial.state = TrialState.failed
             trial.reason = reason
@@ -241,19 +292,24 @@ class Repository:
 
     def metrics_at_step(self, trial_id: int, step: int) -> dict[str, float | None]:
         rows = self.session.execute(
-            select(Metric.name, Metric.value).where(Metric.trial_id == trial_id, Metric.step == step)
+            select(Metric.name, Metric.value).where(
+                Metric.trial_id == trial_id, Metric.step == step
+            )
         )
         return {name: value for name, value in rows}
 
     # --- artifacts -----------------------------------------------------------------------
 
-    def upsert_artifact(self, trial_id: int, kind: str, path: str, step: int, size_bytes: int) -> None:
+    def upsert_artifact(
+        self, trial_id: int, kind: str, path: str, step: int, size_bytes: int
+    ) -> None:
         artifact = self.session.scalars(
             select(Artifact).where(Artifact.trial_id == trial_id, Artifact.kind == kind)
         ).first()
         if artifact is None:
-            artifact = Artifact(trial_id=trial_id, kind=kind, path=path, step=step,
-                                size_bytes=size_bytes)
+            artifact = Artifact(
+                trial_id=trial_id, kind=kind, path=path, step=step, size_bytes=size_bytes
+            )
             self.session.add(artifact)
         else:
             artifact.path, artifact.step, artifact.size_bytes = path, step, size_bytes
@@ -261,9 +317,11 @@ class Repository:
         self.session.flush()
 
     def artifacts_of_trial(self, trial_id: int) -> list[Artifact]:
-        return list(self.session.scalars(
-            select(Artifact).where(Artifact.trial_id == trial_id).order_by(Artifact.kind)
-        ))
+        return list(
+            self.session.scalars(
+                select(Artifact).where(Artifact.trial_id == trial_id).order_by(Artifact.kind)
+            )
+        )
 
     def get_artifact(self, trial_id: int, kind: str) -> Artifact:
         artifact = self.session.scalars(

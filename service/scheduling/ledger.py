@@ -25,9 +25,8 @@ class TrialRecord:
         self.last_step = step
         if not math.isfinite(value):
             return False
-        better = (
-            self.best_value is None
-            or (value > self.best_value if direction == "maximize" else value < self.best_value)
+        better = self.best_value is None or (
+            value > self.best_value if direction == "maximize" else value < self.best_value
         )
         if better:
             self.best_value, self.best_step = value, step

@@ -27,35 +27,45 @@ def build_pruner(spec: PrunerSpec) -> optuna.pruners.BasePruner:
         case "none":
             return optuna.pruners.NopPruner()
         case "median":
-            return optuna.pruners.MedianPruner(spec.n_startup_trials, spec.n_warmup_steps,
-                                               spec.interval_steps)
+            return optuna.pruners.MedianPruner(
+                spec.n_startup_trials, spec.n_warmup_steps, spec.interval_steps
+            )
         case "percentile":
-            return optuna.pruners.PercentilePruner(spec.percentile, spec.n_startup_trials,
-                                                   spec.n_warmup_steps, spec.interval_steps)
+            return optuna.pruners.PercentilePruner(
+                spec.percentile, spec.n_startup_trials, spec.n_warmup_steps, spec.interval_steps
+            )
         case "successive_halving":
             return optuna.pruners.SuccessiveHalvingPruner(
-                min_resource=spec.min_resource, reduction_factor=spec.reduction_factor,
+                min_resource=spec.min_resource,
+                reduction_factor=spec.reduction_factor,
                 min_early_stopping_rate=spec.min_early_stopping_rate,
             )
         case "hyperband":
-            return optuna.pruners.HyperbandPruner(spec.min_resource, spec.max_resource,
-                                                  spec.reduction_factor)
+            return optuna.pruners.HyperbandPruner(
+                spec.min_resource, spec.max_resource, spec.reduction_factor
+            )
         case "wilcoxon":
-            return optuna.pruners.WilcoxonPruner(p_threshold=spec.p_threshold,
-                                                 n_startup_steps=spec.n_startup_steps)
+            return optuna.pruners.WilcoxonPruner(
+                p_threshold=spec.p_threshold, n_startup_steps=spec.n_startup_steps
+            )
         case "threshold":
-            return optuna.pruners.ThresholdPruner(lower=spec.lower, upper=spec.upper,
-                                                  n_warmup_steps=spec.n_warmup_steps,
-                                                  interval_steps=spec.interval_steps)
+            return optuna.pruners.ThresholdPruner(
+                lower=spec.lower,
+                upper=spec.upper,
+                n_warmup_steps=spec.n_warmup_steps,
+                interval_steps=spec.interval_steps,
+            )
         case "patient":
             wrapped = build_pruner(spec.wrapped) if spec.wrapped is not None else None
-            return optuna.pruners.PatientPruner(wrapped, patience=spec.patience,
-                                                min_delta=spec.min_delta)
+            return optuna.pruners.PatientPruner(
+                wrapped, patience=spec.patience, min_delta=spec.min_delta
+            )
     raise ValueError(f"unknown pruner {spec.type}")
 
 
-def explain_prune(spec: PrunerSpec, study: optuna.Study, record: TrialRecord, metric: str,
-                  step: int, value: float) -> str:
+def explain_prune(
+    spec: PrunerSpec, study: optuna.Study, record: TrialRecord, metric: str, step: int, value: float
+) -> str:
     """Say in words why ``spec``'s pruner stopped the trial at ``step``."""
     best = record.best_value if record.best_value is not None else value
     head = f"{spec.type.replace('_', '-')} pruner at step {step}"
@@ -74,23 +84,34 @@ def explain_prune(spec: PrunerSpec, study: optuna.Study, record: TrialRecord, me
             threshold = float(np.nanpercentile(np.array(others, dtype=float), q))
             relation = "<" if direction == optuna.study.StudyDirection.MAXIMIZE else ">"
             label = "median" if spec.type == "median" else f"{q:g}th percentile"
-            return (f"{head}: best {metric} so far {best:.4g} {relation} {label} {threshold:.4g} "
-                    f"of {len(others)} completed trials at this step")
+            return (
+                f"{head}: best {metric} so far {best:.4g} {relation} {label} {threshold:.4g} "
+                f"of {len(others)} completed trials at this step"
+            )
         case "threshold":
             if spec.lower is not None and value < spec.lower:
                 return f"{head}: {metric} {value:.4g} below the lower bound {spec.lower:g}"
             return f"{head}: {metric} {value:.4g} above the upper bound {spec.upper:g}"
         case "patient":
-            return (f"{head}: {metric} did not improve by more than {spec.min_delta:g} in "
-                    f"{spec.patience} steps (best {best:.4g})"
-                    + (f", and the wrapped {spec.wrapped.type} pruner agreed"
-                       if spec.wrapped is not None else ""))
+            return (
+                f"{head}: {metric} did not improve by more than {spec.min_delta:g} in "
+                f"{spec.patience} steps (best {best:.4g})"
+                + (
+                    f", and the wrapped {spec.wrapped.type} pruner agreed"
+                    if spec.wrapped is not None
+                    else ""
+                )
+            )
         case "successive_halving" | "hyperband":
-            return (f"{head}: {metric} {best:.4g} not in the top 1/{spec.reduction_factor} of "
-                    "the trials that reached this rung")
+            return (
+                f"{head}: {metric} {best:.4g} not in the top 1/{spec.reduction_factor} of "
+                "the trials that reached this rung"
+            )
         case "wilcoxon":
-            return (f"{head}: {metric} is significantly worse than the best trial's over the "
-                    f"same steps (p < {spec.p_threshold:g})")
+            return (
+                f"{head}: {metric} is significantly worse than the best trial's over the "
+                f"same steps (p < {spec.p_threshold:g})"
+            )
     return f"{head}: {metric} {value:.4g}"
 
 
@@ -118,9 +139,14 @@ class PruningScheduler(DriverSide, FIFOScheduler):
             return TrialScheduler.STOP
         record.optuna_trial.report(value, step)
         if record.optuna_trial.should_prune():
-            record.prune_reason = explain_prune(self.pruner_spec, self.study, record, metric,
-                                                step, value)
-            log.info("study %s: trial %s pruned: %s", self.ledger.study_id, record.db_id,
-                     record.prune_reason)
+            record.prune_reason = explain_prune(
+                self.pruner_spec, self.study, record, metric, step, value
+            )
+            log.info(
+                "study %s: trial %s pruned: %s",
+                self.ledger.study_id,
+                record.db_id,
+                record.prune_reason,
+            )
             return TrialScheduler.STOP
         return TrialScheduler.CONTINUE

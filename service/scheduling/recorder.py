@@ -22,20 +22,31 @@ class Recorder(DriverSide, Callback):
         self.ledger = ledger
         self.database_url = database_url
 
-    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
-                        **info: Any) -> None:
+    def on_trial_result(
+        self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
+    ) -> None:
         record = self.ledger.trials.get(trial.trial_id)
         if record is None or "metrics" not in result:
             return
         step = int(result["step"])
         with session_scope(self.database_url) as session:
             repo = Repository(session)
-            repo.record_progress(record.db_id, step, result["metrics"], record.best_value,
-                                 record.best_step, result.get("node"))
+            repo.record_progress(
+                record.db_id,
+                step,
+                result["metrics"],
+                record.best_value,
+                record.best_step,
+                result.get("node"),
+            )
             for kind, size in result.get("saved", {}).items():
-                repo.upsert_artifact(record.db_id, kind,
-                                     checkpoint_path(self.ledger.study_id, record.db_id, kind),
-                                     step, size)
+                repo.upsert_artifact(
+                    record.db_id,
+                    kind,
+                    checkpoint_path(self.ledger.study_id, record.db_id, kind),
+                    step,
+                    size,
+                )
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         record = self.ledger.trials.get(trial.trial_id)
@@ -49,9 +60,15 @@ class Recorder(DriverSide, Callback):
             state = TrialState.failed
             reason = f"the trainer reported no finite value of {self.ledger.objective}"
         self._finish(record.db_id, state, reason)
-        log.info("study %s: trial %s %s (best %s=%s)%s", self.ledger.study_id, record.db_id,
-                 state.value, self.ledger.objective, record.best_value,
-                 f": {reason}" if reason else "")
+        log.info(
+            "study %s: trial %s %s (best %s=%s)%s",
+            self.ledger.study_id,
+            record.db_id,
+            state.value,
+            self.ledger.objective,
+            record.best_value,
+            f": {reason}" if reason else "",
+        )
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         record = self.ledger.trials.get(trial.trial_id)

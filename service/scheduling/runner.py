@@ -32,6 +32,7 @@ from service.scheduling.recorder import Recorder
 from service.scheduling.searcher import OptunaSearcher, build_sampler
 from service.scheduling.trial_entry import run_trial
 from service.schemas.study import StudySpec
+from service.studies import grid_size
 from trainers.registry import get_trainer
 
 log = logging.getLogger("gentune.runner")
@@ -48,8 +49,9 @@ def optuna_storage(database_url: str) -> optuna.storages.RDBStorage:
 class StudyStopper(DriverSide, tune.Stopper):
     """Ends the experiment on cancel, on the study's time budget or on shutdown; heartbeats."""
 
-    def __init__(self, study_id: int, worker_id: str, settings: Settings,
-                 timeout_s: float | None) -> None:
+    def __init__(
+        self, study_id: int, worker_id: str, settings: Settings, timeout_s: float | None
+    ) -> None:
         self.study_id = study_id
         self.worker_id = worker_id
         self.settings = settings
@@ -83,8 +85,12 @@ class StudyStopper(DriverSide, tune.Stopper):
         return self.reason is not None
 
 
-def run_study(study_id: int, worker_id: str, settings: Settings,
-              stopper_hook: list[StudyStopper] | None = None) -> StudyState:
+def run_study(
+    study_id: int,
+    worker_id: str,
+    settings: Settings,
+    stopper_hook: list[StudyStopper] | None = None,
+) -> StudyState:
     """Run (or resume) ``study_id`` to its end; return its final state."""
     url = settings.database_url
     with session_scope(url) as session:
@@ -92,13 +98,19 @@ def run_study(study_id: int, worker_id: str, settings: Settings,
         spec = StudySpec.model_validate(study.spec)
         optuna_name = study.optuna_study_name
     if get_trainer(spec.trainer) is None:
-        return _finish(url, study_id, StudyState.failed,
-                       f"trainer '{spec.trainer}' is not registered on worker {worker_id}")
+        return _finish(
+            url,
+            study_id,
+            StudyState.failed,
+            f"trainer '{spec.trainer}' is not registered on worker {worker_id}",
+        )
 
     storage = optuna_storage(url)
     existing = _recover_in_flight(url, study_id, storage, optuna_name)
     optuna_study = optuna.create_study(
-        storage=storage, study_name=optuna_name, load_if_exists=True,
+        storage=storage,
+        study_name=optuna_name,
+        load_if_exists=True,
         direction=spec.objective.direction,
         sampler=build_sampler(spec.sampler, spec.search_space, seed_offset=existing),
         pruner=build_pruner(spec.pruner),
@@ -109,16 +121,19 @@ def run_study(study_id: int, worker_id: str, settings: Settings,
         used = Repository(session).budget_used(study_id)
     remaining = spec.budget.n_trials - used
     if spec.sampler.type == "grid":
-        grid_size = len(optuna_study.sampler._all_grids)  # type: ignore[attr-defined]
-        remaining = min(remaining, grid_size - used)
+        remaining = min(remaining, grid_size(spec) - used)
 
     stopper = StudyStopper(study_id, worker_id, settings, spec.budget.timeout_s)
     if stopper_hook is not None:
         stopper_hook.append(stopper)
     ledger = Ledger(study_id, spec.objective.metric, spec.objective.direction)
     if remaining > 0 and not stopper.stop_all():
-        log.info("study %s: running %d trials (%d at once)", study_id, remaining,
-                 spec.budget.max_concurrent)
+        log.info(
+            "study %s: running %d trials (%d at once)",
+            study_id,
+            remaining,
+            spec.budget.max_concurrent,
+        )
         _fit(spec, ledger, optuna_study, stopper, settings, study_id, remaining)
 
     reason = stopper.reason
@@ -138,17 +153,34 @@ def run_study(study_id: int, worker_id: str, settings: Settings,
     with session_scope(url) as session:
         counts = Repository(session).trial_counts(study_id)
     if counts["completed"] == 0 and counts["pruned"] == 0 and counts["failed"] > 0:
-        return _finish(url, study_id, StudyState.failed,
-                       f"all {counts['failed']} trials failed; see the trials' reasons")
+        return _finish(
+            url,
+            study_id,
+            StudyState.failed,
+            f"all {counts['failed']} trials failed; see the trials' reasons",
+        )
     return _finish(url, study_id, StudyState.completed, reason)
 
 
-def _fit(spec: StudySpec, ledger: Ledger, optuna_study: optuna.Study, stopper: StudyStopper,
-         settings: Settings, study_id: int, remaining: int) -> None:
-    searcher = OptunaSearcher(ledger, optuna_study, spec, settings.database_url,
-                              str(Path(settings.artifact_dir).resolve()))
-    trainable = tune.with_resources(run_trial, {"cpu": spec.resources.cpu,
-                                                "gpu": spec.resources.gpu})
+def _fit(
+    spec: StudySpec,
+    ledger: Ledger,
+    optuna_study: optuna.Study,
+    stopper: StudyStopper,
+    settings: Settings,
+    study_id: int,
+    remaining: int,
+) -> None:
+    searcher = OptunaSearcher(
+        ledger,
+        optuna_study,
+        spec,
+        settings.database_url,
+        str(Path(settings.artifact_dir).resolve()),
+    )
+    trainable = tune.with_resources(
+        run_trial, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
+    )
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
@@ -174,16 +206,18 @@ def _trial_dirname(trial: Any) -> str:
     return f"trial-{trial.trial_id}"
 
 
-def _recover_in_flight(url: str, study_id: int, storage: optuna.storages.BaseStorage,
-                       optuna_name: str) -> int:
+def _recover_in_flight(
+    url: str, study_id: int, storage: optuna.storages.BaseStorage, optuna_name: str
+) -> int:
     """Fail trials a lost worker left running; return how many trials the study already has."""
     with session_scope(url) as session:
         repo = Repository(session)
         lost = repo.fail_running_trials(study_id, WORKER_LOST)
         existing = repo.list_trials(study_id, 0, 1)[1]
     if lost:
-        log.warning("study %s: %d trials were in flight when their worker was lost",
-                    study_id, len(lost))
+        log.warning(
+            "study %s: %d trials were in flight when their worker was lost", study_id, len(lost)
+        )
     try:
         optuna_study = optuna.load_study(study_name=optuna_name, storage=storage)
     except KeyError:
@@ -213,8 +247,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     settings = get_settings()
-    ray.init(address=settings.ray_address, logging_level=logging.WARNING, log_to_driver=False,
-             include_dashboard=False)
+    ray.init(
+        address=settings.ray_address,
+        logging_level=logging.WARNING,
+        log_to_driver=False,
+        include_dashboard=False,
+    )
     hook: list[StudyStopper] = []
 
     def on_term(signum: int, _frame: Any) -> None:
@@ -233,8 +271,9 @@ def main(argv: list[str] | None = None) -> int:
             repo.fail_running_trials(args.study_id, "the study's run crashed")
             study = repo.get_study(args.study_id)
             if study.state == StudyState.running:
-                repo.finish_study(study, StudyState.failed,
-                                  "the study's run crashed; see the worker's log")
+                repo.finish_study(
+                    study, StudyState.failed, "the study's run crashed; see the worker's log"
+                )
         return 1
     finally:
         ray.shutdown()

@@ -37,8 +37,9 @@ def distribution(spec: ParamSpec) -> BaseDistribution:
     return IntDistribution(spec.low, spec.high, log=spec.log, step=spec.step)
 
 
-def build_sampler(spec: SamplerSpec, search_space: dict[str, ParamSpec],
-                  seed_offset: int = 0) -> optuna.samplers.BaseSampler:
+def build_sampler(
+    spec: SamplerSpec, search_space: dict[str, ParamSpec], seed_offset: int = 0
+) -> optuna.samplers.BaseSampler:
     """The Optuna sampler a spec names; ``seed_offset`` varies the seed on a resumed run."""
     seed = None if spec.seed is None else spec.seed + seed_offset
     match spec.type:
@@ -46,16 +47,19 @@ def build_sampler(spec: SamplerSpec, search_space: dict[str, ParamSpec],
             return optuna.samplers.RandomSampler(seed=seed)
         case "tpe":
             return optuna.samplers.TPESampler(
-                seed=seed, n_startup_trials=spec.n_startup_trials,
-                multivariate=spec.multivariate, constant_liar=spec.constant_liar,
+                seed=seed,
+                n_startup_trials=spec.n_startup_trials,
+                multivariate=spec.multivariate,
+                constant_liar=spec.constant_liar,
             )
         case "cmaes":
             return optuna.samplers.CmaEsSampler(
                 seed=seed, n_startup_trials=spec.n_startup_trials, sigma0=spec.sigma0
             )
         case "qmc":
-            return optuna.samplers.QMCSampler(seed=seed, qmc_type=spec.qmc_type,
-                                              scramble=spec.scramble)
+            return optuna.samplers.QMCSampler(
+                seed=seed, qmc_type=spec.qmc_type, scramble=spec.scramble
+            )
         case "gp":
             return optuna.samplers.GPSampler(seed=seed, n_startup_trials=spec.n_startup_trials)
         case "grid":
@@ -76,8 +80,14 @@ class _GridSampler(optuna.samplers.GridSampler):
 
 
 class OptunaSearcher(DriverSide, Searcher):
-    def __init__(self, ledger: Ledger, study: optuna.Study, spec: StudySpec, database_url: str,
-                 artifact_dir: str) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        study: optuna.Study,
+        spec: StudySpec,
+        database_url: str,
+        artifact_dir: str,
+    ) -> None:
         super().__init__()
         self.ledger = ledger
         self.study = study
@@ -112,8 +122,9 @@ class OptunaSearcher(DriverSide, Searcher):
     def save_to_dir(self, checkpoint_dir: str, session_str: str = "default") -> None:
         """Nothing to save: the search state lives in Optuna's storage."""
 
-    def on_trial_complete(self, trial_id: str, result: dict | None = None,
-                          error: bool = False) -> None:
+    def on_trial_complete(
+        self, trial_id: str, result: dict | None = None, error: bool = False
+    ) -> None:
         record = self.ledger.trials.get(trial_id)
         if record is None:
             return

@@ -38,8 +38,12 @@ class TuneReporter:
             return False
         return self.best is None or (value > self.best if self.maximize else value < self.best)
 
-    def report(self, step: int, metrics: Mapping[str, float],
-               checkpoint: Callable[[], Checkpoint] | None = None) -> None:
+    def report(
+        self,
+        step: int,
+        metrics: Mapping[str, float],
+        checkpoint: Callable[[], Checkpoint] | None = None,
+    ) -> None:
         value = metrics.get(self.objective)
         saved: dict[str, int] = {}
         if checkpoint is not None:
@@ -50,8 +54,14 @@ class TuneReporter:
         if self._improves(value):
             self.best = value
         # Tune ends the trial inside this call when its scheduler decides to stop it.
-        tune.report({"step": step, "metrics": {k: float(v) for k, v in metrics.items()},
-                     "saved": saved, "node": self.node})
+        tune.report(
+            {
+                "step": step,
+                "metrics": {k: float(v) for k, v in metrics.items()},
+                "saved": saved,
+                "node": self.node,
+            }
+        )
 
     def should_stop(self) -> bool:
         """Tune stops a pruned or cancelled trial itself, at its next report."""

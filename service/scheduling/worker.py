@@ -43,9 +43,13 @@ def start_local_ray(num_cpus: int | None = None) -> str:
     """Start a Ray instance owned by this process; return its address for study processes."""
     import ray
 
-    context = ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING,
-                       _node_ip_address="127.0.0.1")
-    address: str = context.address_info["gcs_address"]
+    context = ray.init(
+        num_cpus=num_cpus,
+        include_dashboard=False,
+        logging_level=logging.WARNING,
+        _node_ip_address="127.0.0.1",
+    )
+    address: str = context.address_info["gcs_address"]  # type: ignore[attr-defined]
     return address
 
 
@@ -61,14 +65,22 @@ class Worker:
         url = self.settings.database_url
         migrate(url)
         ray_address = self.settings.ray_address or start_local_ray()
-        env = {**os.environ, "GENTUNE_RAY_ADDRESS": ray_address,
-               "GENTUNE_DATABASE_URL": url, "GENTUNE_ARTIFACT_DIR": self.settings.artifact_dir}
+        env = {
+            **os.environ,
+            "GENTUNE_RAY_ADDRESS": ray_address,
+            "GENTUNE_DATABASE_URL": url,
+            "GENTUNE_ARTIFACT_DIR": self.settings.artifact_dir,
+        }
         with session_scope(url) as session:
             requeued = Repository(session).requeue_studies_of_worker(self.worker_id)
         if requeued:
             log.info("worker %s: resuming studies %s", self.worker_id, requeued)
-        log.info("worker %s: polling %s (up to %d studies at once)", self.worker_id,
-                 _safe_url(url), self.settings.worker_max_studies)
+        log.info(
+            "worker %s: polling %s (up to %d studies at once)",
+            self.worker_id,
+            _safe_url(url),
+            self.settings.worker_max_studies,
+        )
         try:
             while not self.stop_event.is_set():
                 self._reap()
@@ -88,7 +100,8 @@ class Worker:
             log.info("worker %s: starting study %s", self.worker_id, study_id)
             self.children[study_id] = subprocess.Popen(
                 [sys.executable, "-m", "service.scheduling.runner", str(study_id), self.worker_id],
-                env=env, preexec_fn=_die_with_parent,
+                env=env,
+                preexec_fn=_die_with_parent,
             )
 
     def _reap(self) -> None:
@@ -111,10 +124,12 @@ class Worker:
     def _take_over_stale(self) -> None:
         with session_scope(self.settings.database_url) as session:
             stale = Repository(session).requeue_stale_studies(
-                timedelta(seconds=self.settings.stale_after_s))
+                timedelta(seconds=self.settings.stale_after_s)
+            )
         if stale:
-            log.warning("worker %s: studies %s stopped heartbeating; queued again",
-                        self.worker_id, stale)
+            log.warning(
+                "worker %s: studies %s stopped heartbeating; queued again", self.worker_id, stale
+            )
 
     def _stop_children(self) -> None:
         for process in self.children.values():

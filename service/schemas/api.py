@@ -16,7 +16,9 @@ class Page(BaseModel, Generic[T]):
 
 
 class ErrorItem(BaseModel):
-    field: str = Field(description="Dotted path of the offending field, e.g. search_space.lr_g.low.")
+    field: str = Field(
+        description="Dotted path of the offending field, e.g. search_space.lr_g.low."
+    )
     message: str
 
 
@@ -96,7 +98,9 @@ class BestOut(BaseModel):
     value: float
     step: int | None
     params: dict[str, Any] = Field(description="The searched params of the best trial.")
-    config: dict[str, Any] = Field(description="Fixed and searched params together: the full config.")
+    config: dict[str, Any] = Field(
+        description="Fixed and searched params together: the full config."
+    )
     metrics: dict[str, float | None] = Field(description="Every metric at the best step.")
     checkpoint_url: str | None
 

@@ -91,7 +91,9 @@ ParamSpec = Annotated[FloatParam | IntParam | CategoricalParam, Field(discrimina
 
 
 class _Sampler(StrictModel):
-    seed: int | None = Field(None, ge=0, le=2**32 - 1, description="Fixes the sequence of suggestions.")
+    seed: int | None = Field(
+        None, ge=0, le=2**32 - 1, description="Fixes the sequence of suggestions."
+    )
 
 
 class RandomSampler(_Sampler):
@@ -100,7 +102,9 @@ class RandomSampler(_Sampler):
 
 class TPESampler(_Sampler):
     type: Literal["tpe"]
-    n_startup_trials: int = Field(10, ge=0, le=10_000, description="Random trials before TPE starts.")
+    n_startup_trials: int = Field(
+        10, ge=0, le=10_000, description="Random trials before TPE starts."
+    )
     multivariate: bool = True
     constant_liar: bool = Field(True, description="Avoid suggesting near trials still running.")
 
@@ -198,8 +202,14 @@ class PatientPruner(StrictModel):
 
 
 PrunerSpec = Annotated[
-    NoPruner | MedianPruner | PercentilePruner | SuccessiveHalvingPruner | HyperbandPruner
-    | WilcoxonPruner | ThresholdPruner | PatientPruner,
+    NoPruner
+    | MedianPruner
+    | PercentilePruner
+    | SuccessiveHalvingPruner
+    | HyperbandPruner
+    | WilcoxonPruner
+    | ThresholdPruner
+    | PatientPruner,
     Field(discriminator="type"),
 ]
 PatientPruner.model_rebuild()
@@ -214,7 +224,9 @@ class Objective(StrictModel):
 
 
 class Budget(StrictModel):
-    n_trials: int = Field(20, ge=1, description="Trials to run (the service caps it; see settings).")
+    n_trials: int = Field(
+        20, ge=1, description="Trials to run (the service caps it; see settings)."
+    )
     max_concurrent: int = Field(1, ge=1, description="Trials running at once.")
     timeout_s: float | None = Field(
         None, gt=0, le=30 * 24 * 3600, description="Stop starting trials after this many seconds."
@@ -238,8 +250,12 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 class StudySpec(StrictModel):
     """A search over one trainer's hyperparameters."""
 
-    name: str = Field(min_length=1, max_length=100, pattern=NAME_PATTERN,
-                      description="Letters, digits, '.', '_' and '-'; need not be unique.")
+    name: str = Field(
+        min_length=1,
+        max_length=100,
+        pattern=NAME_PATTERN,
+        description="Letters, digits, '.', '_' and '-'; need not be unique.",
+    )
     description: str | None = Field(None, max_length=5000)
     trainer: str = Field(min_length=1, max_length=100, description="A registered trainer's name.")
     params: dict[str, Any] = Field(default_factory=dict, description="Fixed trainer params.")

@@ -45,12 +45,17 @@ class Service:
             if predicate():
                 return
             time.sleep(0.5)
-        raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; service log "
-                             f"tail:\n{self.log_tail()}")
+        raise AssertionError(
+            f"timed out after {timeout:.0f}s waiting for {what}; service log "
+            f"tail:\n{self.log_tail()}"
+        )
 
     def wait_for_study(self, study_id: int, states: tuple[str, ...], timeout: float) -> dict:
-        self.wait_for(lambda: self.api("GET", f"/studies/{study_id}").json()["state"] in states,
-                      timeout, f"study {study_id} to be {'/'.join(states)}")
+        self.wait_for(
+            lambda: self.api("GET", f"/studies/{study_id}").json()["state"] in states,
+            timeout,
+            f"study {study_id} to be {'/'.join(states)}",
+        )
         return self.api("GET", f"/studies/{study_id}").json()
 
     def log_tail(self, n: int = 60) -> str:
@@ -58,10 +63,15 @@ class Service:
 
 
 def service_env(database_url: str, artifact_dir: Path) -> dict[str, str]:
-    env = {**os.environ, "GENTUNE_DATABASE_URL": database_url,
-           "GENTUNE_ARTIFACT_DIR": str(artifact_dir), "GENTUNE_WORKER_POLL_S": "0.5",
-           "PYTHONPATH": os.pathsep.join([str(PLUGIN_DIR), str(REPO_ROOT)]),
-           "RAY_DEDUP_LOGS": "0", "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "GENTUNE_DATABASE_URL": database_url,
+        "GENTUNE_ARTIFACT_DIR": str(artifact_dir),
+        "GENTUNE_WORKER_POLL_S": "0.5",
+        "PYTHONPATH": os.pathsep.join([str(PLUGIN_DIR), str(REPO_ROOT)]),
+        "RAY_DEDUP_LOGS": "0",
+        "PYTHONUNBUFFERED": "1",
+    }
     env.pop("GENTUNE_RAY_ADDRESS", None)
     env.pop("GENTUNE_API_TOKEN", None)
     return env
@@ -69,9 +79,14 @@ def service_env(database_url: str, artifact_dir: Path) -> dict[str, str]:
 
 def start(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
     log = log_path.open("ab")
-    return subprocess.Popen([sys.executable, "-m", "service.cli", *args], env=env,
-                            stdout=log, stderr=subprocess.STDOUT, cwd=log_path.parent,
-                            start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "service.cli", *args],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=log_path.parent,
+        start_new_session=True,
+    )
 
 
 def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 90) -> None:

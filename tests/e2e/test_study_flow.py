@@ -51,8 +51,9 @@ def test_ring_study_runs_prunes_and_yields_its_best(service: Service, tmp_path: 
     for trial in pruned:
         assert "pruner at step" in trial["reason"] or "diverged" in trial["reason"], trial
     # Optuna's own record agrees: pruned trials are PRUNED there, never COMPLETE.
-    optuna_study = optuna.load_study(study_name=study["optuna_study_name"],
-                                     storage=service.database_url)
+    optuna_study = optuna.load_study(
+        study_name=study["optuna_study_name"], storage=service.database_url
+    )
     states = {t.user_attrs["gentune_trial_id"]: t.state for t in optuna_study.trials}
     for trial in trials["data"]:
         expected = {"completed": OptunaTrialState.COMPLETE, "pruned": OptunaTrialState.PRUNED}
@@ -62,8 +63,16 @@ def test_ring_study_runs_prunes_and_yields_its_best(service: Service, tmp_path: 
     # Every metric at every step of a completed trial is kept, not just the objective.
     completed = next(t for t in trials["data"] if t["state"] == "completed")
     detail = service.api("GET", f"/trials/{completed['id']}").json()
-    assert {"modes", "hq_fraction", "mode_kl", "frechet", "g_loss", "d_loss",
-            "grad_norm_g", "grad_norm_d"} <= set(detail["metrics"])
+    assert {
+        "modes",
+        "hq_fraction",
+        "mode_kl",
+        "frechet",
+        "g_loss",
+        "d_loss",
+        "grad_norm_g",
+        "grad_norm_d",
+    } <= set(detail["metrics"])
     assert [p["step"] for p in detail["metrics"]["frechet"]] == list(range(1, 7))
     assert {c["kind"] for c in detail["checkpoints"]} == {"best", "last"}
 
@@ -79,16 +88,35 @@ def test_ring_study_runs_prunes_and_yields_its_best(service: Service, tmp_path: 
     assert checkpoint["metrics"]["mode_score"] == pytest.approx(best["value"])
 
     out = tmp_path / "samples.npy"
-    cli = subprocess.run([sys.executable, "-m", "service.cli", "sample", str(best["trial_id"]),
-                          "-n", "300", "--out", str(out), "--url", service.url],
-                         capture_output=True, text=True, env=service.env, timeout=120)
+    cli = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "service.cli",
+            "sample",
+            str(best["trial_id"]),
+            "-n",
+            "300",
+            "--out",
+            str(out),
+            "--url",
+            service.url,
+        ],
+        capture_output=True,
+        text=True,
+        env=service.env,
+        timeout=120,
+    )
     assert cli.returncode == 0, cli.stderr
     assert np.load(out).shape == (300, 2)
 
     optuna_cli = str(Path(sys.executable).parent / "optuna")
-    listed = subprocess.run([optuna_cli, "studies", "--storage",
-                             service.database_url, "-f", "value"],
-                            capture_output=True, text=True, timeout=120)
+    listed = subprocess.run(
+        [optuna_cli, "studies", "--storage", service.database_url, "-f", "value"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert listed.returncode == 0, listed.stderr
     assert study["optuna_study_name"] in listed.stdout
 
@@ -99,8 +127,10 @@ def test_a_trainer_exception_fails_only_its_trial(service: Service) -> None:
         "name": "flaky-plugin",
         "trainer": "quadratic",
         "params": {"epochs": 4},
-        "search_space": {"fail_at": {"type": "categorical", "choices": [0, 2]},
-                         "lr": {"type": "float", "low": 0.01, "high": 0.5}},
+        "search_space": {
+            "fail_at": {"type": "categorical", "choices": [0, 2]},
+            "lr": {"type": "float", "low": 0.01, "high": 0.5},
+        },
         "objective": {"metric": "loss", "direction": "minimize"},
         "sampler": {"type": "grid"},
         "pruner": {"type": "none"},
@@ -133,10 +163,33 @@ def test_cancel_stops_running_trials_promptly(service: Service) -> None:
     study_id = service.api("POST", "/studies", json=spec).json()["id"]
     service.wait_for(
         lambda: service.api("GET", f"/studies/{study_id}").json()["trial_counts"]["running"] > 0,
-        120, "a trial to start")
+        120,
+        "a trial to start",
+    )
     assert service.api("POST", f"/studies/{study_id}/cancel").json()["cancel_requested"]
     study = service.wait_for_study(study_id, ("cancelled",), timeout=30)
     assert study["trial_counts"]["running"] == 0
     trials = service.api("GET", f"/studies/{study_id}/trials").json()["data"]
-    assert trials and all(t["state"] == "failed" and t["reason"] == "study cancelled"
-                          for t in trials)
+    assert trials and all(
+        t["state"] == "failed" and t["reason"] == "study cancelled" for t in trials
+    )
+
+
+def test_two_studies_run_at_once(service: Service) -> None:
+    spec = {
+        "name": "side-by-side",
+        "trainer": "quadratic",
+        "params": {"epochs": 40, "sleep_s": 0.1},
+        "search_space": {"lr": {"type": "float", "low": 0.01, "high": 0.5}},
+        "objective": {"metric": "loss", "direction": "minimize"},
+        "budget": {"n_trials": 2, "max_concurrent": 1},
+    }
+    ids = [service.api("POST", "/studies", json=spec).json()["id"] for _ in range(2)]
+
+    def both_running() -> bool:
+        studies = [service.api("GET", f"/studies/{i}").json() for i in ids]
+        return all(s["trial_counts"]["running"] == 1 for s in studies)
+
+    service.wait_for(both_running, 120, "both studies to have a trial running")
+    for study_id in ids:
+        assert service.wait_for_study(study_id, ("completed",), timeout=120)["state"] == "completed"

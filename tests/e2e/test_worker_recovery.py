@@ -32,8 +32,13 @@ def test_killed_worker_resumes_on_restart(tmp_path: Path) -> None:
     port = free_port()
     api = start(["serve", "--port", str(port), "--no-worker"], env, tmp_path / "api.log")
     worker = start(["worker"], env, tmp_path / "worker.log")
-    svc = Service(f"http://127.0.0.1:{port}", database_url, tmp_path / "artifacts", env,
-                  tmp_path / "worker.log")
+    svc = Service(
+        f"http://127.0.0.1:{port}",
+        database_url,
+        tmp_path / "artifacts",
+        env,
+        tmp_path / "worker.log",
+    )
     try:
         svc.wait_for(lambda: _up(svc), 60, "the API")
         study_id = svc.api("POST", "/studies", json=SPEC).json()["id"]
@@ -47,8 +52,9 @@ def test_killed_worker_resumes_on_restart(tmp_path: Path) -> None:
         worker.wait()
         before = {t["id"]: t for t in _trials(svc, study_id)}
         finished_before = {i: t for i, t in before.items() if t["state"] == "completed"}
-        metrics_before = {i: svc.api("GET", f"/trials/{i}").json()["metrics"]
-                          for i in finished_before}
+        metrics_before = {
+            i: svc.api("GET", f"/trials/{i}").json()["metrics"] for i in finished_before
+        }
 
         worker = start(["worker"], env, tmp_path / "worker.log")
         study = svc.wait_for_study(study_id, ("completed", "failed"), timeout=240)
@@ -60,7 +66,9 @@ def test_killed_worker_resumes_on_restart(tmp_path: Path) -> None:
         for trial_id, trial in finished_before.items():
             assert after[trial_id]["state"] == "completed"
             assert after[trial_id]["value"] == trial["value"]
-            assert svc.api("GET", f"/trials/{trial_id}").json()["metrics"] == metrics_before[trial_id]
+            assert (
+                svc.api("GET", f"/trials/{trial_id}").json()["metrics"] == metrics_before[trial_id]
+            )
         counted = [t for t in after.values() if t["reason"] != "worker lost"]
         assert len(counted) == SPEC["budget"]["n_trials"], "the full budget runs, lost ones aside"
         assert all(t["state"] == "completed" for t in counted)

@@ -7,7 +7,6 @@ way a third-party package would.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -28,7 +27,7 @@ class QuadraticTrainer(Trainer):
     name = "quadratic"
     description = "Gradient descent on (x - 3)^2; a test plugin."
     Params = QuadraticParams
-    metrics: Mapping[str, MetricSpec] = {"loss": MetricSpec("(x - 3)^2", "minimize")}
+    metrics = {"loss": MetricSpec("(x - 3)^2", "minimize")}
 
     def train(self, params: TrainerParams, device: torch.device, reporter: Reporter) -> None:
         p = QuadraticParams.model_validate(params.model_dump())
@@ -43,5 +42,7 @@ class QuadraticTrainer(Trainer):
             if reporter.should_stop():
                 return
 
-    def sample(self, checkpoint: Checkpoint, n: int, device: torch.device, seed: int = 0) -> np.ndarray:
+    def sample(
+        self, checkpoint: Checkpoint, n: int, device: torch.device, seed: int = 0
+    ) -> np.ndarray:
         return np.full((n, 1), checkpoint["model"]["x"])

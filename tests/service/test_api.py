@@ -21,15 +21,22 @@ def test_submit_then_read_back(client: TestClient) -> None:
     assert study["url"].endswith(f"/api/v1/studies/{study['id']}")
     again = client.get(f"/api/v1/studies/{study['id']}").json()
     assert again["definition"]["search_space"]["lr_g"]["log"] is True
-    assert again["definition"]["sampler"] == {"type": "tpe", "seed": 0, "n_startup_trials": 10,
-                                              "multivariate": True, "constant_liar": True}
+    assert again["definition"]["sampler"] == {
+        "type": "tpe",
+        "seed": 0,
+        "n_startup_trials": 10,
+        "multivariate": True,
+        "constant_liar": True,
+    }
     listed = client.get("/api/v1/studies", params={"state": "queued"}).json()
     assert study["id"] in [s["id"] for s in listed["data"]]
 
 
 def test_list_is_paged(client: TestClient) -> None:
-    ids = [client.post("/api/v1/studies", json=ring_spec(name=f"page-{i}")).json()["id"]
-           for i in range(3)]
+    ids = [
+        client.post("/api/v1/studies", json=ring_spec(name=f"page-{i}")).json()["id"]
+        for i in range(3)
+    ]
     page = client.get("/api/v1/studies", params={"limit": 2}).json()
     assert len(page["data"]) == 2 and page["count"] >= 3
     assert page["data"][0]["id"] == ids[-1], "newest first"
@@ -39,9 +46,13 @@ def test_list_is_paged(client: TestClient) -> None:
 
 
 def test_unknown_ids_are_404_with_a_message(client: TestClient) -> None:
-    for path in ("/api/v1/studies/999999", "/api/v1/studies/999999/trials",
-                 "/api/v1/studies/999999/best", "/api/v1/trials/999999",
-                 "/api/v1/trials/999999/checkpoint"):
+    for path in (
+        "/api/v1/studies/999999",
+        "/api/v1/studies/999999/trials",
+        "/api/v1/studies/999999/best",
+        "/api/v1/trials/999999",
+        "/api/v1/trials/999999/checkpoint",
+    ):
         response = client.get(path)
         assert response.status_code == 404, path
         assert "does not exist" in response.json()["detail"]
@@ -80,10 +91,17 @@ def test_health_checks_the_database(client: TestClient) -> None:
 
 def test_openapi_documents_the_routes(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
-    for path in ("/api/v1/studies", "/api/v1/studies/{study_id}", "/api/v1/studies/{study_id}/cancel",
-                 "/api/v1/studies/{study_id}/trials", "/api/v1/studies/{study_id}/best",
-                 "/api/v1/trials/{trial_id}", "/api/v1/trials/{trial_id}/checkpoint",
-                 "/api/v1/trainers", "/api/v1/health"):
+    for path in (
+        "/api/v1/studies",
+        "/api/v1/studies/{study_id}",
+        "/api/v1/studies/{study_id}/cancel",
+        "/api/v1/studies/{study_id}/trials",
+        "/api/v1/studies/{study_id}/best",
+        "/api/v1/trials/{trial_id}",
+        "/api/v1/trials/{trial_id}/checkpoint",
+        "/api/v1/trainers",
+        "/api/v1/health",
+    ):
         assert path in paths
 
 
@@ -91,12 +109,14 @@ def test_token_guards_mutating_endpoints_only(settings: Settings) -> None:
     guarded = settings.model_copy(update={"api_token": SecretStr("s3cret")})
     with TestClient(create_app(guarded)) as client:
         assert client.post("/api/v1/studies", json=ring_spec()).status_code == 401
-        wrong = client.post("/api/v1/studies", json=ring_spec(),
-                            headers={"Authorization": "Bearer nope"})
+        wrong = client.post(
+            "/api/v1/studies", json=ring_spec(), headers={"Authorization": "Bearer nope"}
+        )
         assert wrong.status_code == 401
         assert "Authorization: Bearer" in wrong.json()["detail"]
-        ok = client.post("/api/v1/studies", json=ring_spec(),
-                         headers={"Authorization": "Bearer s3cret"})
+        ok = client.post(
+            "/api/v1/studies", json=ring_spec(), headers={"Authorization": "Bearer s3cret"}
+        )
         assert ok.status_code == 201
         study_id = ok.json()["id"]
         assert client.post(f"/api/v1/studies/{study_id}/cancel").status_code == 401

@@ -34,48 +34,93 @@ def with_space(**space: Any) -> dict[str, Any]:
         (ring_spec(params={"epochs": 0}), "params.epochs", "greater than or equal to 1"),
         (ring_spec(params={"dataset": "moons"}), "params.dataset", "'ring8' or 'grid25'"),
         (ring_spec(params={"colour": "red"}), "params.colour", "has no parameter 'colour'"),
-        (with_space(lr_g={"type": "float", "low": 0.01, "high": 0.001}),
-         "search_space.lr_g.high", "must be above low"),
-        (with_space(lr_g={"type": "float", "low": 0.0, "high": 0.01, "log": True}),
-         "search_space.lr_g.low", "log range must lie above 0"),
-        (with_space(lr_g={"type": "float", "low": 1e-4, "high": 5.0}),
-         "search_space.lr_g.high", "not a valid lr_g"),
-        (with_space(loss={"type": "categorical", "choices": ["bce", "l2"]}),
-         "search_space.loss.choices.1", "'l2' is not a valid loss"),
-        (with_space(loss={"type": "categorical", "choices": []}),
-         "search_space.loss.choices", "at least 1"),
-        (with_space(batch_size={"type": "float", "low": 64, "high": 512}),
-         "search_space.batch_size.type", "use type: int"),
+        (
+            with_space(lr_g={"type": "float", "low": 0.01, "high": 0.001}),
+            "search_space.lr_g.high",
+            "must be above low",
+        ),
+        (
+            with_space(lr_g={"type": "float", "low": 0.0, "high": 0.01, "log": True}),
+            "search_space.lr_g.low",
+            "log range must lie above 0",
+        ),
+        (
+            with_space(lr_g={"type": "float", "low": 1e-4, "high": 5.0}),
+            "search_space.lr_g.high",
+            "not a valid lr_g",
+        ),
+        (
+            with_space(loss={"type": "categorical", "choices": ["bce", "l2"]}),
+            "search_space.loss.choices.1",
+            "'l2' is not a valid loss",
+        ),
+        (
+            with_space(loss={"type": "categorical", "choices": []}),
+            "search_space.loss.choices",
+            "at least 1",
+        ),
+        (
+            with_space(batch_size={"type": "float", "low": 64, "high": 512}),
+            "search_space.batch_size.type",
+            "use type: int",
+        ),
         (with_space(z_dim={"low": 1, "high": 8}), "search_space.z_dim", "needs a 'type'"),
-        (with_space(z_dim={"type": "integer", "low": 1, "high": 8}),
-         "search_space.z_dim", "is not one of"),
-        (with_space(depth={"type": "int", "low": 1, "high": 3, "stepp": 1}),
-         "search_space.depth.stepp", "not a known field"),
-        (with_space(nope={"type": "int", "low": 1, "high": 3}),
-         "search_space.nope", "has no parameter 'nope'"),
-        (ring_spec(objective={"metric": "fid", "direction": "minimize"}),
-         "objective.metric", "does not report 'fid'"),
-        (ring_spec(objective={"metric": "modes", "direction": "up"}),
-         "objective.direction", "'minimize' or 'maximize'"),
+        (
+            with_space(z_dim={"type": "integer", "low": 1, "high": 8}),
+            "search_space.z_dim",
+            "is not one of",
+        ),
+        (
+            with_space(depth={"type": "int", "low": 1, "high": 3, "stepp": 1}),
+            "search_space.depth.stepp",
+            "not a known field",
+        ),
+        (
+            with_space(nope={"type": "int", "low": 1, "high": 3}),
+            "search_space.nope",
+            "has no parameter 'nope'",
+        ),
+        (
+            ring_spec(objective={"metric": "fid", "direction": "minimize"}),
+            "objective.metric",
+            "does not report 'fid'",
+        ),
+        (
+            ring_spec(objective={"metric": "modes", "direction": "up"}),
+            "objective.direction",
+            "'minimize' or 'maximize'",
+        ),
         (ring_spec(budget={"n_trials": 0}), "budget.n_trials", "greater than or equal to 1"),
         (ring_spec(budget={"n_trials": 10**9}), "budget.n_trials", "at most 10000 trials"),
-        (ring_spec(budget={"n_trials": 5, "max_concurrent": 1000}),
-         "budget.max_concurrent", "at most 64"),
+        (
+            ring_spec(budget={"n_trials": 5, "max_concurrent": 1000}),
+            "budget.max_concurrent",
+            "at most 64",
+        ),
         (ring_spec(resources={"cpu": 0}), "resources.cpu", "greater than 0"),
         (ring_spec(resources={"gpu": 1.5}), "resources", "whole number"),
         (ring_spec(sampler={"type": "annealing"}), "sampler", "is not one of"),
-        (ring_spec(pruner={"type": "median", "n_warmup_steps": -1}),
-         "pruner.n_warmup_steps", "greater than or equal to 0"),
+        (
+            ring_spec(pruner={"type": "median", "n_warmup_steps": -1}),
+            "pruner.n_warmup_steps",
+            "greater than or equal to 0",
+        ),
         (ring_spec(pruner={"type": "threshold"}), "pruner", "give lower, upper or both"),
         (ring_spec(name="../../etc"), "name", "should match pattern"),
-        (ring_spec(params={"lr_g": 0.001}, search_space={"lr_g": {"type": "float", "low": 1e-4,
-                                                                  "high": 1e-2}}),
-         "body", "both in params and in search_space"),
+        (
+            ring_spec(
+                params={"lr_g": 0.001},
+                search_space={"lr_g": {"type": "float", "low": 1e-4, "high": 1e-2}},
+            ),
+            "body",
+            "both in params and in search_space",
+        ),
         (ring_spec(sampler={"type": "grid"}), "search_space.lr_g", "grid search needs a step"),
     ],
 )
-def test_bad_definitions_name_the_field(client: TestClient, spec: dict[str, Any], field: str,
-                                        words: str) -> None:
+def test_bad_definitions_name_the_field(
+    client: TestClient, spec: dict[str, Any], field: str, words: str
+) -> None:
     errors = errors_of(client, spec)
     assert field in errors, errors
     assert words in errors[field], errors[field]
@@ -88,8 +133,9 @@ def test_missing_objective_is_reported(client: TestClient) -> None:
 
 
 def test_malformed_json_is_a_clear_422(client: TestClient) -> None:
-    response = client.post("/api/v1/studies", content=b'{"name": "x",',
-                           headers={"content-type": "application/json"})
+    response = client.post(
+        "/api/v1/studies", content=b'{"name": "x",', headers={"content-type": "application/json"}
+    )
     assert response.status_code == 422
     assert "not valid JSON" in response.json()["detail"]
 
@@ -105,7 +151,9 @@ def test_huge_grid_is_refused(client: TestClient) -> None:
 
 
 def test_a_valid_grid_is_accepted(client: TestClient) -> None:
-    spec = with_space(loss={"type": "categorical", "choices": ["bce", "hinge"]},
-                      depth={"type": "int", "low": 1, "high": 3})
+    spec = with_space(
+        loss={"type": "categorical", "choices": ["bce", "hinge"]},
+        depth={"type": "int", "low": 1, "high": 3},
+    )
     spec["sampler"] = {"type": "grid"}
     assert client.post("/api/v1/studies", json=spec).status_code == 201

@@ -23,8 +23,12 @@ class RecordingReporter:
         self.checkpoints: list[Checkpoint] = []
         self.stop_after = stop_after
 
-    def report(self, step: int, metrics: Mapping[str, float],
-               checkpoint: Callable[[], Checkpoint] | None = None) -> None:
+    def report(
+        self,
+        step: int,
+        metrics: Mapping[str, float],
+        checkpoint: Callable[[], Checkpoint] | None = None,
+    ) -> None:
         self.reports.append((step, dict(metrics)))
         if checkpoint is not None:
             self.checkpoints.append(checkpoint())

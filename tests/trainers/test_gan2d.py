@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from tests.trainers.contract import RecordingReporter, TrainerContract
@@ -27,14 +28,25 @@ def test_mixtures_match_the_published_setups() -> None:
 def test_every_loss_trains_without_error() -> None:
     for loss in ("bce", "hinge", "wgan-gp"):
         reporter = RecordingReporter()
-        params = Gan2DTrainer().parse_params({"loss": loss, "epochs": 1, "iters_per_epoch": 5,
-                                              "batch_size": 32, "eval_samples": 100,
-                                              "spectral_norm": True, "batch_norm": True,
-                                              "dropout": 0.1, "ema": 0.9, "n_critic": 2})
+        params = Gan2DTrainer().parse_params(
+            {
+                "loss": loss,
+                "epochs": 1,
+                "iters_per_epoch": 5,
+                "batch_size": 32,
+                "eval_samples": 100,
+                "spectral_norm": True,
+                "batch_norm": True,
+                "dropout": 0.1,
+                "ema": 0.9,
+                "n_critic": 2,
+            }
+        )
         Gan2DTrainer().train(params, torch.device("cpu"), reporter)
         assert len(reporter.reports) == 1
 
 
+@pytest.mark.slow
 def test_a_short_run_learns_the_ring() -> None:
     """3,000 generator steps with the default config reach most of ring8's modes."""
     reporter = RecordingReporter()
@@ -42,7 +54,8 @@ def test_a_short_run_learns_the_ring() -> None:
     Gan2DTrainer().train(params, torch.device("cpu"), reporter)
     first, last = reporter.reports[0][1], reporter.reports[-1][1]
     assert last["frechet"] < first["frechet"]
-    samples = torch.from_numpy(Gan2DTrainer().sample(reporter.checkpoints[-1], 2500,
-                                                     torch.device("cpu")))
+    samples = torch.from_numpy(
+        Gan2DTrainer().sample(reporter.checkpoints[-1], 2500, torch.device("cpu"))
+    )
     scores = mode_metrics(samples, ring8().means, ring8().std)
     assert scores.modes >= 6
