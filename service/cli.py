@@ -18,6 +18,7 @@ import yaml
 from rich.console import Console
 
 from service.config import get_settings
+from service.db.session import redacted
 
 app = typer.Typer(
     help="gentune: hyperparameter optimization for generative models.",
@@ -68,7 +69,7 @@ def serve(
         )
     console.print(
         f"gentune: API on http://{host}:{port} (docs at /docs), database "
-        f"{_safe_url(settings.database_url)}, artifacts in {settings.artifact_dir}"
+        f"{redacted(settings.database_url)}, artifacts in {settings.artifact_dir}"
     )
     try:
         uvicorn.run(
@@ -106,7 +107,7 @@ def migrate() -> None:
 
     settings = get_settings()
     run_migrations(settings.database_url)
-    console.print(f"database {_safe_url(settings.database_url)} is up to date")
+    console.print(f"database {redacted(settings.database_url)} is up to date")
 
 
 @app.command()
@@ -249,12 +250,6 @@ def _download(full_url: str) -> bytes:
 def _fail(message: str) -> NoReturn:
     err_console.print(f"error: {message}", markup=False, highlight=False)
     raise typer.Exit(1)
-
-
-def _safe_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
 
 
 if __name__ == "__main__":

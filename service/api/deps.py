@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from service.artifacts import ArtifactStore
 from service.config import Settings
 from service.db.repository import Repository
-from service.db.session import get_sessionmaker
+from service.db.session import session_scope
 from service.errors import Unauthorized
 
 
@@ -33,18 +33,13 @@ BaseUrlDep = Annotated[str, Depends(get_base_url)]
 
 
 def get_db(settings: SettingsDep) -> Iterator[Session]:
-    session = get_sessionmaker(settings.database_url)()
-    try:
+    """One session per request: committed when the route returns, rolled back if it raises."""
+    with session_scope(settings.database_url) as session:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
-SessionDep = Annotated[Session, Depends(get_db)]
+# scope="function": commit before the response goes out, so a 201 means the study is stored.
+SessionDep = Annotated[Session, Depends(get_db, scope="function")]
 
 
 def get_repository(session: SessionDep) -> Repository:

@@ -73,6 +73,11 @@ def session_scope(url: str) -> Iterator[Session]:
         session.close()
 
 
+def redacted(url: str) -> str:
+    """The URL with its password hidden, for logs."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
 def alembic_config(url: str) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))

@@ -21,7 +21,7 @@ from datetime import timedelta
 from service.config import Settings
 from service.db.models import StudyState
 from service.db.repository import Repository
-from service.db.session import migrate, session_scope
+from service.db.session import migrate, redacted, session_scope
 
 log = logging.getLogger("gentune.worker")
 PR_SET_PDEATHSIG = 1
@@ -78,7 +78,7 @@ class Worker:
         log.info(
             "worker %s: polling %s (up to %d studies at once)",
             self.worker_id,
-            _safe_url(url),
+            redacted(url),
             self.settings.worker_max_studies,
         )
         try:
@@ -141,9 +141,3 @@ class Worker:
                 process.kill()
                 log.warning("worker %s: study %s did not stop in time", self.worker_id, study_id)
         self.children.clear()
-
-
-def _safe_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
