@@ -1,0 +1,139 @@
+"""Feature extractors for image metrics: images in [-1, 1] in, (N, d) features out.
+
+- ``domain``: a small classifier trained once per dataset on its labels and cached on disk,
+  its penultimate layer as features (Fréchet-LeNet style): fast on CPU, the default for digits.
+- ``random``: a fixed, randomly initialised conv net, for data without labels.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from trainers.data import ImageData
+
+log = logging.getLogger(__name__)
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("GENTUNE_CACHE_DIR", Path.home() / ".cache" / "gentune"))
+
+
+class FeatureExtractor(nn.Module):
+    """Maps a batch of images in [-1, 1] to feature vectors; ``num_features`` is their size."""
+
+    name: str
+    num_features: int
+
+    @torch.no_grad()
+    def features(self, images: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+        self.eval()
+        device = next(self.parameters()).device
+        parts = [
+            self(images[i : i + batch_size].to(device)).float().cpu()
+            for i in range(0, images.shape[0], batch_size)
+        ]
+        return torch.cat(parts)
+
+
+class DomainClassifier(FeatureExtractor):
+    name = "domain"
+    num_features = 128
+
+    def __init__(self, channels: int, size: int, n_classes: int) -> None:
+        super().__init__()
+        self.conv = nn.Sequential(
+            nn.Conv2d(channels, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        )
+        self.embed = nn.Sequential(nn.Flatten(), nn.Linear(64 * (size // 4) ** 2, 128), nn.ReLU())
+        self.head = nn.Linear(128, n_classes)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.embed(self.conv(images))
+
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self(images))
+
+    @classmethod
+    def for_dataset(
+        cls, data: ImageData, cache_dir: Path | None = None, epochs: int = 8
+    ) -> DomainClassifier:
+        """The classifier of ``data``: loaded from the cache, or trained once and cached."""
+        if data.train_labels is None or data.n_classes is None:
+            raise ValueError(f"dataset {data.name} has no labels; use the 'random' extractor")
+        model = cls(data.channels, data.size, data.n_classes)
+        path = (cache_dir or default_cache_dir()) / f"domain-{data.fingerprint}.pt"
+        if path.is_file():
+            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+            return model.eval()
+        accuracy = model._fit(data, epochs)
+        log.info("domain classifier for %s: held-out accuracy %.3f", data.name, accuracy)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        os.close(fd)
+        torch.save(model.state_dict(), tmp)
+        os.replace(tmp, path)  # concurrent trials may both train; the file is whole either way
+        return model.eval()
+
+    def _fit(self, data: ImageData, epochs: int) -> float:
+        assert data.train_labels is not None and data.held_out_labels is not None
+        generator = torch.Generator().manual_seed(0)
+        torch.manual_seed(0)
+        optimizer = torch.optim.Adam(self.parameters(), lr=2e-3)
+        self.train()
+        for _ in range(epochs):
+            order = torch.randperm(data.train.shape[0], generator=generator)
+            for i in range(0, len(order), 64):
+                batch = order[i : i + 64]
+                loss = F.cross_entropy(self.logits(data.train[batch]), data.train_labels[batch])
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+        self.eval()
+        with torch.no_grad():
+            predicted = self.logits(data.held_out).argmax(dim=1)
+        return float((predicted == data.held_out_labels).float().mean())
+
+
+class RandomFeatures(FeatureExtractor):
+    """A conv net with fixed random weights (seed 0): no training, works on any images."""
+
+    name = "random"
+    num_features = 512
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        generator_state = torch.random.get_rng_state()
+        torch.manual_seed(0)
+        self.net = nn.Sequential(
+            nn.Conv2d(channels, 64, 3, stride=2, padding=1),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(64, 128, 3, stride=2, padding=1),
+            nn.LeakyReLU(0.2),
+            nn.AdaptiveAvgPool2d(2),
+            nn.Flatten(),
+        )
+        torch.random.set_rng_state(generator_state)
+        self.requires_grad_(False)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net(images)
+
+
+def extractor_for(kind: str, data: ImageData, cache_dir: Path | None = None) -> FeatureExtractor:
+    if kind == "domain":
+        return DomainClassifier.for_dataset(data, cache_dir)
+    if kind == "random":
+        return RandomFeatures(data.channels)
+    raise ValueError(f"unknown feature extractor {kind!r}; use 'domain' or 'random'")
