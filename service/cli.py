@@ -216,6 +216,67 @@ def sample(
     )
 
 
+@app.command("try")
+def try_trainer(
+    trainer_name: Annotated[str, typer.Argument(metavar="TRAINER", help="A registered trainer.")],
+    param: Annotated[
+        list[str] | None, typer.Option("-p", "--param", help="key=value, repeatable.")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Save the last checkpoint here.")] = None,
+) -> None:
+    """Run one trial in this process, without the service: progress and metrics per step."""
+    import torch
+    from pydantic import ValidationError
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from trainers.base import pick_device
+    from trainers.registry import get_trainer, trainer_names
+
+    trainer = get_trainer(trainer_name)
+    if trainer is None:
+        _fail(f"no trainer '{trainer_name}'; registered: {', '.join(trainer_names())}")
+    raw: dict[str, Any] = {}
+    for item in param or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            _fail(f"-p takes key=value, got {item!r}")
+        raw[key.strip()] = yaml.safe_load(value) if value.strip() else value
+    try:
+        params = trainer.parse_params(raw)
+    except ValidationError as exc:
+        lines = "\n".join(f"  {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        _fail(f"invalid params for {trainer_name}:\n{lines}")
+    shown = [m for m, spec in trainer.metrics.items() if spec.direction is not None][:8]
+    table = Table("step", *shown, title=f"{trainer_name}: {params.model_dump()}")
+    total = getattr(params, "epochs", None)
+    saved: dict[str, Any] = {}
+
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task(f"training {trainer_name}", total=total)
+
+        class ConsoleReporter:
+            def report(self, step: int, metrics: Any, checkpoint: Any = None) -> None:
+                row = [f"{metrics[m]:.4g}" if m in metrics else "-" for m in shown]
+                table.add_row(str(step), *row)
+                progress.console.print(
+                    f"step {step}: "
+                    + ", ".join(f"{m} {v}" for m, v in zip(shown, row, strict=True))
+                )
+                progress.update(task, completed=step)
+                if checkpoint is not None and out is not None:
+                    saved["checkpoint"] = checkpoint()
+
+            def should_stop(self) -> bool:
+                return False
+
+        trainer.train(params, pick_device(), ConsoleReporter())
+    console.print(table)
+    if out is not None and "checkpoint" in saved:
+        torch.save(saved["checkpoint"], out)
+        console.print(f"last checkpoint saved to {out}")
+
+
 def _request(method: str, url: str, path: str, token: str | None = None, **kwargs: Any) -> Any:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:

@@ -13,6 +13,12 @@ from service.schemas.study import StudySpec
 from service.studies import validate_spec
 from tests.trainers.contract import RecordingReporter
 
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GENTUNE_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
 FILES = sorted((Path(__file__).resolve().parents[1] / "search_spaces").glob("*.yaml"))
 
 
@@ -30,7 +36,10 @@ def test_example_is_valid_and_its_first_config_trains(path: Path) -> None:
         name: (d.choices[0] if d.type == "categorical" else d.low)
         for name, d in spec.search_space.items()
     }
-    params = trainer.parse_params({**spec.params, **corner, "epochs": 1, "iters_per_epoch": 2})
+    shortened = {"epochs": 1}
+    if "iters_per_epoch" in trainer.Params.model_fields:
+        shortened["iters_per_epoch"] = 2
+    params = trainer.parse_params({**spec.params, **corner, **shortened})
     reporter = RecordingReporter()
     trainer.train(params, torch.device("cpu"), reporter)
     assert spec.objective.metric in reporter.reports[0][1]

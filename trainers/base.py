@@ -40,6 +40,8 @@ class MetricSpec:
 
     description: str
     direction: Literal["minimize", "maximize"] | None = None
+    timing: bool = False
+    """A wall-clock measurement: it varies from run to run even with the same seed."""
 
 
 class TrainerParams(BaseModel):

@@ -71,7 +71,7 @@ class ImageData:
     train_labels: torch.Tensor | None
     held_out_labels: torch.Tensor | None
     fingerprint: str
-    """Content hash of the images (and labels): two trials with equal fingerprints saw the same data."""
+    """Content hash of images and labels: equal fingerprints mean the same data."""
 
     @property
     def channels(self) -> int:

@@ -18,13 +18,13 @@ import numpy as np
 import torch
 from pydantic import Field
 from torch import nn
-from torch.nn import functional as F
 
 from trainers.base import Checkpoint, MetricSpec, Reporter, Trainer, TrainerParams
 from trainers.data import GaussianMixture2D, gaussian_mixture
+from trainers.gan_losses import discriminator_loss, generator_loss, grad_norm, gradient_penalty
 from trainers.metrics import frechet_distance, mode_metrics
 
-Loss = Literal["bce", "hinge", "wgan-gp"]
+Loss = Literal["bce", "hinge", "wgan-gp"]  # the subset of GanLoss offered on 2-D data
 
 
 class Gan2DParams(TrainerParams):
@@ -98,33 +98,6 @@ def build_discriminator(p: Gan2DParams) -> nn.Sequential:
     )
 
 
-def discriminator_loss(loss: Loss, d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
-    if loss == "bce":
-        return F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
-    if loss == "hinge":
-        return F.relu(1.0 - d_real).mean() + F.relu(1.0 + d_fake).mean()
-    return d_fake.mean() - d_real.mean()
-
-
-def generator_loss(loss: Loss, d_fake: torch.Tensor) -> torch.Tensor:
-    if loss == "bce":
-        return F.softplus(-d_fake).mean()  # non-saturating
-    return -d_fake.mean()
-
-
-def gradient_penalty(d: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-    """WGAN-GP: (||grad D(x_hat)|| - 1)^2 on points between real and fake."""
-    alpha = torch.rand(real.shape[0], 1, device=real.device)
-    x_hat = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
-    (grad,) = torch.autograd.grad(d(x_hat).sum(), x_hat, create_graph=True)
-    return ((grad.norm(dim=1) - 1.0) ** 2).mean()
-
-
-def _grad_norm(module: nn.Module) -> float:
-    norms = [p.grad.detach().norm() for p in module.parameters() if p.grad is not None]
-    return float(torch.stack(norms).norm()) if norms else 0.0
-
-
 class Gan2DTrainer(Trainer):
     name = "gan2d"
     description = "MLP GAN on 2-D Gaussian mixtures (ring8, grid25), scored by mode coverage."
@@ -193,13 +166,13 @@ class Gan2DTrainer(Trainer):
                         loss_d = loss_d + p.gp_weight * gradient_penalty(d, real, fake)
                     opt_d.zero_grad(set_to_none=True)
                     loss_d.backward()
-                    grad_d = _grad_norm(d)
+                    grad_d = grad_norm(d)
                     opt_d.step()
                 fake = g(torch.randn(p.batch_size, p.z_dim, device=device))
                 loss_g = generator_loss(p.loss, d(fake))
                 opt_g.zero_grad(set_to_none=True)
                 loss_g.backward()
-                sums["grad_norm_g"] += _grad_norm(g)
+                sums["grad_norm_g"] += grad_norm(g)
                 opt_g.step()
                 if g_ema is not None:
                     g_ema.update_parameters(g)

@@ -11,10 +11,13 @@ from functools import cache
 from importlib.metadata import entry_points
 
 from trainers.base import Trainer
+from trainers.dcgan import DCGANTrainer
 from trainers.gan2d import Gan2DTrainer
 
 ENTRY_POINT_GROUP = "gentune.trainers"
-BUILTIN_TRAINERS: dict[str, type[Trainer]] = {Gan2DTrainer.name: Gan2DTrainer}
+BUILTIN_TRAINERS: dict[str, type[Trainer]] = {
+    trainer.name: trainer for trainer in (Gan2DTrainer, DCGANTrainer)
+}
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,10 @@ checkpoints in the artifact store and forwards each evaluation to Tune.
 from __future__ import annotations
 
 import math
+import os
 import socket
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -70,6 +72,8 @@ class TuneReporter:
 
 def run_trial(config: dict[str, Any]) -> None:
     meta = config["gentune"]
+    # Trainers cache what they compute once per dataset (feature nets, reference statistics).
+    os.environ.setdefault("GENTUNE_CACHE_DIR", str(Path(meta["artifact_dir"]) / "cache"))
     trainer = get_trainer(meta["trainer"])
     if trainer is None:
         raise RuntimeError(f"trainer {meta['trainer']!r} is not registered on this Ray worker")

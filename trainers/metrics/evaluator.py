@@ -6,6 +6,7 @@ sample count and cached on disk; every trial (and every evaluation) reuses them.
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -60,6 +61,7 @@ class ImageEvaluator:
             "density": scores.density,
             "coverage": scores.coverage,
         }
+        metrics["is"] = math.nan  # the random extractor has no classes to score
         if isinstance(self.extractor, DomainClassifier):
             with torch.no_grad():
                 metrics["is"] = inception_score(self.extractor.head(features))

@@ -72,7 +72,9 @@ class DomainClassifier(FeatureExtractor):
         """The classifier of ``data``: loaded from the cache, or trained once and cached."""
         if data.train_labels is None or data.n_classes is None:
             raise ValueError(f"dataset {data.name} has no labels; use the 'random' extractor")
-        model = cls(data.channels, data.size, data.n_classes)
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            model = cls(data.channels, data.size, data.n_classes)
         path = (cache_dir or default_cache_dir()) / f"domain-{data.fingerprint}.pt"
         if path.is_file():
             model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
@@ -89,7 +91,6 @@ class DomainClassifier(FeatureExtractor):
     def _fit(self, data: ImageData, epochs: int) -> float:
         assert data.train_labels is not None and data.held_out_labels is not None
         generator = torch.Generator().manual_seed(0)
-        torch.manual_seed(0)
         optimizer = torch.optim.Adam(self.parameters(), lr=2e-3)
         self.train()
         for _ in range(epochs):

@@ -1,0 +1,248 @@
+"""dcgan: a convolutional GAN on small images (scikit-learn's digits), scored by FID and friends.
+
+Reads top to bottom: the params, the two networks, the losses, the training loop, sampling.
+An epoch is one pass over the training images; after each, ``eval_samples`` generated images
+are scored against the training set's cached reference features (see trainers.metrics).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from typing import Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+from torch import nn
+
+from trainers.base import Checkpoint, MetricSpec, Reporter, Trainer, TrainerParams
+from trainers.data import ImageData, digits
+from trainers.gan_losses import (
+    GanLoss,
+    discriminator_loss,
+    generator_loss,
+    grad_norm,
+    gradient_penalty,
+)
+from trainers.metrics.evaluator import ImageEvaluator
+
+
+class DCGANParams(TrainerParams):
+    dataset: Literal["digits"] = Field("digits", description="Training images.")
+    image_size: Literal[16, 32] = Field(16, description="Side of the (upsampled) images.")
+    features: Literal["domain", "random"] = Field(
+        "domain", description="Feature extractor for FID/KID/PRDC (domain: trained on labels)."
+    )
+    loss: GanLoss = Field("bce", description="bce (non-saturating), hinge, wgan-gp or lsgan.")
+    gp_weight: float = Field(10.0, ge=0.0, le=1000.0, description="Gradient-penalty weight.")
+    lr_g: float = Field(2e-4, gt=0.0, le=1.0, description="Generator learning rate (Adam).")
+    lr_d: float = Field(2e-4, gt=0.0, le=1.0, description="Discriminator learning rate (Adam).")
+    beta1: float = Field(0.5, ge=0.0, lt=1.0, description="Adam beta1.")
+    beta2: float = Field(0.999, ge=0.0, lt=1.0, description="Adam beta2.")
+    batch_size: int = Field(64, ge=8, le=4096, description="Images per batch.")
+    width: int = Field(64, ge=8, le=512, description="Channels of the widest-resolution layer.")
+    z_dim: int = Field(64, ge=1, le=1024, description="Latent dimension.")
+    n_critic: int = Field(1, ge=1, le=10, description="D steps per G step.")
+    spectral_norm: bool = Field(False, description="Spectral normalization of D's layers.")
+    batch_norm: bool = Field(True, description="Batch normalization in G.")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout in D.")
+    weight_decay: float = Field(0.0, ge=0.0, le=1.0, description="Adam weight decay.")
+    ema: float = Field(0.0, ge=0.0, lt=1.0, description="EMA decay of G's weights (0: off).")
+    epochs: int = Field(20, ge=1, le=100_000, description="Passes over the training images.")
+    eval_samples: int = Field(1000, ge=50, le=50_000, description="Images scored per evaluation.")
+    amp: bool = Field(True, description="bfloat16 autocast on CUDA (ignored on CPU).")
+
+
+def _up_blocks(size: int) -> int:
+    return int(math.log2(size // 4))
+
+
+class Generator(nn.Module):
+    def __init__(self, p: DCGANParams, channels: int) -> None:
+        super().__init__()
+        n_up = _up_blocks(p.image_size)
+        top = p.width * 2 ** (n_up - 1)
+        self.fc = nn.Linear(p.z_dim, top * 16)
+        self.top = top
+        layers: list[nn.Module] = []
+        c = top
+        for i in range(n_up):
+            last = i == n_up - 1
+            out = channels if last else c // 2
+            if p.batch_norm:
+                layers.append(nn.BatchNorm2d(c))
+            layers += [nn.ReLU(), nn.ConvTranspose2d(c, out, 4, 2, 1)]
+            c = out
+        self.net = nn.Sequential(*layers, nn.Tanh())
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(self.fc(z).view(-1, self.top, 4, 4))
+
+
+class Discriminator(nn.Module):
+    def __init__(self, p: DCGANParams, channels: int) -> None:
+        super().__init__()
+
+        def sn(module: nn.Module) -> nn.Module:
+            return nn.utils.parametrizations.spectral_norm(module) if p.spectral_norm else module
+
+        layers: list[nn.Module] = []
+        c_in, c = channels, p.width
+        for _ in range(_up_blocks(p.image_size)):
+            layers += [sn(nn.Conv2d(c_in, c, 4, 2, 1)), nn.LeakyReLU(0.2)]
+            if p.dropout > 0:
+                layers.append(nn.Dropout(p.dropout))
+            c_in, c = c, c * 2
+        self.net = nn.Sequential(*layers, nn.Flatten(), sn(nn.Linear(c_in * 16, 1)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def load_dataset(p: DCGANParams) -> ImageData:
+    return digits(p.image_size)
+
+
+class DCGANTrainer(Trainer):
+    name = "dcgan"
+    description = "Convolutional GAN on small images (digits), scored by FID, KID, IS and PRDC."
+    Params = DCGANParams
+    metrics = {
+        "fid": MetricSpec("Fréchet distance of generated to real features.", "minimize"),
+        "kid": MetricSpec("Kernel (MMD^2) distance of generated to real features.", "minimize"),
+        "is": MetricSpec(
+            "Inception Score with the domain classifier (domain features).", "maximize"
+        ),
+        "precision": MetricSpec(
+            "Share of samples inside the real data's manifold (k=3).", "maximize"
+        ),
+        "recall": MetricSpec("Share of real data inside the samples' manifold (k=3).", "maximize"),
+        "density": MetricSpec("How densely samples crowd real neighbourhoods (k=5).", "maximize"),
+        "coverage": MetricSpec("Share of real neighbourhoods holding a sample (k=5).", "maximize"),
+        "g_loss": MetricSpec("Generator loss, mean over the epoch.", "minimize"),
+        "d_loss": MetricSpec("Discriminator loss, mean over the epoch.", "minimize"),
+        "grad_norm_g": MetricSpec("Generator gradient norm, mean over the epoch.", None),
+        "grad_norm_d": MetricSpec("Discriminator gradient norm, mean over the epoch.", None),
+        "lr_g": MetricSpec("Generator learning rate.", None),
+        "lr_d": MetricSpec("Discriminator learning rate.", None),
+        "seconds_per_step": MetricSpec("Wall seconds per generator step.", "minimize", timing=True),
+        "images_per_second": MetricSpec(
+            "Real images consumed per second of training.", "maximize", timing=True
+        ),
+    }
+
+    def train(self, params: TrainerParams, device: torch.device, reporter: Reporter) -> None:
+        p = DCGANParams.model_validate(params.model_dump())
+        data = load_dataset(p)
+        evaluator = ImageEvaluator(data, p.features, n_samples=p.eval_samples)
+        torch.manual_seed(p.seed)  # after the evaluator, which may train its classifier
+        g = Generator(p, data.channels).to(device)
+        d = Discriminator(p, data.channels).to(device)
+        g_ema = (
+            torch.optim.swa_utils.AveragedModel(
+                g, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(p.ema), use_buffers=True
+            )
+            if p.ema > 0
+            else None
+        )
+        opt_g = torch.optim.Adam(
+            g.parameters(), lr=p.lr_g, betas=(p.beta1, p.beta2), weight_decay=p.weight_decay
+        )
+        opt_d = torch.optim.Adam(
+            d.parameters(), lr=p.lr_d, betas=(p.beta1, p.beta2), weight_decay=p.weight_decay
+        )
+        autocast = (
+            torch.autocast("cuda", dtype=torch.bfloat16)
+            if device.type == "cuda" and p.amp
+            else contextlib.nullcontext()
+        )
+        real_all = data.train.to(device)
+        shuffle = torch.Generator().manual_seed(p.seed)
+        eval_z = torch.randn(
+            p.eval_samples, p.z_dim, generator=torch.Generator().manual_seed(p.seed + 1)
+        )
+
+        def checkpoint() -> Checkpoint:
+            return {
+                "model": (g_ema.module if g_ema is not None else g).state_dict(),
+                "discriminator": d.state_dict(),
+                "optimizer_g": opt_g.state_dict(),
+                "optimizer_d": opt_d.state_dict(),
+                "config": p.model_dump(),
+                "channels": data.channels,
+                "dataset_fingerprint": data.fingerprint,
+                "step": epoch,
+            }
+
+        for epoch in range(1, p.epochs + 1):
+            sums = dict.fromkeys(("g_loss", "d_loss", "grad_norm_g", "grad_norm_d"), 0.0)
+            steps = 0
+            started = time.perf_counter()
+            order = torch.randperm(real_all.shape[0], generator=shuffle)
+            batches = [
+                order[i : i + p.batch_size]
+                for i in range(0, len(order) - p.batch_size + 1, p.batch_size)
+            ]
+            for i in range(0, len(batches), p.n_critic):
+                for idx in batches[i : i + p.n_critic]:
+                    real = real_all[idx.to(device)]
+                    with autocast:
+                        fake = g(torch.randn(len(idx), p.z_dim, device=device)).detach()
+                        loss_d = discriminator_loss(p.loss, d(real), d(fake))
+                    if p.loss == "wgan-gp":
+                        loss_d = loss_d + p.gp_weight * gradient_penalty(d, real, fake.float())
+                    opt_d.zero_grad(set_to_none=True)
+                    loss_d.backward()
+                    grad_d = grad_norm(d)
+                    opt_d.step()
+                with autocast:
+                    loss_g = generator_loss(
+                        p.loss, d(g(torch.randn(p.batch_size, p.z_dim, device=device)))
+                    )
+                opt_g.zero_grad(set_to_none=True)
+                loss_g.backward()
+                sums["grad_norm_g"] += grad_norm(g)
+                opt_g.step()
+                if g_ema is not None:
+                    g_ema.update_parameters(g)
+                sums["g_loss"] += loss_g.item()
+                sums["d_loss"] += loss_d.item()
+                sums["grad_norm_d"] += grad_d
+                steps += 1
+            elapsed = time.perf_counter() - started
+            metrics = {k: v / max(steps, 1) for k, v in sums.items()}
+            metrics.update(
+                lr_g=opt_g.param_groups[0]["lr"],
+                lr_d=opt_d.param_groups[0]["lr"],
+                seconds_per_step=elapsed / max(steps, 1),
+                images_per_second=steps * p.batch_size * p.n_critic / max(elapsed, 1e-9),
+            )
+            generator = g_ema.module if g_ema is not None else g
+            metrics.update(evaluator.evaluate(_generate(generator, eval_z, device)))
+            reporter.report(epoch, metrics, checkpoint)
+            if reporter.should_stop() or not math.isfinite(metrics["d_loss"] + metrics["g_loss"]):
+                return
+
+    def sample(
+        self, checkpoint: Checkpoint, n: int, device: torch.device, seed: int = 0
+    ) -> np.ndarray:
+        p = DCGANParams.model_validate(checkpoint["config"])
+        g = Generator(p, int(checkpoint["channels"])).to(device)
+        g.load_state_dict(checkpoint["model"])
+        z = torch.randn(n, p.z_dim, generator=torch.Generator().manual_seed(seed))
+        return _generate(g, z, device).numpy()
+
+
+@torch.no_grad()
+def _generate(
+    g: nn.Module, z: torch.Tensor, device: torch.device, batch_size: int = 500
+) -> torch.Tensor:
+    was_training = g.training
+    g.eval()
+    parts = [
+        g(z[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(z), batch_size)
+    ]
+    g.train(was_training)
+    return torch.cat(parts)
