@@ -21,7 +21,9 @@ from trainers.base import Checkpoint, MetricSpec, Reporter, Trainer, TrainerPara
 from trainers.data import ImageData, digits
 from trainers.gan_losses import (
     GanLoss,
+    adam_pair,
     discriminator_loss,
+    ema_of,
     generator_loss,
     grad_norm,
     gradient_penalty,
@@ -140,19 +142,8 @@ class DCGANTrainer(Trainer):
         torch.manual_seed(p.seed)  # after the evaluator, which may train its classifier
         g = Generator(p, data.channels).to(device)
         d = Discriminator(p, data.channels).to(device)
-        g_ema = (
-            torch.optim.swa_utils.AveragedModel(
-                g, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(p.ema), use_buffers=True
-            )
-            if p.ema > 0
-            else None
-        )
-        opt_g = torch.optim.Adam(
-            g.parameters(), lr=p.lr_g, betas=(p.beta1, p.beta2), weight_decay=p.weight_decay
-        )
-        opt_d = torch.optim.Adam(
-            d.parameters(), lr=p.lr_d, betas=(p.beta1, p.beta2), weight_decay=p.weight_decay
-        )
+        g_ema = ema_of(g, p.ema)
+        opt_g, opt_d = adam_pair(g, d, p.lr_g, p.lr_d, (p.beta1, p.beta2), p.weight_decay)
         autocast = (
             torch.autocast("cuda", dtype=torch.bfloat16)
             if device.type == "cuda" and p.amp

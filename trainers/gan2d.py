@@ -21,7 +21,14 @@ from torch import nn
 
 from trainers.base import Checkpoint, MetricSpec, Reporter, Trainer, TrainerParams
 from trainers.data import GaussianMixture2D, gaussian_mixture
-from trainers.gan_losses import discriminator_loss, generator_loss, grad_norm, gradient_penalty
+from trainers.gan_losses import (
+    adam_pair,
+    discriminator_loss,
+    ema_of,
+    generator_loss,
+    grad_norm,
+    gradient_penalty,
+)
 from trainers.metrics import frechet_distance, mode_metrics
 
 Loss = Literal["bce", "hinge", "wgan-gp"]  # the subset of GanLoss offered on 2-D data
@@ -128,19 +135,8 @@ class Gan2DTrainer(Trainer):
         mixture = gaussian_mixture(p.dataset)
         g = build_generator(p).to(device)
         d = build_discriminator(p).to(device)
-        g_ema = (
-            torch.optim.swa_utils.AveragedModel(
-                g, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(p.ema), use_buffers=True
-            )
-            if p.ema > 0
-            else None
-        )
-        opt_g = torch.optim.Adam(
-            g.parameters(), lr=p.lr_g, betas=(p.beta1, p.beta2), weight_decay=p.weight_decay
-        )
-        opt_d = torch.optim.Adam(
-            d.parameters(), lr=p.lr_d, betas=(p.beta1, p.beta2), weight_decay=p.weight_decay
-        )
+        g_ema = ema_of(g, p.ema)
+        opt_g, opt_d = adam_pair(g, d, p.lr_g, p.lr_d, (p.beta1, p.beta2), p.weight_decay)
 
         def checkpoint() -> Checkpoint:
             return {

@@ -1,4 +1,5 @@
-"""Adversarial losses shared by the GAN trainers; D sees logits, G is trained to fool it."""
+"""What the GAN trainers share: adversarial losses (D sees logits), the gradient penalty,
+their Adam pair and the EMA of the generator."""
 
 from __future__ import annotations
 
@@ -43,3 +44,27 @@ def grad_norm(module: nn.Module) -> float:
     """Total gradient norm of a module's parameters after backward."""
     norms = [p.grad.detach().norm() for p in module.parameters() if p.grad is not None]
     return float(torch.stack(norms).norm()) if norms else 0.0
+
+
+def adam_pair(
+    g: nn.Module,
+    d: nn.Module,
+    lr_g: float,
+    lr_d: float,
+    betas: tuple[float, float],
+    weight_decay: float,
+) -> tuple[torch.optim.Adam, torch.optim.Adam]:
+    """Separate Adam optimizers for G and D (two time-scale learning rates)."""
+    return (
+        torch.optim.Adam(g.parameters(), lr=lr_g, betas=betas, weight_decay=weight_decay),
+        torch.optim.Adam(d.parameters(), lr=lr_d, betas=betas, weight_decay=weight_decay),
+    )
+
+
+def ema_of(g: nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel | None:
+    """An exponential moving average of ``g``'s weights and buffers, or None when decay is 0."""
+    if decay <= 0:
+        return None
+    return torch.optim.swa_utils.AveragedModel(
+        g, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(decay), use_buffers=True
+    )
