@@ -106,6 +106,7 @@ class DirectReporter:
         step: int,
         metrics: Mapping[str, float],
         checkpoint: Callable[[], Checkpoint] | None = None,
+        samples: Callable[[], object] | None = None,
     ) -> None:
         value = metrics[self.objective]
         if checkpoint is not None:

@@ -53,5 +53,11 @@ class ArtifactStore:
         return checkpoint
 
 
-def checkpoint_path(study_id: int, trial_id: int, kind: str) -> str:
-    return f"studies/{study_id}/trials/{trial_id}/{kind}.pt"
+def artifact_path(study_id: int, trial_id: int, kind: str) -> str:
+    """Where a trial's artifact lives: checkpoints ``best``/``last`` (.pt), grids ``samples-N``."""
+    suffix = ".png" if kind.startswith("samples-") else ".pt"
+    return f"studies/{study_id}/trials/{trial_id}/{kind}{suffix}"
+
+
+def media_type(path: str) -> str:
+    return "image/png" if path.endswith(".png") else "application/octet-stream"

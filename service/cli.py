@@ -189,7 +189,12 @@ def cancel(study_id: int, url: UrlOption = DEFAULT_URL, token: TokenOption = Non
 def sample(
     trial_id: int,
     n: Annotated[int, typer.Option("-n", min=1, max=10_000_000, help="Number of samples.")] = 1000,
-    out: Annotated[Path, typer.Option("--out", help="Output file (.npy).")] = Path("samples.npy"),
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", help="Output: .npy (arrays) or .png (a grid of images, image trainers only)."
+        ),
+    ] = Path("samples.npy"),
     kind: Annotated[str, typer.Option(help="Checkpoint to load: best or last.")] = "best",
     seed: Annotated[int, typer.Option(help="Seed of the latent draws.")] = 0,
     url: UrlOption = DEFAULT_URL,
@@ -198,6 +203,7 @@ def sample(
     import numpy as np
     import torch
 
+    from trainers.grids import grid_png
     from trainers.registry import get_trainer
 
     trial = _request("GET", url, f"/trials/{trial_id}")
@@ -209,11 +215,79 @@ def sample(
     checkpoint = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=False)
     samples = trainer.sample(checkpoint, n, torch.device("cpu"), seed=seed)
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.save(out, samples)
+    if out.suffix.lower() == ".png":
+        if samples.ndim != 4:
+            _fail(
+                f"trainer {trainer.name} draws {samples.shape[1:]} arrays, not images; "
+                "write them to a .npy file"
+            )
+        out.write_bytes(grid_png(samples, scale=4))
+    else:
+        np.save(out, samples)
     console.print(
         f"wrote {samples.shape[0]} samples of shape {samples.shape[1:]} from trial "
         f"{trial_id} ({kind} checkpoint, step {checkpoint.get('step')}) to {out}"
     )
+
+
+@app.command()
+def fid(
+    dir_a: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="Image folder.")],
+    dir_b: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="Image folder.")],
+    features: Annotated[
+        str, typer.Option(help="inception, random, or domain:DATASET (e.g. domain:digits).")
+    ] = "inception",
+    size: Annotated[int, typer.Option(help="Side images are resized to (random, inception).")] = 64,
+) -> None:
+    """FID (and KID, precision, recall, density, coverage) between two image folders."""
+    from rich.table import Table
+
+    from trainers.data import digits, image_folder
+    from trainers.metrics.features import (
+        DomainClassifier,
+        FeatureExtractor,
+        InceptionFeatures,
+        RandomFeatures,
+    )
+    from trainers.metrics.image import ReferenceStats, kid, prdc
+    from trainers.metrics.image import fid as fid_of
+
+    extractor: FeatureExtractor
+    channels = 3
+    if features.startswith("domain:"):
+        dataset = features.removeprefix("domain:")
+        if dataset != "digits":
+            _fail(f"no domain classifier for {dataset!r}; known: digits")
+        data = digits(16)
+        extractor, channels, size = DomainClassifier.for_dataset(data), 1, data.size
+    elif features == "random":
+        extractor = RandomFeatures(3)
+    elif features == "inception":
+        extractor, size = InceptionFeatures(), max(size, 64)
+    else:
+        _fail(f"unknown features {features!r}: use inception, random or domain:DATASET")
+    try:
+        a = image_folder(dir_a, size, channels, held_out_fraction=0.0).train
+        b = image_folder(dir_b, size, channels, held_out_fraction=0.0).train
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    feats_a, feats_b = extractor.features(a), extractor.features(b)
+    scores = prdc(feats_a, feats_b)
+    table = Table(
+        "metric",
+        "value",
+        title=f"{dir_b} against {dir_a} ({extractor.name} features, {len(a)} and {len(b)} images)",
+    )
+    for name, value in (
+        ("fid", fid_of(ReferenceStats.of(feats_a), feats_b)),
+        ("kid", kid(feats_a, feats_b)),
+        ("precision", scores.precision),
+        ("recall", scores.recall),
+        ("density", scores.density),
+        ("coverage", scores.coverage),
+    ):
+        table.add_row(name, f"{value:.6g}")
+    console.print(table)
 
 
 @app.command("try")
@@ -256,7 +330,9 @@ def try_trainer(
         task = progress.add_task(f"training {trainer_name}", total=total)
 
         class ConsoleReporter:
-            def report(self, step: int, metrics: Any, checkpoint: Any = None) -> None:
+            def report(
+                self, step: int, metrics: Any, checkpoint: Any = None, samples: Any = None
+            ) -> None:
                 row = [f"{metrics[m]:.4g}" if m in metrics else "-" for m in shown]
                 table.add_row(str(step), *row)
                 progress.console.print(
@@ -309,7 +385,7 @@ def _download(full_url: str) -> bytes:
 
 
 def _fail(message: str) -> NoReturn:
-    err_console.print(f"error: {message}", markup=False, highlight=False)
+    err_console.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(1)
 
 

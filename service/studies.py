@@ -7,14 +7,15 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from service.artifacts import media_type
 from service.config import Settings
 from service.db.models import Study, Trial
 from service.db.repository import Repository
 from service.errors import FieldError, InvalidInput, NotFound, field_errors_from_pydantic
 from service.schemas.api import (
+    ArtifactOut,
     BestOut,
     BestSoFar,
-    CheckpointOut,
     MetricPoint,
     StudyOut,
     TrialCounts,
@@ -257,18 +258,28 @@ def trial_detail(repo: Repository, trial: Trial, base_url: str) -> TrialDetail:
         history.setdefault(metric.name, []).append(
             MetricPoint(step=metric.step, value=metric.value)
         )
-    checkpoints = [
-        CheckpointOut(
+    artifacts = describe_artifacts(repo, trial.id, base_url)
+    return TrialDetail(
+        **describe_trial(trial).model_dump(),
+        metrics=history,
+        checkpoints=[a for a in artifacts if a.kind in ("best", "last")],
+        samples=sorted(
+            (a for a in artifacts if a.kind.startswith("samples-")), key=lambda a: a.step
+        ),
+    )
+
+
+def describe_artifacts(repo: Repository, trial_id: int, base_url: str) -> list[ArtifactOut]:
+    return [
+        ArtifactOut(
             kind=a.kind,
             step=a.step,
             size_bytes=a.size_bytes,
-            url=api_url(base_url, f"/trials/{trial.id}/checkpoint?kind={a.kind}"),
+            media_type=media_type(a.path),
+            url=api_url(base_url, f"/trials/{trial_id}/artifacts/{a.kind}"),
         )
-        for a in repo.artifacts_of_trial(trial.id)
+        for a in repo.artifacts_of_trial(trial_id)
     ]
-    return TrialDetail(
-        **describe_trial(trial).model_dump(), metrics=history, checkpoints=checkpoints
-    )
 
 
 def best_of_study(repo: Repository, study: Study, base_url: str) -> BestOut:

@@ -23,11 +23,13 @@ class Reporter(Protocol):
         step: int,
         metrics: Mapping[str, float],
         checkpoint: Callable[[], Checkpoint] | None = None,
+        samples: Callable[[], np.ndarray] | None = None,
     ) -> None:
         """Record the metrics of evaluation ``step``.
 
         ``checkpoint`` builds the trainer's state on demand; the reporter calls it only
-        when it wants to keep this step (as the last or the best checkpoint).
+        when it wants to keep this step (as the last or the best checkpoint). ``samples``
+        gives some of the images just generated, (N, C, H, W) in [-1, 1], for a picture.
         """
 
     def should_stop(self) -> bool:

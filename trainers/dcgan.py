@@ -211,8 +211,9 @@ class DCGANTrainer(Trainer):
                 images_per_second=steps * p.batch_size * p.n_critic / max(elapsed, 1e-9),
             )
             generator = g_ema.module if g_ema is not None else g
-            metrics.update(evaluator.evaluate(_generate(generator, eval_z, device)))
-            reporter.report(epoch, metrics, checkpoint)
+            fake = _generate(generator, eval_z, device)
+            metrics.update(evaluator.evaluate(fake))
+            reporter.report(epoch, metrics, checkpoint, samples=fake[:64].numpy)
             if reporter.should_stop() or not math.isfinite(metrics["d_loss"] + metrics["g_loss"]):
                 return
 

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path as Path_
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import FileResponse
 
 from service.api.deps import ArtifactStoreDep, BaseUrlDep, RepositoryDep
+from service.artifacts import media_type
 from service.errors import NotFound
-from service.schemas.api import ErrorOut, TrialDetail
-from service.studies import trial_detail
+from service.schemas.api import ArtifactOut, ErrorOut, Page, TrialDetail
+from service.studies import describe_artifacts, trial_detail
 
 router = APIRouter(prefix="/trials", tags=["trials"])
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
@@ -21,6 +23,46 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
 @router.get("/{trial_id}", responses=NOT_FOUND)
 def get_trial(trial_id: int, repo: RepositoryDep, base_url: BaseUrlDep) -> TrialDetail:
     return trial_detail(repo, repo.get_trial(trial_id), base_url)
+
+
+@router.get("/{trial_id}/artifacts", responses=NOT_FOUND)
+def list_artifacts(trial_id: int, repo: RepositoryDep, base_url: BaseUrlDep) -> Page[ArtifactOut]:
+    """A trial's files: its best and last checkpoints and a sample grid per evaluation."""
+    repo.get_trial(trial_id)
+    artifacts = describe_artifacts(repo, trial_id, base_url)
+    return Page(data=artifacts, count=len(artifacts))
+
+
+@router.get(
+    "/{trial_id}/artifacts/{kind}",
+    response_class=FileResponse,
+    responses={
+        **NOT_FOUND,
+        200: {
+            "content": {"application/octet-stream": {}, "image/png": {}},
+            "description": "The file.",
+        },
+    },
+)
+def download_artifact(
+    trial_id: int,
+    kind: Annotated[str, Path(max_length=64, pattern=r"^[a-z0-9-]+$")],
+    repo: RepositoryDep,
+    store: ArtifactStoreDep,
+) -> FileResponse:
+    trial = repo.get_trial(trial_id)
+    artifact = repo.get_artifact(trial.id, kind)
+    path = store.resolve(artifact.path)
+    if not path.is_file():
+        raise NotFound(
+            f"The {kind} artifact of trial {trial_id} is recorded but its file is "
+            "missing from the artifact store."
+        )
+    return FileResponse(
+        path,
+        media_type=media_type(artifact.path),
+        filename=f"study{trial.study_id}-trial{trial.id}-{Path_(artifact.path).name}",
+    )
 
 
 @router.get(
@@ -40,16 +82,4 @@ def download_checkpoint(
     store: ArtifactStoreDep,
     kind: Annotated[Literal["best", "last"], Query(description="Which checkpoint.")] = "best",
 ) -> FileResponse:
-    trial = repo.get_trial(trial_id)
-    artifact = repo.get_artifact(trial.id, kind)
-    path = store.resolve(artifact.path)
-    if not path.is_file():
-        raise NotFound(
-            f"The {kind} checkpoint of trial {trial_id} is recorded but its file is "
-            "missing from the artifact store."
-        )
-    return FileResponse(
-        path,
-        media_type="application/octet-stream",
-        filename=f"study{trial.study_id}-trial{trial.id}-{kind}.pt",
-    )
+    return download_artifact(trial_id, kind, repo, store)

@@ -8,7 +8,6 @@ from typing import Any
 
 from ray.tune import Callback
 
-from service.artifacts import checkpoint_path
 from service.db.models import TrialState
 from service.db.repository import Repository
 from service.db.session import session_scope
@@ -39,14 +38,8 @@ class Recorder(DriverSide, Callback):
                 record.best_step,
                 result.get("node"),
             )
-            for kind, size in result.get("saved", {}).items():
-                repo.upsert_artifact(
-                    record.db_id,
-                    kind,
-                    checkpoint_path(self.ledger.study_id, record.db_id, kind),
-                    step,
-                    size,
-                )
+            for kind, (path, size) in result.get("saved", {}).items():
+                repo.upsert_artifact(record.db_id, kind, path, step, size)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         record = self.ledger.trials.get(trial.trial_id)

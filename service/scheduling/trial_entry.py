@@ -14,12 +14,14 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import ray
 import torch
 from ray import tune
 
-from service.artifacts import ArtifactStore, checkpoint_path
+from service.artifacts import ArtifactStore, artifact_path
 from trainers.base import Checkpoint
+from trainers.grids import grid_png
 from trainers.registry import get_trainer
 
 
@@ -45,14 +47,22 @@ class TuneReporter:
         step: int,
         metrics: Mapping[str, float],
         checkpoint: Callable[[], Checkpoint] | None = None,
+        samples: Callable[[], np.ndarray] | None = None,
     ) -> None:
         value = metrics.get(self.objective)
-        saved: dict[str, int] = {}
+        saved: dict[str, tuple[str, int]] = {}  # artifact kind -> (path, size)
         if checkpoint is not None:
             state = checkpoint()
             for kind in ("last", "best") if self._improves(value) else ("last",):
-                path = checkpoint_path(self.study_id, self.trial_id, kind)
-                saved[kind] = self.store.save_checkpoint(path, {**state, "metrics": dict(metrics)})
+                path = artifact_path(self.study_id, self.trial_id, kind)
+                saved[kind] = (
+                    path,
+                    self.store.save_checkpoint(path, {**state, "metrics": dict(metrics)}),
+                )
+        if samples is not None:
+            kind = f"samples-{step}"
+            path = artifact_path(self.study_id, self.trial_id, kind)
+            saved[kind] = (path, self.store.write_bytes(path, grid_png(samples(), scale=4)))
         if self._improves(value):
             self.best = value
         # Tune ends the trial inside this call when its scheduler decides to stop it.

