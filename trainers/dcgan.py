@@ -34,7 +34,7 @@ from trainers.metrics.evaluator import ImageEvaluator
 class DCGANParams(TrainerParams):
     dataset: Literal["digits"] = Field("digits", description="Training images.")
     image_size: Literal[16, 32] = Field(16, description="Side of the (upsampled) images.")
-    features: Literal["domain", "random"] = Field(
+    features: Literal["domain", "random", "inception"] = Field(
         "domain", description="Feature extractor for FID/KID/PRDC (domain: trained on labels)."
     )
     loss: GanLoss = Field("bce", description="bce (non-saturating), hinge, wgan-gp or lsgan.")

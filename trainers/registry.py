@@ -13,10 +13,11 @@ from importlib.metadata import entry_points
 from trainers.base import Trainer
 from trainers.dcgan import DCGANTrainer
 from trainers.gan2d import Gan2DTrainer
+from trainers.vae import VAETrainer
 
 ENTRY_POINT_GROUP = "gentune.trainers"
 BUILTIN_TRAINERS: dict[str, type[Trainer]] = {
-    trainer.name: trainer for trainer in (Gan2DTrainer, DCGANTrainer)
+    trainer.name: trainer for trainer in (Gan2DTrainer, DCGANTrainer, VAETrainer)
 }
 
 log = logging.getLogger(__name__)
