@@ -36,9 +36,11 @@ def test_example_is_valid_and_its_first_config_trains(path: Path) -> None:
         name: (d.choices[0] if d.type == "categorical" else d.low)
         for name, d in spec.search_space.items()
     }
+    fields = trainer.Params.model_fields
     shortened = {"epochs": 1}
-    if "iters_per_epoch" in trainer.Params.model_fields:
-        shortened["iters_per_epoch"] = 2
+    for name, value in (("iters_per_epoch", 2), ("eval_samples", 100), ("sampling_steps", 2)):
+        if name in fields:
+            shortened[name] = value
     params = trainer.parse_params({**spec.params, **corner, **shortened})
     reporter = RecordingReporter()
     trainer.train(params, torch.device("cpu"), reporter)

@@ -12,12 +12,13 @@ from importlib.metadata import entry_points
 
 from trainers.base import Trainer
 from trainers.dcgan import DCGANTrainer
+from trainers.ddpm import DDPMTrainer
 from trainers.gan2d import Gan2DTrainer
 from trainers.vae import VAETrainer
 
 ENTRY_POINT_GROUP = "gentune.trainers"
 BUILTIN_TRAINERS: dict[str, type[Trainer]] = {
-    trainer.name: trainer for trainer in (Gan2DTrainer, DCGANTrainer, VAETrainer)
+    trainer.name: trainer for trainer in (Gan2DTrainer, DCGANTrainer, VAETrainer, DDPMTrainer)
 }
 
 log = logging.getLogger(__name__)

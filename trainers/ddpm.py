@@ -1,0 +1,248 @@
+"""ddpm: a small U-Net denoising diffusion model on small images (digits).
+
+Reads top to bottom: the params, the noise schedules, the U-Net, the loop (predict the noise
+added at a random timestep), and sampling. Evaluation draws images with deterministic DDIM
+steps (``sampling_steps`` of the ``timesteps``), which is what makes scoring inside every
+trial affordable on CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from typing import Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+from torch import nn
+from torch.nn import functional as F
+
+from trainers.base import Checkpoint, MetricSpec, Reporter, Trainer, TrainerParams
+from trainers.data import digits
+from trainers.gan_losses import ema_of, grad_norm
+from trainers.metrics.evaluator import ImageEvaluator
+
+
+class DDPMParams(TrainerParams):
+    dataset: Literal["digits"] = Field("digits", description="Training images.")
+    image_size: Literal[16, 32] = Field(16, description="Side of the (upsampled) images.")
+    features: Literal["domain", "random", "inception"] = Field(
+        "domain", description="Feature extractor for FID/KID/PRDC of generated images."
+    )
+    timesteps: int = Field(200, ge=10, le=4000, description="Diffusion steps T.")
+    beta_schedule: Literal["linear", "cosine"] = Field("cosine", description="Noise schedule.")
+    width: int = Field(32, ge=8, le=256, description="Channels at full resolution.")
+    lr: float = Field(1e-3, gt=0.0, le=1.0, description="Adam learning rate.")
+    weight_decay: float = Field(0.0, ge=0.0, le=1.0, description="AdamW weight decay.")
+    batch_size: int = Field(64, ge=8, le=4096, description="Images per batch.")
+    ema: float = Field(0.99, ge=0.0, lt=1.0, description="EMA decay of the weights (0: off).")
+    epochs: int = Field(30, ge=1, le=100_000, description="Passes over the training images.")
+    sampling_steps: int = Field(20, ge=2, le=4000, description="DDIM steps when sampling.")
+    eval_samples: int = Field(500, ge=50, le=50_000, description="Images scored per evaluation.")
+    amp: bool = Field(True, description="bfloat16 autocast on CUDA (ignored on CPU).")
+
+
+def alpha_bars(p: DDPMParams) -> torch.Tensor:
+    """Cumulative signal share alpha_bar_t for t = 1..T.
+
+    Linear betas as in Ho et al. (2020), scaled to T; or the cosine schedule of Nichol and
+    Dhariwal (2021).
+    """
+    if p.beta_schedule == "linear":
+        betas = torch.linspace(1e-4, 0.02 * 1000 / p.timesteps, p.timesteps, dtype=torch.float64)
+        return torch.cumprod(1 - betas.clamp(max=0.999), dim=0).float()
+    s = 0.008
+    t = torch.linspace(0, p.timesteps, p.timesteps + 1, dtype=torch.float64) / p.timesteps
+    f = torch.cos((t + s) / (1 + s) * math.pi / 2) ** 2
+    betas = (1 - f[1:] / f[:-1]).clamp(max=0.999)
+    return torch.cumprod(1 - betas, dim=0).float()
+
+
+def time_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
+    half = dim // 2
+    freqs = torch.exp(-math.log(10_000) * torch.arange(half, device=t.device) / half)
+    angles = t.float()[:, None] * freqs[None]
+    return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+
+class ResBlock(nn.Module):
+    def __init__(self, c_in: int, c_out: int, t_dim: int) -> None:
+        super().__init__()
+        self.norm1 = nn.GroupNorm(min(8, c_in), c_in)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.time = nn.Linear(t_dim, c_out)
+        self.norm2 = nn.GroupNorm(min(8, c_out), c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1)
+        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x))) + self.time(t)[:, :, None, None]
+        h = self.conv2(F.silu(self.norm2(h)))
+        return h + self.skip(x)
+
+
+class UNet(nn.Module):
+    """Two resolutions: full and half, with a skip connection across."""
+
+    def __init__(self, channels: int, width: int) -> None:
+        super().__init__()
+        self.t_dim = width * 4
+        self.time_mlp = nn.Sequential(
+            nn.Linear(width, self.t_dim), nn.SiLU(), nn.Linear(self.t_dim, self.t_dim)
+        )
+        self.width = width
+        self.stem = nn.Conv2d(channels, width, 3, padding=1)
+        self.down = ResBlock(width, width, self.t_dim)
+        self.pool = nn.Conv2d(width, 2 * width, 3, stride=2, padding=1)
+        self.mid1 = ResBlock(2 * width, 2 * width, self.t_dim)
+        self.mid2 = ResBlock(2 * width, 2 * width, self.t_dim)
+        self.upsample = nn.ConvTranspose2d(2 * width, width, 4, 2, 1)
+        self.up = ResBlock(2 * width, width, self.t_dim)
+        self.head = nn.Sequential(
+            nn.GroupNorm(8, width), nn.SiLU(), nn.Conv2d(width, channels, 3, padding=1)
+        )
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        temb = self.time_mlp(time_embedding(t, self.width))
+        skip = self.down(self.stem(x), temb)
+        h = self.mid2(self.mid1(self.pool(skip), temb), temb)
+        h = self.up(torch.cat([self.upsample(h), skip], dim=1), temb)
+        out: torch.Tensor = self.head(h)
+        return out
+
+
+@torch.no_grad()
+def ddim_sample(
+    model: nn.Module,
+    a_bar: torch.Tensor,
+    noise: torch.Tensor,
+    steps: int,
+    device: torch.device,
+    batch_size: int = 500,
+) -> torch.Tensor:
+    """Deterministic DDIM (eta 0) from pure noise over ``steps`` evenly spaced timesteps."""
+    was_training = model.training
+    model.eval()
+    timesteps = a_bar.shape[0]
+    schedule = torch.linspace(timesteps - 1, 0, steps).round().long().tolist()
+    a_bar = a_bar.to(device)
+    parts = []
+    for i in range(0, noise.shape[0], batch_size):
+        x = noise[i : i + batch_size].to(device)
+        for j, t in enumerate(schedule):
+            t_batch = torch.full((x.shape[0],), t, device=device, dtype=torch.long)
+            eps = model(x, t_batch).float()
+            x0 = ((x - (1 - a_bar[t]).sqrt() * eps) / a_bar[t].sqrt()).clamp(-1, 1)
+            a_prev = a_bar[schedule[j + 1]] if j + 1 < len(schedule) else torch.tensor(1.0)
+            x = a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps
+        parts.append(x.float().cpu())
+    model.train(was_training)
+    return torch.cat(parts).clamp(-1, 1)
+
+
+class DDPMTrainer(Trainer):
+    name = "ddpm"
+    description = "Denoising diffusion (small U-Net) on small images (digits), DDIM sampling."
+    Params = DDPMParams
+    metrics = {
+        "fid": MetricSpec("Fréchet distance of generated to real features.", "minimize"),
+        "kid": MetricSpec("Kernel (MMD^2) distance of generated to real features.", "minimize"),
+        "is": MetricSpec("Inception Score with the domain classifier.", "maximize"),
+        "precision": MetricSpec("Share of samples inside the real manifold (k=3).", "maximize"),
+        "recall": MetricSpec("Share of real data inside the samples' manifold (k=3).", "maximize"),
+        "density": MetricSpec("How densely samples crowd real neighbourhoods (k=5).", "maximize"),
+        "coverage": MetricSpec("Share of real neighbourhoods holding a sample (k=5).", "maximize"),
+        "loss": MetricSpec("Noise-prediction MSE, mean over the epoch.", "minimize"),
+        "grad_norm": MetricSpec("Gradient norm, mean over the epoch.", None),
+        "lr": MetricSpec("Learning rate.", None),
+        "seconds_per_step": MetricSpec("Wall seconds per step.", "minimize", timing=True),
+        "images_per_second": MetricSpec("Images per second of training.", "maximize", timing=True),
+        "sample_seconds": MetricSpec(
+            "Seconds to draw the evaluation images.", "minimize", timing=True
+        ),
+    }
+
+    def train(self, params: TrainerParams, device: torch.device, reporter: Reporter) -> None:
+        p = DDPMParams.model_validate(params.model_dump())
+        data = digits(p.image_size)
+        evaluator = ImageEvaluator(data, p.features, n_samples=p.eval_samples)
+        torch.manual_seed(p.seed)  # after the evaluator, which may train its classifier
+        model = UNet(data.channels, p.width).to(device)
+        ema = ema_of(model, p.ema)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
+        autocast = (
+            torch.autocast("cuda", dtype=torch.bfloat16)
+            if device.type == "cuda" and p.amp
+            else contextlib.nullcontext()
+        )
+        a_bar = alpha_bars(p).to(device)
+        train_images = data.train.to(device)
+        shuffle = torch.Generator().manual_seed(p.seed)
+        eval_noise = torch.randn(
+            p.eval_samples,
+            data.channels,
+            p.image_size,
+            p.image_size,
+            generator=torch.Generator().manual_seed(p.seed + 1),
+        )
+
+        def checkpoint() -> Checkpoint:
+            return {
+                "model": (ema.module if ema is not None else model).state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "config": p.model_dump(),
+                "channels": data.channels,
+                "dataset_fingerprint": data.fingerprint,
+                "step": epoch,
+            }
+
+        for epoch in range(1, p.epochs + 1):
+            sums = {"loss": 0.0, "grad_norm": 0.0}
+            steps = 0
+            started = time.perf_counter()
+            order = torch.randperm(train_images.shape[0], generator=shuffle)
+            for i in range(0, len(order) - p.batch_size + 1, p.batch_size):
+                x0 = train_images[order[i : i + p.batch_size].to(device)]
+                t = torch.randint(0, p.timesteps, (x0.shape[0],), device=device)
+                noise = torch.randn_like(x0)
+                ab = a_bar[t][:, None, None, None]
+                with autocast:
+                    predicted = model(ab.sqrt() * x0 + (1 - ab).sqrt() * noise, t)
+                loss = F.mse_loss(predicted.float(), noise)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                sums["grad_norm"] += grad_norm(model)
+                optimizer.step()
+                if ema is not None:
+                    ema.update_parameters(model)
+                sums["loss"] += loss.item()
+                steps += 1
+            elapsed = time.perf_counter() - started
+            metrics = {k: v / max(steps, 1) for k, v in sums.items()}
+            metrics.update(
+                lr=optimizer.param_groups[0]["lr"],
+                seconds_per_step=elapsed / max(steps, 1),
+                images_per_second=steps * p.batch_size / max(elapsed, 1e-9),
+            )
+            sampling_started = time.perf_counter()
+            net = ema.module if ema is not None else model
+            fake = ddim_sample(net, a_bar, eval_noise, p.sampling_steps, device)
+            metrics["sample_seconds"] = time.perf_counter() - sampling_started
+            metrics.update(evaluator.evaluate(fake))
+            reporter.report(epoch, metrics, checkpoint, samples=fake[:64].numpy)
+            if reporter.should_stop() or not math.isfinite(metrics["loss"]):
+                return
+
+    def sample(
+        self, checkpoint: Checkpoint, n: int, device: torch.device, seed: int = 0
+    ) -> np.ndarray:
+        p = DDPMParams.model_validate(checkpoint["config"])
+        channels = int(checkpoint["channels"])
+        model = UNet(channels, p.width).to(device)
+        model.load_state_dict(checkpoint["model"])
+        noise = torch.randn(
+            n, channels, p.image_size, p.image_size, generator=torch.Generator().manual_seed(seed)
+        )
+        return ddim_sample(model, alpha_bars(p), noise, p.sampling_steps, device).numpy()
