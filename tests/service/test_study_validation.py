@@ -30,7 +30,7 @@ def with_space(**space: Any) -> dict[str, Any]:
     ("spec", "field", "words"),
     [
         (ring_spec(trainer="os:system"), "trainer", "no trainer is registered as 'os:system'"),
-        (ring_spec(trainer="nope"), "trainer", "registered trainers: dcgan, gan2d"),
+        (ring_spec(trainer="nope"), "trainer", "registered trainers: dcgan, ddpm, gan2d, vae"),
         (ring_spec(params={"epochs": 0}), "params.epochs", "greater than or equal to 1"),
         (ring_spec(params={"dataset": "moons"}), "params.dataset", "'ring8' or 'grid25'"),
         (ring_spec(params={"colour": "red"}), "params.colour", "has no parameter 'colour'"),
