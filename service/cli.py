@@ -321,7 +321,7 @@ def try_trainer(
     except ValidationError as exc:
         lines = "\n".join(f"  {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         _fail(f"invalid params for {trainer_name}:\n{lines}")
-    shown = [m for m, spec in trainer.metrics.items() if spec.direction is not None][:8]
+    shown = [m for m, s in trainer.metrics.items() if s.direction is not None and not s.timing][:8]
     table = Table("step", *shown, title=f"{trainer_name}: {params.model_dump()}")
     total = getattr(params, "epochs", None)
     saved: dict[str, Any] = {}

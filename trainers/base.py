@@ -9,7 +9,7 @@ from typing import Any, ClassVar, Literal, Protocol
 
 import numpy as np
 import torch
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 Checkpoint = dict[str, Any]
 """A checkpoint is a plain dict: ``model``, ``optimizer`` state, ``config``, ``step`` and so on."""
@@ -52,6 +52,18 @@ class TrainerParams(BaseModel):
     model_config = {"extra": "forbid"}
 
     seed: int = 0
+
+
+class ImageTrainerParams(TrainerParams):
+    """What every image trainer takes: the data, how its samples are scored, mixed precision."""
+
+    dataset: Literal["digits"] = Field("digits", description="Training images.")
+    image_size: Literal[16, 32] = Field(16, description="Side of the (upsampled) images.")
+    features: Literal["domain", "random", "inception"] = Field(
+        "domain", description="Feature extractor for FID/KID/PRDC of generated images."
+    )
+    eval_samples: int = Field(1000, ge=50, le=50_000, description="Images scored per evaluation.")
+    amp: bool = Field(True, description="bfloat16 autocast on CUDA (ignored on CPU).")
 
 
 class Trainer(abc.ABC):

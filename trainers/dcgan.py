@@ -10,14 +10,20 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from typing import Literal
 
 import numpy as np
 import torch
 from pydantic import Field
 from torch import nn
 
-from trainers.base import Checkpoint, MetricSpec, Reporter, Trainer, TrainerParams
+from trainers.base import (
+    Checkpoint,
+    ImageTrainerParams,
+    MetricSpec,
+    Reporter,
+    Trainer,
+    TrainerParams,
+)
 from trainers.data import ImageData, digits
 from trainers.gan_losses import (
     GanLoss,
@@ -28,15 +34,10 @@ from trainers.gan_losses import (
     grad_norm,
     gradient_penalty,
 )
-from trainers.metrics.evaluator import ImageEvaluator
+from trainers.metrics.evaluator import IMAGE_METRIC_SPECS, ImageEvaluator
 
 
-class DCGANParams(TrainerParams):
-    dataset: Literal["digits"] = Field("digits", description="Training images.")
-    image_size: Literal[16, 32] = Field(16, description="Side of the (upsampled) images.")
-    features: Literal["domain", "random", "inception"] = Field(
-        "domain", description="Feature extractor for FID/KID/PRDC (domain: trained on labels)."
-    )
+class DCGANParams(ImageTrainerParams):
     loss: GanLoss = Field("bce", description="bce (non-saturating), hinge, wgan-gp or lsgan.")
     gp_weight: float = Field(10.0, ge=0.0, le=1000.0, description="Gradient-penalty weight.")
     lr_g: float = Field(2e-4, gt=0.0, le=1.0, description="Generator learning rate (Adam).")
@@ -53,8 +54,6 @@ class DCGANParams(TrainerParams):
     weight_decay: float = Field(0.0, ge=0.0, le=1.0, description="Adam weight decay.")
     ema: float = Field(0.0, ge=0.0, lt=1.0, description="EMA decay of G's weights (0: off).")
     epochs: int = Field(20, ge=1, le=100_000, description="Passes over the training images.")
-    eval_samples: int = Field(1000, ge=50, le=50_000, description="Images scored per evaluation.")
-    amp: bool = Field(True, description="bfloat16 autocast on CUDA (ignored on CPU).")
 
 
 def _up_blocks(size: int) -> int:
@@ -112,27 +111,13 @@ class DCGANTrainer(Trainer):
     description = "Convolutional GAN on small images (digits), scored by FID, KID, IS and PRDC."
     Params = DCGANParams
     metrics = {
-        "fid": MetricSpec("Fréchet distance of generated to real features.", "minimize"),
-        "kid": MetricSpec("Kernel (MMD^2) distance of generated to real features.", "minimize"),
-        "is": MetricSpec(
-            "Inception Score with the domain classifier (domain features).", "maximize"
-        ),
-        "precision": MetricSpec(
-            "Share of samples inside the real data's manifold (k=3).", "maximize"
-        ),
-        "recall": MetricSpec("Share of real data inside the samples' manifold (k=3).", "maximize"),
-        "density": MetricSpec("How densely samples crowd real neighbourhoods (k=5).", "maximize"),
-        "coverage": MetricSpec("Share of real neighbourhoods holding a sample (k=5).", "maximize"),
+        **IMAGE_METRIC_SPECS,
         "g_loss": MetricSpec("Generator loss, mean over the epoch.", "minimize"),
         "d_loss": MetricSpec("Discriminator loss, mean over the epoch.", "minimize"),
         "grad_norm_g": MetricSpec("Generator gradient norm, mean over the epoch.", None),
         "grad_norm_d": MetricSpec("Discriminator gradient norm, mean over the epoch.", None),
         "lr_g": MetricSpec("Generator learning rate.", None),
         "lr_d": MetricSpec("Discriminator learning rate.", None),
-        "seconds_per_step": MetricSpec("Wall seconds per generator step.", "minimize", timing=True),
-        "images_per_second": MetricSpec(
-            "Real images consumed per second of training.", "maximize", timing=True
-        ),
     }
 
     def train(self, params: TrainerParams, device: torch.device, reporter: Reporter) -> None:

@@ -19,18 +19,20 @@ from pydantic import Field
 from torch import nn
 from torch.nn import functional as F
 
-from trainers.base import Checkpoint, MetricSpec, Reporter, Trainer, TrainerParams
+from trainers.base import (
+    Checkpoint,
+    ImageTrainerParams,
+    MetricSpec,
+    Reporter,
+    Trainer,
+    TrainerParams,
+)
 from trainers.data import digits
 from trainers.gan_losses import ema_of, grad_norm
-from trainers.metrics.evaluator import ImageEvaluator
+from trainers.metrics.evaluator import IMAGE_METRIC_SPECS, ImageEvaluator
 
 
-class DDPMParams(TrainerParams):
-    dataset: Literal["digits"] = Field("digits", description="Training images.")
-    image_size: Literal[16, 32] = Field(16, description="Side of the (upsampled) images.")
-    features: Literal["domain", "random", "inception"] = Field(
-        "domain", description="Feature extractor for FID/KID/PRDC of generated images."
-    )
+class DDPMParams(ImageTrainerParams):
     timesteps: int = Field(200, ge=10, le=4000, description="Diffusion steps T.")
     beta_schedule: Literal["linear", "cosine"] = Field("cosine", description="Noise schedule.")
     width: int = Field(32, ge=8, le=256, description="Channels at full resolution.")
@@ -40,8 +42,9 @@ class DDPMParams(TrainerParams):
     ema: float = Field(0.99, ge=0.0, lt=1.0, description="EMA decay of the weights (0: off).")
     epochs: int = Field(30, ge=1, le=100_000, description="Passes over the training images.")
     sampling_steps: int = Field(20, ge=2, le=4000, description="DDIM steps when sampling.")
-    eval_samples: int = Field(500, ge=50, le=50_000, description="Images scored per evaluation.")
-    amp: bool = Field(True, description="bfloat16 autocast on CUDA (ignored on CPU).")
+    eval_samples: int = Field(
+        500, ge=50, le=50_000, description="Images scored per evaluation (each takes DDIM steps)."
+    )
 
 
 def alpha_bars(p: DDPMParams) -> torch.Tensor:
@@ -147,18 +150,10 @@ class DDPMTrainer(Trainer):
     description = "Denoising diffusion (small U-Net) on small images (digits), DDIM sampling."
     Params = DDPMParams
     metrics = {
-        "fid": MetricSpec("Fréchet distance of generated to real features.", "minimize"),
-        "kid": MetricSpec("Kernel (MMD^2) distance of generated to real features.", "minimize"),
-        "is": MetricSpec("Inception Score with the domain classifier.", "maximize"),
-        "precision": MetricSpec("Share of samples inside the real manifold (k=3).", "maximize"),
-        "recall": MetricSpec("Share of real data inside the samples' manifold (k=3).", "maximize"),
-        "density": MetricSpec("How densely samples crowd real neighbourhoods (k=5).", "maximize"),
-        "coverage": MetricSpec("Share of real neighbourhoods holding a sample (k=5).", "maximize"),
+        **IMAGE_METRIC_SPECS,
         "loss": MetricSpec("Noise-prediction MSE, mean over the epoch.", "minimize"),
         "grad_norm": MetricSpec("Gradient norm, mean over the epoch.", None),
         "lr": MetricSpec("Learning rate.", None),
-        "seconds_per_step": MetricSpec("Wall seconds per step.", "minimize", timing=True),
-        "images_per_second": MetricSpec("Images per second of training.", "maximize", timing=True),
         "sample_seconds": MetricSpec(
             "Seconds to draw the evaluation images.", "minimize", timing=True
         ),

@@ -11,26 +11,27 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from typing import Literal
 
 import numpy as np
 import torch
 from pydantic import Field
 from torch import nn
 
-from trainers.base import Checkpoint, MetricSpec, Reporter, Trainer, TrainerParams
+from trainers.base import (
+    Checkpoint,
+    ImageTrainerParams,
+    MetricSpec,
+    Reporter,
+    Trainer,
+    TrainerParams,
+)
 from trainers.data import digits
 from trainers.gan_losses import grad_norm
-from trainers.metrics.evaluator import ImageEvaluator
+from trainers.metrics.evaluator import IMAGE_METRIC_SPECS, ImageEvaluator
 from trainers.metrics.image import psnr, ssim
 
 
-class VAEParams(TrainerParams):
-    dataset: Literal["digits"] = Field("digits", description="Training images.")
-    image_size: Literal[16, 32] = Field(16, description="Side of the (upsampled) images.")
-    features: Literal["domain", "random", "inception"] = Field(
-        "domain", description="Feature extractor for FID/KID/PRDC of generated images."
-    )
+class VAEParams(ImageTrainerParams):
     latent_dim: int = Field(16, ge=1, le=1024, description="Size of the latent code.")
     width: int = Field(32, ge=8, le=512, description="Channels of the first conv layer.")
     beta: float = Field(1.0, ge=0.0, le=100.0, description="Weight of the KL term.")
@@ -39,8 +40,6 @@ class VAEParams(TrainerParams):
     weight_decay: float = Field(0.0, ge=0.0, le=1.0, description="Adam weight decay.")
     batch_size: int = Field(64, ge=8, le=4096, description="Images per batch.")
     epochs: int = Field(20, ge=1, le=100_000, description="Passes over the training images.")
-    eval_samples: int = Field(1000, ge=50, le=50_000, description="Images scored per evaluation.")
-    amp: bool = Field(True, description="bfloat16 autocast on CUDA (ignored on CPU).")
 
 
 class VAE(nn.Module):
@@ -86,13 +85,7 @@ class VAETrainer(Trainer):
     )
     Params = VAEParams
     metrics = {
-        "fid": MetricSpec("Fréchet distance of generated to real features.", "minimize"),
-        "kid": MetricSpec("Kernel (MMD^2) distance of generated to real features.", "minimize"),
-        "is": MetricSpec("Inception Score with the domain classifier.", "maximize"),
-        "precision": MetricSpec("Share of samples inside the real manifold (k=3).", "maximize"),
-        "recall": MetricSpec("Share of real data inside the samples' manifold (k=3).", "maximize"),
-        "density": MetricSpec("How densely samples crowd real neighbourhoods (k=5).", "maximize"),
-        "coverage": MetricSpec("Share of real neighbourhoods holding a sample (k=5).", "maximize"),
+        **IMAGE_METRIC_SPECS,
         "psnr": MetricSpec("PSNR (dB) of held-out reconstructions.", "maximize"),
         "ssim": MetricSpec("SSIM of held-out reconstructions.", "maximize"),
         "loss": MetricSpec("Negative ELBO per image (reconstruction + beta KL).", "minimize"),
@@ -101,8 +94,6 @@ class VAETrainer(Trainer):
         "beta": MetricSpec("KL weight in force this epoch.", None),
         "grad_norm": MetricSpec("Gradient norm, mean over the epoch.", None),
         "lr": MetricSpec("Learning rate.", None),
-        "seconds_per_step": MetricSpec("Wall seconds per step.", "minimize", timing=True),
-        "images_per_second": MetricSpec("Images per second of training.", "maximize", timing=True),
     }
 
     def train(self, params: TrainerParams, device: torch.device, reporter: Reporter) -> None:

@@ -7,11 +7,6 @@ from tests.trainers.contract import RecordingReporter, TrainerContract
 from trainers.dcgan import DCGANTrainer
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("GENTUNE_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
-
-
 class TestDCGANContract(TrainerContract):
     trainer_name = "dcgan"
     small_params = {

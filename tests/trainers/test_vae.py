@@ -1,15 +1,9 @@
 from __future__ import annotations
 
-import pytest
 import torch
 
 from tests.trainers.contract import RecordingReporter, TrainerContract
 from trainers.vae import VAETrainer, beta_at
-
-
-@pytest.fixture(autouse=True)
-def _cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("GENTUNE_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
 
 
 class TestVAEContract(TrainerContract):

@@ -13,11 +13,27 @@ from pathlib import Path
 
 import torch
 
+from trainers.base import MetricSpec
 from trainers.data import ImageData
 from trainers.metrics.features import DomainClassifier, default_cache_dir, extractor_for
 from trainers.metrics.image import ReferenceStats, fid, inception_score, kid, prdc
 
-IMAGE_METRICS = ("fid", "kid", "precision", "recall", "density", "coverage", "is")
+IMAGE_METRIC_SPECS = {
+    "fid": MetricSpec("Fréchet distance of generated to real features.", "minimize"),
+    "kid": MetricSpec("Kernel (MMD^2) distance of generated to real features.", "minimize"),
+    "is": MetricSpec(
+        "Inception Score with the domain classifier (NaN with other features).", "maximize"
+    ),
+    "precision": MetricSpec("Share of samples inside the real data's manifold (k=3).", "maximize"),
+    "recall": MetricSpec("Share of real data inside the samples' manifold (k=3).", "maximize"),
+    "density": MetricSpec("How densely samples crowd real neighbourhoods (k=5).", "maximize"),
+    "coverage": MetricSpec("Share of real neighbourhoods holding a sample (k=5).", "maximize"),
+    "seconds_per_step": MetricSpec("Wall seconds per training step.", "minimize", timing=True),
+    "images_per_second": MetricSpec(
+        "Real images consumed per second of training.", "maximize", timing=True
+    ),
+}
+"""What every image trainer reports: ``evaluate``'s metrics and the training throughput."""
 
 
 class ImageEvaluator:
