@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import contextlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Protocol
@@ -91,6 +92,13 @@ class Trainer(abc.ABC):
         self, checkpoint: Checkpoint, n: int, device: torch.device, seed: int = 0
     ) -> np.ndarray:
         """Draw ``n`` samples from the generator held in ``checkpoint``."""
+
+
+def mixed_precision(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager[Any]:
+    """bfloat16 autocast on CUDA when ``enabled``; a no-op on CPU (AMP brings nothing there)."""
+    if device.type == "cuda" and enabled:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def pick_device(prefer_cuda: bool = True) -> torch.device:

@@ -7,7 +7,6 @@ are scored against the training set's cached reference features (see trainers.me
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 
@@ -23,8 +22,9 @@ from trainers.base import (
     Reporter,
     Trainer,
     TrainerParams,
+    mixed_precision,
 )
-from trainers.data import ImageData, digits
+from trainers.data import digits
 from trainers.gan_losses import (
     GanLoss,
     adam_pair,
@@ -102,10 +102,6 @@ class Discriminator(nn.Module):
         return self.net(x)
 
 
-def load_dataset(p: DCGANParams) -> ImageData:
-    return digits(p.image_size)
-
-
 class DCGANTrainer(Trainer):
     name = "dcgan"
     description = "Convolutional GAN on small images (digits), scored by FID, KID, IS and PRDC."
@@ -122,18 +118,14 @@ class DCGANTrainer(Trainer):
 
     def train(self, params: TrainerParams, device: torch.device, reporter: Reporter) -> None:
         p = DCGANParams.model_validate(params.model_dump())
-        data = load_dataset(p)
+        data = digits(p.image_size)
         evaluator = ImageEvaluator(data, p.features, n_samples=p.eval_samples)
         torch.manual_seed(p.seed)  # after the evaluator, which may train its classifier
         g = Generator(p, data.channels).to(device)
         d = Discriminator(p, data.channels).to(device)
         g_ema = ema_of(g, p.ema)
         opt_g, opt_d = adam_pair(g, d, p.lr_g, p.lr_d, (p.beta1, p.beta2), p.weight_decay)
-        autocast = (
-            torch.autocast("cuda", dtype=torch.bfloat16)
-            if device.type == "cuda" and p.amp
-            else contextlib.nullcontext()
-        )
+        autocast = mixed_precision(device, p.amp)
         real_all = data.train.to(device)
         shuffle = torch.Generator().manual_seed(p.seed)
         eval_z = torch.randn(

@@ -8,7 +8,6 @@ trial affordable on CPU.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from typing import Literal
@@ -26,6 +25,7 @@ from trainers.base import (
     Reporter,
     Trainer,
     TrainerParams,
+    mixed_precision,
 )
 from trainers.data import digits
 from trainers.gan_losses import ema_of, grad_norm
@@ -167,11 +167,7 @@ class DDPMTrainer(Trainer):
         model = UNet(data.channels, p.width).to(device)
         ema = ema_of(model, p.ema)
         optimizer = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
-        autocast = (
-            torch.autocast("cuda", dtype=torch.bfloat16)
-            if device.type == "cuda" and p.amp
-            else contextlib.nullcontext()
-        )
+        autocast = mixed_precision(device, p.amp)
         a_bar = alpha_bars(p).to(device)
         train_images = data.train.to(device)
         shuffle = torch.Generator().manual_seed(p.seed)

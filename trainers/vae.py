@@ -8,7 +8,6 @@ reconstructed (PSNR, SSIM).
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 
@@ -24,6 +23,7 @@ from trainers.base import (
     Reporter,
     Trainer,
     TrainerParams,
+    mixed_precision,
 )
 from trainers.data import digits
 from trainers.gan_losses import grad_norm
@@ -103,11 +103,7 @@ class VAETrainer(Trainer):
         torch.manual_seed(p.seed)  # after the evaluator, which may train its classifier
         model = VAE(p, data.channels).to(device)
         optimizer = torch.optim.Adam(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
-        autocast = (
-            torch.autocast("cuda", dtype=torch.bfloat16)
-            if device.type == "cuda" and p.amp
-            else contextlib.nullcontext()
-        )
+        autocast = mixed_precision(device, p.amp)
         train_images = data.train.to(device)
         shuffle = torch.Generator().manual_seed(p.seed)
         eval_z = torch.randn(
