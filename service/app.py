@@ -14,7 +14,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from service import __version__
 from service.api import health, studies, trainers, trials
-from service.config import Settings, get_settings
+from service.config import Settings, export_data_root, get_settings
 from service.db.session import migrate
 from service.errors import GentuneError, InvalidInput, field_errors_from_pydantic
 
@@ -24,6 +24,7 @@ API_PREFIX = "/api/v1"
 
 def create_app(settings: Settings | None = None, *, run_migrations: bool = True) -> FastAPI:
     settings = settings or get_settings()
+    export_data_root(settings)  # study validation checks data_dir params against it
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -17,7 +18,7 @@ import typer
 import yaml
 from rich.console import Console
 
-from service.config import get_settings
+from service.config import export_data_root, get_settings
 from service.db.session import redacted
 
 app = typer.Typer(
@@ -235,14 +236,20 @@ def fid(
     dir_a: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="Image folder.")],
     dir_b: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="Image folder.")],
     features: Annotated[
-        str, typer.Option(help="inception, random, or domain:DATASET (e.g. domain:digits).")
+        str,
+        typer.Option(
+            help="inception, random, or domain:DATASET (a labelled dataset: digits, mnist, "
+            "fashion_mnist, kmnist, cifar10; the last four from GENTUNE_DATA_DIR)."
+        ),
     ] = "inception",
-    size: Annotated[int, typer.Option(help="Side images are resized to (random, inception).")] = 64,
+    size: Annotated[
+        int, typer.Option(help="Side images are resized to first (random, inception).")
+    ] = 64,
 ) -> None:
     """FID (and KID, precision, recall, density, coverage) between two image folders."""
     from rich.table import Table
 
-    from trainers.data import digits, image_folder
+    from trainers.data import LABELLED_DATASETS, image_folder, load_image_dataset
     from trainers.metrics.features import (
         DomainClassifier,
         FeatureExtractor,
@@ -252,21 +259,24 @@ def fid(
     from trainers.metrics.image import ReferenceStats, kid, prdc
     from trainers.metrics.image import fid as fid_of
 
+    export_data_root(get_settings())
     extractor: FeatureExtractor
     channels = 3
-    if features.startswith("domain:"):
-        dataset = features.removeprefix("domain:")
-        if dataset != "digits":
-            _fail(f"no domain classifier for {dataset!r}; known: digits")
-        data = digits(16)
-        extractor, channels, size = DomainClassifier.for_dataset(data), 1, data.size
-    elif features == "random":
-        extractor = RandomFeatures(3)
-    elif features == "inception":
-        extractor, size = InceptionFeatures(), max(size, 64)
-    else:
-        _fail(f"unknown features {features!r}: use inception, random or domain:DATASET")
     try:
+        if features.startswith("domain:"):
+            dataset = features.removeprefix("domain:")
+            if dataset not in LABELLED_DATASETS:
+                known = ", ".join(sorted(LABELLED_DATASETS))
+                _fail(f"no domain classifier for {dataset!r}: it needs labels; known: {known}")
+            data = load_image_dataset(dataset, 16 if dataset == "digits" else 32)
+            extractor = DomainClassifier.for_dataset(data)
+            channels, size = data.channels, data.size
+        elif features == "random":
+            extractor = RandomFeatures(3)
+        elif features == "inception":
+            extractor = InceptionFeatures()
+        else:
+            _fail(f"unknown features {features!r}: use inception, random or domain:DATASET")
         a = image_folder(dir_a, size, channels, held_out_fraction=0.0).train
         b = image_folder(dir_b, size, channels, held_out_fraction=0.0).train
     except (FileNotFoundError, ValueError) as exc:
@@ -307,6 +317,7 @@ def try_trainer(
     from trainers.base import pick_device
     from trainers.registry import get_trainer, trainer_names
 
+    export_data_root(get_settings())
     trainer = get_trainer(trainer_name)
     if trainer is None:
         _fail(f"no trainer '{trainer_name}'; registered: {', '.join(trainer_names())}")
@@ -346,7 +357,12 @@ def try_trainer(
             def should_stop(self) -> bool:
                 return False
 
-        trainer.train(params, pick_device(), ConsoleReporter())
+            def describe_run(self, info: Mapping[str, str]) -> None:
+                progress.console.print(", ".join(f"{k} {v}" for k, v in info.items()))
+
+        device = pick_device()
+        console.print(f"device: {device}")
+        trainer.train(params, device, ConsoleReporter())
     console.print(table)
     if out is not None and "checkpoint" in saved:
         torch.save(saved["checkpoint"], out)

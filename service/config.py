@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from trainers.data import DATA_DIR_ENV
 
 DEFAULT_HOME = Path(".gentune")
 
@@ -20,6 +23,10 @@ class Settings(BaseSettings):
     )
     artifact_dir: str = Field(
         str(DEFAULT_HOME / "artifacts"), description="Where checkpoints are written."
+    )
+    data_dir: str = Field(
+        "data",
+        description="Root of datasets kept on disk; trainers' data_dir params name folders in it.",
     )
     ray_address: str | None = Field(
         None, description="Address of an existing Ray cluster; unset starts a local Ray."
@@ -47,3 +54,10 @@ class Settings(BaseSettings):
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+def export_data_root(settings: Settings) -> str:
+    """Put the absolute data root where the trainers read it (they never import service)."""
+    root = str(Path(settings.data_dir).resolve())
+    os.environ[DATA_DIR_ENV] = root
+    return root

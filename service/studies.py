@@ -60,13 +60,25 @@ def validate_spec(spec: StudySpec, settings: Settings) -> Trainer:
             )
         )
         raise InvalidInput(errors)
-    errors += _check_params(spec, trainer)
-    if spec.objective.metric not in trainer.metrics:
+    param_errors = _check_params(spec, trainer)
+    errors += param_errors
+    metric = spec.objective.metric
+    if metric not in trainer.metrics:
         errors.append(
             FieldError(
                 "objective.metric",
                 f"trainer {trainer.name} does not report "
-                f"'{spec.objective.metric}'; it reports: {', '.join(trainer.metrics)}",
+                f"'{metric}'; it reports: {', '.join(trainer.metrics)}",
+            )
+        )
+    elif not param_errors and metric not in trainer.reported_metrics(
+        trainer.parse_params(spec.params)
+    ):
+        errors.append(
+            FieldError(
+                "objective.metric",
+                f"with these params trainer {trainer.name} gives no value of '{metric}' "
+                f"({trainer.metrics[metric].description})",
             )
         )
     if spec.sampler.type == "grid":
@@ -96,7 +108,9 @@ def _check_params(spec: StudySpec, trainer: Trainer) -> list[FieldError]:
     try:
         trainer.Params.model_validate(spec.params)
     except ValidationError as exc:
-        errors += field_errors_from_pydantic(exc.errors(), spec.params, prefix=("params",))
+        # Every field is named, so that an error about a defaulted one keeps its name.
+        body = {**dict.fromkeys(fields), **spec.params}
+        errors += field_errors_from_pydantic(exc.errors(), body, prefix=("params",))
         return errors
 
     for name, dist in spec.search_space.items():

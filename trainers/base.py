@@ -10,7 +10,17 @@ from typing import Any, ClassVar, Literal, Protocol
 
 import numpy as np
 import torch
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
+
+from trainers.augment import AugmentPolicy
+from trainers.data import (
+    LABELLED_DATASETS,
+    ImageData,
+    ImageDatasetName,
+    data_root,
+    load_image_dataset,
+    resolve_data_dir,
+)
 
 Checkpoint = dict[str, Any]
 """A checkpoint is a plain dict: ``model``, ``optimizer`` state, ``config``, ``step`` and so on."""
@@ -36,6 +46,10 @@ class Reporter(Protocol):
     def should_stop(self) -> bool:
         """True once the trial should end (pruned, cancelled); the trainer returns early."""
 
+    def describe_run(self, info: Mapping[str, str]) -> None:
+        """Facts about this run that are not metrics, kept with the trial: the dataset and its
+        fingerprint, the device. Call it once, before the first report."""
+
 
 @dataclass(frozen=True)
 class MetricSpec:
@@ -56,15 +70,76 @@ class TrainerParams(BaseModel):
 
 
 class ImageTrainerParams(TrainerParams):
-    """What every image trainer takes: the data, how its samples are scored, mixed precision."""
+    """What every image trainer takes: the data, its augmentation, how samples are scored."""
 
-    dataset: Literal["digits"] = Field("digits", description="Training images.")
-    image_size: Literal[16, 32] = Field(16, description="Side of the (upsampled) images.")
-    features: Literal["domain", "random", "inception"] = Field(
-        "domain", description="Feature extractor for FID/KID/PRDC of generated images."
+    dataset: ImageDatasetName = Field(
+        "digits",
+        description="Training images: digits (ships with scikit-learn); mnist, fashion_mnist, "
+        "kmnist or cifar10 kept on disk in torchvision's layout; or image_folder.",
+    )
+    data_dir: str | None = Field(
+        None,
+        max_length=500,
+        validate_default=True,
+        description="Folder under the data root (GENTUNE_DATA_DIR): torchvision's root for "
+        "mnist-like and cifar10 data (default: the data root), the images for image_folder.",
+    )
+    channels: Literal[1, 3] | None = Field(
+        None, description="Convert to 1 (grey) or 3 (RGB) channels; default: the data's own."
+    )
+    image_size: Literal[16, 32, 64] = Field(16, description="Side images are resized to.")
+    features: Literal["auto", "domain", "random", "inception"] = Field(
+        "auto",
+        description="Feature extractor for FID/KID/PRDC; auto: domain for labelled datasets, "
+        "random for image_folder.",
     )
     eval_samples: int = Field(1000, ge=50, le=50_000, description="Images scored per evaluation.")
+    augment_flip: bool = Field(False, description="Random left-right flips of training images.")
+    augment_translation: float = Field(
+        0.0, ge=0.0, le=0.5, description="Random shifts of up to this fraction of the side."
+    )
     amp: bool = Field(True, description="bfloat16 autocast on CUDA (ignored on CPU).")
+
+    @field_validator("data_dir")
+    @classmethod
+    def _check_data_dir(cls, data_dir: str | None, info: ValidationInfo) -> str | None:
+        dataset = info.data.get("dataset")
+        if data_dir is None:
+            if dataset == "image_folder":
+                raise ValueError("image_folder needs data_dir: a folder under the data root")
+            return None
+        if dataset == "digits":
+            raise ValueError("digits ships with scikit-learn and takes no data_dir")
+        path = resolve_data_dir(data_dir)
+        if not path.is_dir():
+            raise ValueError(f"no folder {data_dir!r} under the data root {data_root()}")
+        return data_dir
+
+    @field_validator("features")
+    @classmethod
+    def _check_features(cls, features: str, info: ValidationInfo) -> str:
+        dataset = info.data.get("dataset")
+        if features == "domain" and dataset is not None and dataset not in LABELLED_DATASETS:
+            raise ValueError(
+                f"the domain extractor is a classifier trained on labels, and {dataset} has "
+                "none; use random or inception"
+            )
+        return features
+
+    @property
+    def feature_extractor(self) -> str:
+        """The extractor ``features`` names, with ``auto`` resolved for the dataset."""
+        if self.features != "auto":
+            return self.features
+        return "domain" if self.dataset in LABELLED_DATASETS else "random"
+
+    @property
+    def augmentation(self) -> AugmentPolicy:
+        """The augmentations of training images (a GAN trainer adds its own)."""
+        return AugmentPolicy(flip=self.augment_flip, translation=self.augment_translation)
+
+    def image_data(self) -> ImageData:
+        return load_image_dataset(self.dataset, self.image_size, self.data_dir, self.channels)
 
 
 class Trainer(abc.ABC):
@@ -83,6 +158,10 @@ class Trainer(abc.ABC):
         """Validate raw params against this trainer's param model."""
         return self.Params.model_validate(dict(raw))
 
+    def reported_metrics(self, params: TrainerParams) -> Mapping[str, MetricSpec]:
+        """The metrics a run with ``params`` gives values for (default: all of ``metrics``)."""
+        return self.metrics
+
     @abc.abstractmethod
     def train(self, params: TrainerParams, device: torch.device, reporter: Reporter) -> None:
         """Train with ``params``, calling ``reporter.report`` after every evaluation."""
@@ -92,6 +171,26 @@ class Trainer(abc.ABC):
         self, checkpoint: Checkpoint, n: int, device: torch.device, seed: int = 0
     ) -> np.ndarray:
         """Draw ``n`` samples from the generator held in ``checkpoint``."""
+
+
+class ImageTrainer(Trainer):
+    """A trainer of image generators: it takes ``ImageTrainerParams`` and reports the image
+    metrics; ``is`` needs the domain classifier's classes and is NaN with other features."""
+
+    def reported_metrics(self, params: TrainerParams) -> Mapping[str, MetricSpec]:
+        assert isinstance(params, ImageTrainerParams)
+        if params.feature_extractor == "domain":
+            return self.metrics
+        return {name: spec for name, spec in self.metrics.items() if name != "is"}
+
+    def describe_data(self, params: ImageTrainerParams, data: ImageData) -> dict[str, str]:
+        """What ``Reporter.describe_run`` should keep about the training images."""
+        return {
+            "dataset": data.name,
+            "dataset_fingerprint": data.fingerprint,
+            "train_images": str(data.train.shape[0]),
+            "features": params.feature_extractor,
+        }
 
 
 def mixed_precision(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager[Any]:

@@ -1,8 +1,10 @@
-"""dcgan: a convolutional GAN on small images (scikit-learn's digits), scored by FID and friends.
+"""dcgan: a convolutional GAN on small images (digits by default), scored by FID and friends.
 
-Reads top to bottom: the params, the two networks, the losses, the training loop, sampling.
-An epoch is one pass over the training images; after each, ``eval_samples`` generated images
-are scored against the training set's cached reference features (see trainers.metrics).
+Reads top to bottom: the params, the two networks, the training loop, sampling. An epoch is
+one pass over the training images; after each, ``eval_samples`` generated images are scored
+against the training set's cached reference features (see trainers.metrics). Augmentations
+are DiffAugment-style: every image the discriminator sees, real or generated, goes through
+them (see trainers.augment).
 """
 
 from __future__ import annotations
@@ -15,16 +17,16 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from trainers.augment import AugmentPolicy, augment
 from trainers.base import (
     Checkpoint,
+    ImageTrainer,
     ImageTrainerParams,
     MetricSpec,
     Reporter,
-    Trainer,
     TrainerParams,
     mixed_precision,
 )
-from trainers.data import digits
 from trainers.gan_losses import (
     GanLoss,
     adam_pair,
@@ -54,6 +56,20 @@ class DCGANParams(ImageTrainerParams):
     weight_decay: float = Field(0.0, ge=0.0, le=1.0, description="Adam weight decay.")
     ema: float = Field(0.0, ge=0.0, lt=1.0, description="EMA decay of G's weights (0: off).")
     epochs: int = Field(20, ge=1, le=100_000, description="Passes over the training images.")
+    augment_cutout: float = Field(
+        0.0, ge=0.0, lt=1.0, description="Cutout of a square this fraction of the side (0: off)."
+    )
+    augment_color: bool = Field(False, description="Random brightness, saturation, contrast.")
+
+    @property
+    def augmentation(self) -> AugmentPolicy:
+        """Applied to real and generated images alike, before the discriminator."""
+        return AugmentPolicy(
+            flip=self.augment_flip,
+            translation=self.augment_translation,
+            cutout=self.augment_cutout,
+            color=self.augment_color,
+        )
 
 
 def _up_blocks(size: int) -> int:
@@ -102,9 +118,9 @@ class Discriminator(nn.Module):
         return self.net(x)
 
 
-class DCGANTrainer(Trainer):
+class DCGANTrainer(ImageTrainer):
     name = "dcgan"
-    description = "Convolutional GAN on small images (digits), scored by FID, KID, IS and PRDC."
+    description = "Convolutional GAN on small images, scored by FID, KID, IS and PRDC."
     Params = DCGANParams
     metrics = {
         **IMAGE_METRIC_SPECS,
@@ -118,14 +134,18 @@ class DCGANTrainer(Trainer):
 
     def train(self, params: TrainerParams, device: torch.device, reporter: Reporter) -> None:
         p = DCGANParams.model_validate(params.model_dump())
-        data = digits(p.image_size)
-        evaluator = ImageEvaluator(data, p.features, n_samples=p.eval_samples)
+        data = p.image_data()
+        reporter.describe_run(self.describe_data(p, data))
+        evaluator = ImageEvaluator(
+            data, p.feature_extractor, n_samples=p.eval_samples, device=device
+        )
         torch.manual_seed(p.seed)  # after the evaluator, which may train its classifier
         g = Generator(p, data.channels).to(device)
         d = Discriminator(p, data.channels).to(device)
         g_ema = ema_of(g, p.ema)
         opt_g, opt_d = adam_pair(g, d, p.lr_g, p.lr_d, (p.beta1, p.beta2), p.weight_decay)
         autocast = mixed_precision(device, p.amp)
+        policy = p.augmentation
         real_all = data.train.to(device)
         shuffle = torch.Generator().manual_seed(p.seed)
         eval_z = torch.randn(
@@ -155,9 +175,10 @@ class DCGANTrainer(Trainer):
             ]
             for i in range(0, len(batches), p.n_critic):
                 for idx in batches[i : i + p.n_critic]:
-                    real = real_all[idx.to(device)]
+                    real = augment(real_all[idx.to(device)], policy)
                     with autocast:
                         fake = g(torch.randn(len(idx), p.z_dim, device=device)).detach()
+                        fake = augment(fake, policy)
                         loss_d = discriminator_loss(p.loss, d(real), d(fake))
                     if p.loss == "wgan-gp":
                         loss_d = loss_d + p.gp_weight * gradient_penalty(d, real, fake.float())
@@ -166,9 +187,8 @@ class DCGANTrainer(Trainer):
                     grad_d = grad_norm(d)
                     opt_d.step()
                 with autocast:
-                    loss_g = generator_loss(
-                        p.loss, d(g(torch.randn(p.batch_size, p.z_dim, device=device)))
-                    )
+                    z = torch.randn(p.batch_size, p.z_dim, device=device)
+                    loss_g = generator_loss(p.loss, d(augment(g(z), policy)))
                 opt_g.zero_grad(set_to_none=True)
                 loss_g.backward()
                 sums["grad_norm_g"] += grad_norm(g)

@@ -1,4 +1,4 @@
-"""ddpm: a small U-Net denoising diffusion model on small images (digits).
+"""ddpm: a small U-Net denoising diffusion model on small images.
 
 Reads top to bottom: the params, the noise schedules, the U-Net, the loop (predict the noise
 added at a random timestep), and sampling. Evaluation draws images with deterministic DDIM
@@ -18,16 +18,16 @@ from pydantic import Field
 from torch import nn
 from torch.nn import functional as F
 
+from trainers.augment import augment
 from trainers.base import (
     Checkpoint,
+    ImageTrainer,
     ImageTrainerParams,
     MetricSpec,
     Reporter,
-    Trainer,
     TrainerParams,
     mixed_precision,
 )
-from trainers.data import digits
 from trainers.gan_losses import ema_of, grad_norm
 from trainers.metrics.evaluator import IMAGE_METRIC_SPECS, ImageEvaluator
 
@@ -145,9 +145,9 @@ def ddim_sample(
     return torch.cat(parts).clamp(-1, 1)
 
 
-class DDPMTrainer(Trainer):
+class DDPMTrainer(ImageTrainer):
     name = "ddpm"
-    description = "Denoising diffusion (small U-Net) on small images (digits), DDIM sampling."
+    description = "Denoising diffusion (small U-Net) on small images, DDIM sampling."
     Params = DDPMParams
     metrics = {
         **IMAGE_METRIC_SPECS,
@@ -161,13 +161,17 @@ class DDPMTrainer(Trainer):
 
     def train(self, params: TrainerParams, device: torch.device, reporter: Reporter) -> None:
         p = DDPMParams.model_validate(params.model_dump())
-        data = digits(p.image_size)
-        evaluator = ImageEvaluator(data, p.features, n_samples=p.eval_samples)
+        data = p.image_data()
+        reporter.describe_run(self.describe_data(p, data))
+        evaluator = ImageEvaluator(
+            data, p.feature_extractor, n_samples=p.eval_samples, device=device
+        )
         torch.manual_seed(p.seed)  # after the evaluator, which may train its classifier
         model = UNet(data.channels, p.width).to(device)
         ema = ema_of(model, p.ema)
         optimizer = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
         autocast = mixed_precision(device, p.amp)
+        policy = p.augmentation
         a_bar = alpha_bars(p).to(device)
         train_images = data.train.to(device)
         shuffle = torch.Generator().manual_seed(p.seed)
@@ -195,7 +199,7 @@ class DDPMTrainer(Trainer):
             started = time.perf_counter()
             order = torch.randperm(train_images.shape[0], generator=shuffle)
             for i in range(0, len(order) - p.batch_size + 1, p.batch_size):
-                x0 = train_images[order[i : i + p.batch_size].to(device)]
+                x0 = augment(train_images[order[i : i + p.batch_size].to(device)], policy)
                 t = torch.randint(0, p.timesteps, (x0.shape[0],), device=device)
                 noise = torch.randn_like(x0)
                 ab = a_bar[t][:, None, None, None]

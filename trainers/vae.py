@@ -1,4 +1,4 @@
-"""vae: a convolutional variational autoencoder on small images (digits).
+"""vae: a convolutional variational autoencoder on small images.
 
 Reads top to bottom: the params, the encoder and decoder, the loss (Gaussian reconstruction
 plus beta-weighted KL with an optional linear warm-up), the loop, sampling. Besides the
@@ -16,16 +16,16 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from trainers.augment import augment
 from trainers.base import (
     Checkpoint,
+    ImageTrainer,
     ImageTrainerParams,
     MetricSpec,
     Reporter,
-    Trainer,
     TrainerParams,
     mixed_precision,
 )
-from trainers.data import digits
 from trainers.gan_losses import grad_norm
 from trainers.metrics.evaluator import IMAGE_METRIC_SPECS, ImageEvaluator
 from trainers.metrics.image import psnr, ssim
@@ -78,11 +78,9 @@ def beta_at(p: VAEParams, epoch: int) -> float:
     return p.beta * min(1.0, epoch / p.kl_warmup_epochs)
 
 
-class VAETrainer(Trainer):
+class VAETrainer(ImageTrainer):
     name = "vae"
-    description = (
-        "Convolutional VAE on small images (digits): sample FID and reconstruction PSNR/SSIM."
-    )
+    description = "Convolutional VAE on small images: sample FID and reconstruction PSNR/SSIM."
     Params = VAEParams
     metrics = {
         **IMAGE_METRIC_SPECS,
@@ -98,12 +96,16 @@ class VAETrainer(Trainer):
 
     def train(self, params: TrainerParams, device: torch.device, reporter: Reporter) -> None:
         p = VAEParams.model_validate(params.model_dump())
-        data = digits(p.image_size)
-        evaluator = ImageEvaluator(data, p.features, n_samples=p.eval_samples)
+        data = p.image_data()
+        reporter.describe_run(self.describe_data(p, data))
+        evaluator = ImageEvaluator(
+            data, p.feature_extractor, n_samples=p.eval_samples, device=device
+        )
         torch.manual_seed(p.seed)  # after the evaluator, which may train its classifier
         model = VAE(p, data.channels).to(device)
         optimizer = torch.optim.Adam(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
         autocast = mixed_precision(device, p.amp)
+        policy = p.augmentation
         train_images = data.train.to(device)
         shuffle = torch.Generator().manual_seed(p.seed)
         eval_z = torch.randn(
@@ -127,11 +129,12 @@ class VAETrainer(Trainer):
             started = time.perf_counter()
             order = torch.randperm(train_images.shape[0], generator=shuffle)
             for i in range(0, len(order) - p.batch_size + 1, p.batch_size):
-                x = train_images[order[i : i + p.batch_size].to(device)]
+                x = augment(train_images[order[i : i + p.batch_size].to(device)], policy)
                 with autocast:
                     mu, logvar = model.encode(x)
                     z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
                     recon = model.decode(z)
+                mu, logvar = mu.float(), logvar.float()
                 rec = ((recon.float() - x) ** 2).flatten(1).sum(dim=1).mean()
                 kl = (-0.5 * (1 + logvar - mu**2 - logvar.exp()).sum(dim=1)).mean()
                 loss = rec + beta * kl

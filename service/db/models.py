@@ -87,6 +87,8 @@ class Trial(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     """Why it was pruned or failed, in words."""
     node: Mapped[str | None] = mapped_column(String(200))
+    run_info: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    """Facts about the run that are not metrics: dataset fingerprint, device, versions."""
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 

@@ -263,6 +263,12 @@ class Repository:
             .execution_options(synchronize_session=False)
         )
 
+    def add_run_info(self, trial_id: int, info: Mapping[str, str]) -> None:
+        """Merge ``info`` into what the trial already keeps about its run."""
+        trial = self.get_trial(trial_id)
+        trial.run_info = {**(trial.run_info or {}), **info}
+        self.session.flush()
+
     def finish_trial(self, trial_id: int, state: TrialState, reason: str | None = None) -> None:
         self.session.execute(
             update(Trial)

@@ -40,6 +40,8 @@ class Recorder(DriverSide, Callback):
             )
             for kind, (path, size) in result.get("saved", {}).items():
                 repo.upsert_artifact(record.db_id, kind, path, step, size)
+            if result.get("run_info"):
+                repo.add_run_info(record.db_id, result["run_info"])
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         record = self.ledger.trials.get(trial.trial_id)

@@ -22,7 +22,7 @@ import ray
 from optuna.trial import TrialState as OptunaTrialState
 from ray import tune
 
-from service.config import Settings, get_settings
+from service.config import Settings, export_data_root, get_settings
 from service.db.models import WORKER_LOST, StudyState
 from service.db.repository import Repository
 from service.db.session import is_sqlite, session_scope
@@ -177,6 +177,7 @@ def _fit(
         spec,
         settings.database_url,
         str(Path(settings.artifact_dir).resolve()),
+        export_data_root(settings),
     )
     trainable = tune.with_resources(
         run_trial, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}

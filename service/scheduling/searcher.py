@@ -87,6 +87,7 @@ class OptunaSearcher(DriverSide, Searcher):
         spec: StudySpec,
         database_url: str,
         artifact_dir: str,
+        data_dir: str,
     ) -> None:
         super().__init__()
         self.ledger = ledger
@@ -94,6 +95,7 @@ class OptunaSearcher(DriverSide, Searcher):
         self.spec = spec
         self.database_url = database_url
         self.artifact_dir = artifact_dir
+        self.data_dir = data_dir
         self.distributions = {name: distribution(d) for name, d in spec.search_space.items()}
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
@@ -116,6 +118,7 @@ class OptunaSearcher(DriverSide, Searcher):
                 "objective": self.ledger.objective,
                 "direction": self.ledger.direction,
                 "artifact_dir": self.artifact_dir,
+                "data_dir": self.data_dir,
             },
         }
 

@@ -18,7 +18,7 @@ import sys
 import threading
 from datetime import timedelta
 
-from service.config import Settings
+from service.config import Settings, export_data_root
 from service.db.models import StudyState
 from service.db.repository import Repository
 from service.db.session import migrate, redacted, session_scope
@@ -70,6 +70,7 @@ class Worker:
             "GENTUNE_RAY_ADDRESS": ray_address,
             "GENTUNE_DATABASE_URL": url,
             "GENTUNE_ARTIFACT_DIR": self.settings.artifact_dir,
+            "GENTUNE_DATA_DIR": export_data_root(self.settings),
         }
         with session_scope(url) as session:
             requeued = Repository(session).requeue_studies_of_worker(self.worker_id)

@@ -70,6 +70,9 @@ class TrialOut(BaseModel):
     last_step: int | None
     reason: str | None = Field(description="Why the trial was pruned or failed.")
     node: str | None
+    run_info: dict[str, str] = Field(
+        description="Facts about the run: dataset and its fingerprint, device, versions."
+    )
     created_at: datetime
     finished_at: datetime | None
 

@@ -68,6 +68,7 @@ def service_env(database_url: str, artifact_dir: Path) -> dict[str, str]:
         "GENTUNE_DATABASE_URL": database_url,
         "GENTUNE_ARTIFACT_DIR": str(artifact_dir),
         "GENTUNE_WORKER_POLL_S": "0.5",
+        "GENTUNE_DATA_DIR": "data",  # relative on purpose: resolved in the service's folder
         "PYTHONPATH": os.pathsep.join([str(PLUGIN_DIR), str(REPO_ROOT)]),
         "RAY_DEDUP_LOGS": "0",
         "PYTHONUNBUFFERED": "1",

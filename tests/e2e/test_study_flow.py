@@ -15,9 +15,11 @@ import pytest
 import torch
 import yaml
 from optuna.trial import TrialState as OptunaTrialState
+from PIL import Image
 
 from tests.e2e.conftest import Service
-from trainers.data import ring8
+from trainers.data import digits, ring8
+from trainers.grids import save_images
 from trainers.metrics import mode_metrics
 
 pytestmark = pytest.mark.slow
@@ -199,37 +201,41 @@ def test_two_studies_run_at_once(service: Service) -> None:
         assert service.wait_for_study(study_id, ("completed",), timeout=120)["state"] == "completed"
 
 
-def test_image_study_keeps_a_sample_grid_per_evaluation(service: Service, tmp_path: Path) -> None:
-    spec = {
-        "name": "tiny-dcgan",
-        "trainer": "dcgan",
-        "params": {
-            "epochs": 2,
-            "width": 16,
-            "batch_size": 256,
-            "eval_samples": 100,
-            "features": "random",
-        },
-        "search_space": {"lr_g": {"type": "float", "low": 1e-4, "high": 1e-3, "log": True}},
-        "objective": {"metric": "fid", "direction": "minimize"},
-        "pruner": {"type": "none"},
-        "budget": {"n_trials": 2, "max_concurrent": 2},
+SPACES = Path(__file__).resolve().parents[2] / "search_spaces"
+SHORTENED = {"epochs": 2, "eval_samples": 100, "sampling_steps": 4}
+"""What CI trims from a shipped image study; its space, sampler and pruner stay as shipped."""
+
+
+@pytest.mark.parametrize("file", ["dcgan_digits.yaml", "vae_digits.yaml", "ddpm_digits.yaml"])
+def test_shipped_image_study_runs_and_its_best_checkpoint_draws_a_grid(
+    service: Service, tmp_path: Path, file: str
+) -> None:
+    definition = yaml.safe_load((SPACES / file).read_text())
+    fields = definition["params"]
+    definition["params"] = {
+        **fields,
+        **{k: v for k, v in SHORTENED.items() if k in fields or k == "epochs"},
     }
-    study = service.wait_for_study(
-        service.api("POST", "/studies", json=spec).json()["id"],
-        ("completed", "failed"),
-        timeout=300,
-    )
+    definition["budget"] = {"n_trials": 2, "max_concurrent": 2}
+    created = service.api("POST", "/studies", json=definition)
+    assert created.status_code == 201, created.text
+    study = service.wait_for_study(created.json()["id"], ("completed", "failed"), timeout=300)
     assert study["state"] == "completed", service.log_tail()
+    assert study["trial_counts"]["completed"] >= 1, study
+
     best = service.api("GET", f"/studies/{study['id']}/best").json()
+    assert best["metrics"]["fid"] == pytest.approx(best["value"])
     listed = service.api("GET", f"/trials/{best['trial_id']}/artifacts").json()
     kinds = {a["kind"]: a for a in listed["data"]}
     assert {"best", "last", "samples-1", "samples-2"} <= set(kinds)
     grid = httpx.get(kinds["samples-2"]["url"], timeout=30)
     assert grid.status_code == 200 and grid.headers["content-type"] == "image/png"
     assert grid.content.startswith(b"\x89PNG")
-    detail = service.api("GET", f"/trials/{best['trial_id']}").json()
-    assert [s["step"] for s in detail["samples"]] == [1, 2]
+    trial = service.api("GET", f"/trials/{best['trial_id']}").json()
+    assert [s["step"] for s in trial["samples"]] == [1, 2]
+    assert trial["run_info"]["dataset_fingerprint"] == digits(16).fingerprint
+    assert trial["run_info"]["device"].startswith("cpu")
+    assert trial["run_info"]["torch"] == torch.__version__
     assert service.api("GET", f"/trials/{best['trial_id']}/artifacts/nope").status_code == 404
     assert service.api("GET", f"/trials/{best['trial_id']}/artifacts/..%2Fx").status_code in (
         404,
@@ -257,4 +263,34 @@ def test_image_study_keeps_a_sample_grid_per_evaluation(service: Service, tmp_pa
         timeout=120,
     )
     assert cli.returncode == 0, cli.stderr
-    assert out.read_bytes().startswith(b"\x89PNG")
+    with Image.open(out) as picture:  # 6 x 6 images of 16 px with 1 px gaps, scaled 4x
+        assert picture.size == (4 * (6 * 17 + 1), 4 * (6 * 17 + 1))
+
+
+def test_image_folder_study_reads_the_data_root_in_every_trial(service: Service) -> None:
+    """GENTUNE_DATA_DIR is relative here, while Tune runs trials in folders of their own."""
+    folder = service.artifact_dir.parent / "data" / "faces"
+    save_images(digits(16).train[:40].numpy(), folder)
+    spec = {
+        "name": "my-images",
+        "trainer": "vae",
+        "params": {"dataset": "image_folder", "data_dir": "faces", "epochs": 1},
+        "search_space": {"eval_samples": {"type": "categorical", "choices": [50]}},
+        "objective": {"metric": "fid", "direction": "minimize"},
+        "budget": {"n_trials": 1},
+    }
+    created = service.api("POST", "/studies", json=spec)
+    assert created.status_code == 201, created.text
+    study = service.wait_for_study(created.json()["id"], ("completed", "failed"), timeout=300)
+    assert study["state"] == "completed", service.log_tail()
+    (trial,) = service.api("GET", f"/studies/{study['id']}/trials").json()["data"]
+    assert trial["run_info"]["dataset"] == "folder:faces:16"
+    assert trial["run_info"]["features"] == "random" and trial["run_info"]["train_images"] == "36"
+
+    refused = service.api(
+        "POST", "/studies", json={**spec, "params": {**spec["params"], "data_dir": "nope"}}
+    )
+    assert refused.status_code == 422
+    (error,) = refused.json()["errors"]
+    assert error["field"] == "params.data_dir"
+    assert str(folder.parent.resolve()) in error["message"]

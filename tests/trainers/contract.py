@@ -22,6 +22,7 @@ class RecordingReporter:
         self.reports: list[tuple[int, dict[str, float]]] = []
         self.checkpoints: list[Checkpoint] = []
         self.samples: list[np.ndarray] = []
+        self.run_info: dict[str, str] = {}
         self.stop_after = stop_after
 
     def report(
@@ -39,6 +40,10 @@ class RecordingReporter:
 
     def should_stop(self) -> bool:
         return self.stop_after is not None and len(self.reports) >= self.stop_after
+
+    def describe_run(self, info: Mapping[str, str]) -> None:
+        assert not self.reports, "describe_run belongs before the first report"
+        self.run_info.update(info)
 
 
 class TrainerContract:

@@ -22,7 +22,9 @@ IMAGE_METRIC_SPECS = {
     "fid": MetricSpec("Fréchet distance of generated to real features.", "minimize"),
     "kid": MetricSpec("Kernel (MMD^2) distance of generated to real features.", "minimize"),
     "is": MetricSpec(
-        "Inception Score with the domain classifier (NaN with other features).", "maximize"
+        "Inception Score from the domain classifier's classes; needs features domain (or auto "
+        "on a labelled dataset), NaN otherwise.",
+        "maximize",
     ),
     "precision": MetricSpec("Share of samples inside the real data's manifold (k=3).", "maximize"),
     "recall": MetricSpec("Share of real data inside the samples' manifold (k=3).", "maximize"),
@@ -43,11 +45,13 @@ class ImageEvaluator:
         extractor: str = "domain",
         n_samples: int = 1000,
         cache_dir: Path | None = None,
+        device: torch.device | None = None,
     ) -> None:
+        """``device`` runs the feature extractor (the trial's own: Inception wants a GPU)."""
         self.data = data
         self.n_samples = n_samples
         self.cache_dir = cache_dir or default_cache_dir()
-        self.extractor = extractor_for(extractor, data, self.cache_dir)
+        self.extractor = extractor_for(extractor, data, self.cache_dir).to(device or "cpu")
         self.reference = ReferenceStats.of(self._reference_features())
 
     def _reference_features(self) -> torch.Tensor:
