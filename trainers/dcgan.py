@@ -40,13 +40,16 @@ from trainers.metrics.evaluator import IMAGE_METRIC_SPECS, ImageEvaluator
 
 
 class DCGANParams(ImageTrainerParams):
+    """Defaults measured on digits: G learning faster than D (1e-3 against 2e-4) with an EMA of
+    G's weights brings FID down steadily from the first epochs (see the README)."""
+
     loss: GanLoss = Field("bce", description="bce (non-saturating), hinge, wgan-gp or lsgan.")
     gp_weight: float = Field(10.0, ge=0.0, le=1000.0, description="Gradient-penalty weight.")
-    lr_g: float = Field(2e-4, gt=0.0, le=1.0, description="Generator learning rate (Adam).")
+    lr_g: float = Field(1e-3, gt=0.0, le=1.0, description="Generator learning rate (Adam).")
     lr_d: float = Field(2e-4, gt=0.0, le=1.0, description="Discriminator learning rate (Adam).")
     beta1: float = Field(0.5, ge=0.0, lt=1.0, description="Adam beta1.")
     beta2: float = Field(0.999, ge=0.0, lt=1.0, description="Adam beta2.")
-    batch_size: int = Field(64, ge=8, le=4096, description="Images per batch.")
+    batch_size: int = Field(32, ge=8, le=4096, description="Images per batch.")
     width: int = Field(64, ge=8, le=512, description="Channels of the widest-resolution layer.")
     z_dim: int = Field(64, ge=1, le=1024, description="Latent dimension.")
     n_critic: int = Field(1, ge=1, le=10, description="D steps per G step.")
@@ -54,7 +57,7 @@ class DCGANParams(ImageTrainerParams):
     batch_norm: bool = Field(True, description="Batch normalization in G.")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout in D.")
     weight_decay: float = Field(0.0, ge=0.0, le=1.0, description="Adam weight decay.")
-    ema: float = Field(0.0, ge=0.0, lt=1.0, description="EMA decay of G's weights (0: off).")
+    ema: float = Field(0.98, ge=0.0, lt=1.0, description="EMA decay of G's weights (0: off).")
     epochs: int = Field(20, ge=1, le=100_000, description="Passes over the training images.")
     augment_cutout: float = Field(
         0.0, ge=0.0, lt=1.0, description="Cutout of a square this fraction of the side (0: off)."

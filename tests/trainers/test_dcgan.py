@@ -46,9 +46,12 @@ def test_every_loss_and_knob_trains(loss: str) -> None:
 
 
 @pytest.mark.slow
-def test_a_few_epochs_bring_fid_down() -> None:
-    params = DCGANTrainer().parse_params({"epochs": 12, "lr_g": 1e-3, "lr_d": 1e-3})
+@pytest.mark.parametrize("seed", [1, 2])
+def test_default_params_bring_fid_down_every_epoch(seed: int) -> None:
+    """The defaults improve steadily from the start, not only by luck of one seed."""
+    params = DCGANTrainer().parse_params({"epochs": 5, "seed": seed})
     reporter = RecordingReporter()
     DCGANTrainer().train(params, torch.device("cpu"), reporter)
     fids = [metrics["fid"] for _, metrics in reporter.reports]
-    assert min(fids[-3:]) < fids[0] / 2, fids  # CPU runs with a seed repeat exactly
+    assert all(b < a for a, b in zip(fids, fids[1:], strict=False)), fids
+    assert fids[-1] < fids[0] / 2, fids
