@@ -1,0 +1,1 @@
+"""An example gentune plugin: the ``ppca`` trainer, registered through an entry point."""
