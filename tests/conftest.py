@@ -22,6 +22,16 @@ from service.config import Settings
 from service.db.session import get_engine, migrate
 
 POSTGRES_ENV = "GENTUNE_TEST_DATABASE_URL"
+E2E_DIR = Path(__file__).parent / "e2e"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the tests that never reach a database (trainers, metrics, offline CLI commands),
+    so that a run against Postgres can leave out what the SQLite run already covered."""
+    for item in items:
+        uses_database = "database_url" in getattr(item, "fixturenames", ())
+        if not uses_database and not item.path.is_relative_to(E2E_DIR):
+            item.add_marker(pytest.mark.no_database)
 
 
 def _create_postgres_database(server_url: str) -> tuple[str, str]:
