@@ -183,15 +183,6 @@ class ImageTrainer(Trainer):
             return self.metrics
         return {name: spec for name, spec in self.metrics.items() if name != "is"}
 
-    def describe_data(self, params: ImageTrainerParams, data: ImageData) -> dict[str, str]:
-        """What ``Reporter.describe_run`` should keep about the training images."""
-        return {
-            "dataset": data.name,
-            "dataset_fingerprint": data.fingerprint,
-            "train_images": str(data.train.shape[0]),
-            "features": params.feature_extractor,
-        }
-
 
 def mixed_precision(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager[Any]:
     """bfloat16 autocast on CUDA when ``enabled``; a no-op on CPU (AMP brings nothing there)."""

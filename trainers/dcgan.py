@@ -36,7 +36,7 @@ from trainers.gan_losses import (
     grad_norm,
     gradient_penalty,
 )
-from trainers.metrics.evaluator import IMAGE_METRIC_SPECS, ImageEvaluator
+from trainers.metrics.evaluator import IMAGE_METRIC_SPECS, start_image_run
 
 
 class DCGANParams(ImageTrainerParams):
@@ -137,12 +137,7 @@ class DCGANTrainer(ImageTrainer):
 
     def train(self, params: TrainerParams, device: torch.device, reporter: Reporter) -> None:
         p = DCGANParams.model_validate(params.model_dump())
-        data = p.image_data()
-        reporter.describe_run(self.describe_data(p, data))
-        evaluator = ImageEvaluator(
-            data, p.feature_extractor, n_samples=p.eval_samples, device=device
-        )
-        torch.manual_seed(p.seed)  # after the evaluator, which may train its classifier
+        data, evaluator = start_image_run(p, device, reporter)
         g = Generator(p, data.channels).to(device)
         d = Discriminator(p, data.channels).to(device)
         g_ema = ema_of(g, p.ema)

@@ -29,7 +29,7 @@ from trainers.base import (
     mixed_precision,
 )
 from trainers.gan_losses import ema_of, grad_norm
-from trainers.metrics.evaluator import IMAGE_METRIC_SPECS, ImageEvaluator
+from trainers.metrics.evaluator import IMAGE_METRIC_SPECS, start_image_run
 
 
 class DDPMParams(ImageTrainerParams):
@@ -161,12 +161,7 @@ class DDPMTrainer(ImageTrainer):
 
     def train(self, params: TrainerParams, device: torch.device, reporter: Reporter) -> None:
         p = DDPMParams.model_validate(params.model_dump())
-        data = p.image_data()
-        reporter.describe_run(self.describe_data(p, data))
-        evaluator = ImageEvaluator(
-            data, p.feature_extractor, n_samples=p.eval_samples, device=device
-        )
-        torch.manual_seed(p.seed)  # after the evaluator, which may train its classifier
+        data, evaluator = start_image_run(p, device, reporter)
         model = UNet(data.channels, p.width).to(device)
         ema = ema_of(model, p.ema)
         optimizer = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)

@@ -27,7 +27,7 @@ from trainers.base import (
     mixed_precision,
 )
 from trainers.gan_losses import grad_norm
-from trainers.metrics.evaluator import IMAGE_METRIC_SPECS, ImageEvaluator
+from trainers.metrics.evaluator import IMAGE_METRIC_SPECS, start_image_run
 from trainers.metrics.image import psnr, ssim
 
 
@@ -96,12 +96,7 @@ class VAETrainer(ImageTrainer):
 
     def train(self, params: TrainerParams, device: torch.device, reporter: Reporter) -> None:
         p = VAEParams.model_validate(params.model_dump())
-        data = p.image_data()
-        reporter.describe_run(self.describe_data(p, data))
-        evaluator = ImageEvaluator(
-            data, p.feature_extractor, n_samples=p.eval_samples, device=device
-        )
-        torch.manual_seed(p.seed)  # after the evaluator, which may train its classifier
+        data, evaluator = start_image_run(p, device, reporter)
         model = VAE(p, data.channels).to(device)
         optimizer = torch.optim.Adam(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
         autocast = mixed_precision(device, p.amp)

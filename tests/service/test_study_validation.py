@@ -26,6 +26,17 @@ def with_space(**space: Any) -> dict[str, Any]:
     return spec
 
 
+def dcgan_spec(params: dict[str, Any], metric: str = "fid") -> dict[str, Any]:
+    return {
+        "name": "digits-test",
+        "trainer": "dcgan",
+        "params": {"epochs": 1, **params},
+        "search_space": {"lr_g": {"type": "float", "low": 1e-4, "high": 1e-3, "log": True}},
+        "objective": {"metric": metric, "direction": "minimize"},
+        "budget": {"n_trials": 2},
+    }
+
+
 @pytest.mark.parametrize(
     ("spec", "field", "words"),
     [
@@ -116,6 +127,22 @@ def with_space(**space: Any) -> dict[str, Any]:
             "both in params and in search_space",
         ),
         (ring_spec(sampler={"type": "grid"}), "search_space.lr_g", "grid search needs a step"),
+        (dcgan_spec({"dataset": "imagenet"}), "params.dataset", "'digits', 'mnist'"),
+        (dcgan_spec({"dataset": "image_folder"}), "params.data_dir", "needs data_dir"),
+        (
+            dcgan_spec({"dataset": "mnist", "data_dir": "../../etc"}),
+            "params.data_dir",
+            "leaves the data root",
+        ),
+        (dcgan_spec({"dataset": "mnist", "data_dir": "/etc"}), "params.data_dir", "relative"),
+        (dcgan_spec({"data_dir": "mine"}), "params.data_dir", "takes no data_dir"),
+        (dcgan_spec({"image_size": 24}), "params.image_size", "16, 32 or 64"),
+        (dcgan_spec({"augment_translation": 0.9}), "params.augment_translation", "0.5"),
+        (
+            dcgan_spec({"features": "random"}, metric="is"),
+            "objective.metric",
+            "gives no value of 'is'",
+        ),
     ],
 )
 def test_bad_definitions_name_the_field(
@@ -157,46 +184,6 @@ def test_a_valid_grid_is_accepted(client: TestClient) -> None:
     )
     spec["sampler"] = {"type": "grid"}
     assert client.post("/api/v1/studies", json=spec).status_code == 201
-
-
-def dcgan_spec(params: dict[str, Any], metric: str = "fid") -> dict[str, Any]:
-    return {
-        "name": "digits-test",
-        "trainer": "dcgan",
-        "params": {"epochs": 1, **params},
-        "search_space": {"lr_g": {"type": "float", "low": 1e-4, "high": 1e-3, "log": True}},
-        "objective": {"metric": metric, "direction": "minimize"},
-        "budget": {"n_trials": 2},
-    }
-
-
-@pytest.mark.parametrize(
-    ("spec", "field", "words"),
-    [
-        (dcgan_spec({"dataset": "imagenet"}), "params.dataset", "'digits', 'mnist'"),
-        (dcgan_spec({"dataset": "image_folder"}), "params.data_dir", "needs data_dir"),
-        (
-            dcgan_spec({"dataset": "mnist", "data_dir": "../../etc"}),
-            "params.data_dir",
-            "leaves the data root",
-        ),
-        (dcgan_spec({"dataset": "mnist", "data_dir": "/etc"}), "params.data_dir", "relative"),
-        (dcgan_spec({"data_dir": "mine"}), "params.data_dir", "takes no data_dir"),
-        (dcgan_spec({"image_size": 24}), "params.image_size", "16, 32 or 64"),
-        (dcgan_spec({"augment_translation": 0.9}), "params.augment_translation", "0.5"),
-        (
-            dcgan_spec({"features": "random"}, metric="is"),
-            "objective.metric",
-            "gives no value of 'is'",
-        ),
-    ],
-)
-def test_bad_image_definitions_name_the_field(
-    client: TestClient, spec: dict[str, Any], field: str, words: str
-) -> None:
-    errors = errors_of(client, spec)
-    assert field in errors, errors
-    assert words in errors[field], errors[field]
 
 
 def test_an_augmented_image_study_is_accepted(client: TestClient) -> None:

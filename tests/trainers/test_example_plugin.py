@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ EXAMPLE = REPO_ROOT / "examples" / "plugin"
 def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """examples/plugin installed by pip into a folder of its own, put on sys.path."""
     site = tmp_path_factory.mktemp("plugin-site")
+    source = shutil.copytree(EXAMPLE, tmp_path_factory.mktemp("plugin-src") / "plugin")
     installed = subprocess.run(
         [
             sys.executable,
@@ -36,7 +38,7 @@ def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             "--no-build-isolation",
             "--target",
             str(site),
-            str(EXAMPLE),
+            str(source),  # pip builds in the source folder: a copy keeps the checkout clean
         ],
         capture_output=True,
         text=True,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from trainers.base import MetricSpec
+from trainers.base import ImageTrainerParams, MetricSpec, Reporter
 from trainers.data import ImageData
 from trainers.metrics.features import DomainClassifier, default_cache_dir, extractor_for
 from trainers.metrics.image import ReferenceStats, fid, inception_score, kid, prdc
@@ -36,6 +36,28 @@ IMAGE_METRIC_SPECS = {
     ),
 }
 """What every image trainer reports: ``evaluate``'s metrics and the training throughput."""
+
+
+def start_image_run(
+    params: ImageTrainerParams, device: torch.device, reporter: Reporter
+) -> tuple[ImageData, ImageEvaluator]:
+    """What an image trainer does first: load its data and tell the reporter what it is, build
+    the evaluator on the trial's device, and only then seed torch (building the evaluator may
+    train the domain classifier, which draws random numbers)."""
+    data = params.image_data()
+    reporter.describe_run(
+        {
+            "dataset": data.name,
+            "dataset_fingerprint": data.fingerprint,
+            "train_images": str(data.train.shape[0]),
+            "features": params.feature_extractor,
+        }
+    )
+    evaluator = ImageEvaluator(
+        data, params.feature_extractor, n_samples=params.eval_samples, device=device
+    )
+    torch.manual_seed(params.seed)
+    return data, evaluator
 
 
 class ImageEvaluator:

@@ -25,7 +25,7 @@ from trainers.base import (
     Reporter,
     TrainerParams,
 )
-from trainers.metrics.evaluator import IMAGE_METRIC_SPECS, ImageEvaluator
+from trainers.metrics.evaluator import IMAGE_METRIC_SPECS, start_image_run
 
 
 class PPCAParams(ImageTrainerParams):
@@ -63,12 +63,7 @@ class PPCATrainer(ImageTrainer):
 
     def train(self, params: TrainerParams, device: torch.device, reporter: Reporter) -> None:
         p = PPCAParams.model_validate(params.model_dump())
-        data = p.image_data()
-        reporter.describe_run(self.describe_data(p, data))
-        evaluator = ImageEvaluator(
-            data, p.feature_extractor, n_samples=p.eval_samples, device=device
-        )
-        torch.manual_seed(p.seed)
+        data, evaluator = start_image_run(p, device, reporter)
         images = data.train.flatten(1).to(device)
         model = PPCA(images.shape[1], p.latent_dim).to(device)
         optimizer = torch.optim.Adam(model.parameters(), lr=p.lr)
