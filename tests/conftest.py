@@ -30,6 +30,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     so that a run against Postgres can leave out what the SQLite run already covered."""
     for item in items:
         uses_database = "database_url" in getattr(item, "fixturenames", ())
+        uses_database |= item.get_closest_marker("database") is not None
         if not uses_database and not item.path.is_relative_to(E2E_DIR):
             item.add_marker(pytest.mark.no_database)
 

@@ -7,13 +7,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+if TYPE_CHECKING:
+    import optuna
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 VERSION_TABLE = "gentune_alembic_version"
@@ -86,8 +89,23 @@ def alembic_config(url: str) -> Config:
 
 
 def migrate(url: str) -> None:
-    """Bring the schema to the newest revision (idempotent; safe to run on every start)."""
+    """Bring the schema to the newest revision (idempotent; safe to run on every start).
+
+    Optuna's tables are created here too, before any study runs: two study runs creating
+    them at once on a new database collide on Optuna's schema-version stamp.
+    """
     if is_sqlite(url):
         _prepare_sqlite_path(url)
     with _migrate_lock:
         command.upgrade(alembic_config(url), "head")
+        optuna_storage(url).engine.dispose()
+
+
+def optuna_storage(url: str) -> optuna.storages.RDBStorage:
+    """Optuna's RDBStorage on gentune's database (its tables have other names than ours)."""
+    import optuna
+
+    engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    if is_sqlite(url):
+        engine_kwargs = {"connect_args": {"timeout": 30}}
+    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)

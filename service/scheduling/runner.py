@@ -25,7 +25,7 @@ from ray import tune
 from service.config import Settings, export_data_root, get_settings
 from service.db.models import WORKER_LOST, StudyState
 from service.db.repository import Repository
-from service.db.session import is_sqlite, session_scope
+from service.db.session import optuna_storage, session_scope
 from service.scheduling.ledger import DriverSide, Ledger
 from service.scheduling.pruning import PruningScheduler, build_pruner
 from service.scheduling.recorder import Recorder
@@ -36,14 +36,6 @@ from service.studies import grid_size
 from trainers.registry import get_trainer
 
 log = logging.getLogger("gentune.runner")
-
-
-def optuna_storage(database_url: str) -> optuna.storages.RDBStorage:
-    """Optuna's RDBStorage on gentune's database (its tables have other names than ours)."""
-    engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
-    if is_sqlite(database_url):
-        engine_kwargs = {"connect_args": {"timeout": 30}}
-    return optuna.storages.RDBStorage(database_url, engine_kwargs=engine_kwargs)
 
 
 class StudyStopper(DriverSide, tune.Stopper):
