@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Protocol
 
@@ -153,6 +153,10 @@ class Trainer(abc.ABC):
     description: ClassVar[str]
     Params: ClassVar[type[TrainerParams]]
     metrics: ClassVar[Mapping[str, MetricSpec]]
+    stability_defaults: ClassVar[Sequence[Mapping[str, Any]]] = ()
+    """Stability rules a study of this trainer gets unless it says otherwise, as plain data in
+    the study definition's form (``{"type": "divergence", "metrics": ["loss"]}``). Every
+    trainer also gets ``non_finite``."""
 
     def parse_params(self, raw: Mapping[str, Any]) -> TrainerParams:
         """Validate raw params against this trainer's param model."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -30,6 +31,7 @@ from trainers.base import (
 from trainers.gan_losses import (
     GanLoss,
     adam_pair,
+    d_accuracy,
     discriminator_loss,
     ema_of,
     generator_loss,
@@ -125,15 +127,33 @@ class DCGANTrainer(ImageTrainer):
     name = "dcgan"
     description = "Convolutional GAN on small images, scored by FID, KID, IS and PRDC."
     Params = DCGANParams
+    stability_defaults = (
+        {"type": "divergence", "metrics": ["g_loss", "d_loss"], "factor": 10.0, "floor": 10.0},
+        {"type": "discriminator_collapse", "accuracy": 0.99, "patience": 3},
+        {"type": "gradient_explosion", "metrics": ["grad_norm_g", "grad_norm_d"], "max_norm": 2e3},
+        {"type": "mode_collapse", "min_ratio": 0.03, "patience": 3},
+    )
     metrics = {
         **IMAGE_METRIC_SPECS,
         "g_loss": MetricSpec("Generator loss, mean over the epoch.", "minimize"),
         "d_loss": MetricSpec("Discriminator loss, mean over the epoch.", "minimize"),
+        "stability/d_accuracy": MetricSpec(
+            "Share of (real, fake) pairs D scores in the right order; near 1 when D wins outright.",
+            None,
+        ),
         "grad_norm_g": MetricSpec("Generator gradient norm, mean over the epoch.", None),
         "grad_norm_d": MetricSpec("Discriminator gradient norm, mean over the epoch.", None),
         "lr_g": MetricSpec("Generator learning rate.", None),
         "lr_d": MetricSpec("Discriminator learning rate.", None),
     }
+
+    def reported_metrics(self, params: TrainerParams) -> Mapping[str, MetricSpec]:
+        """No stability/d_accuracy for a WGAN critic: it always ranks real above fake when
+        healthy, so the share says nothing about collapse."""
+        metrics = super().reported_metrics(params)
+        if isinstance(params, DCGANParams) and params.loss == "wgan-gp":
+            return {k: v for k, v in metrics.items() if k != "stability/d_accuracy"}
+        return metrics
 
     def train(self, params: TrainerParams, device: torch.device, reporter: Reporter) -> None:
         p = DCGANParams.model_validate(params.model_dump())
@@ -163,7 +183,9 @@ class DCGANTrainer(ImageTrainer):
             }
 
         for epoch in range(1, p.epochs + 1):
-            sums = dict.fromkeys(("g_loss", "d_loss", "grad_norm_g", "grad_norm_d"), 0.0)
+            sums = dict.fromkeys(
+                ("g_loss", "d_loss", "stability/d_accuracy", "grad_norm_g", "grad_norm_d"), 0.0
+            )
             steps = 0
             started = time.perf_counter()
             order = torch.randperm(real_all.shape[0], generator=shuffle)
@@ -177,7 +199,8 @@ class DCGANTrainer(ImageTrainer):
                     with autocast:
                         fake = g(torch.randn(len(idx), p.z_dim, device=device)).detach()
                         fake = augment(fake, policy)
-                        loss_d = discriminator_loss(p.loss, d(real), d(fake))
+                        d_real, d_fake = d(real), d(fake)
+                        loss_d = discriminator_loss(p.loss, d_real, d_fake)
                     if p.loss == "wgan-gp":
                         loss_d = loss_d + p.gp_weight * gradient_penalty(d, real, fake.float())
                     opt_d.zero_grad(set_to_none=True)
@@ -196,9 +219,12 @@ class DCGANTrainer(ImageTrainer):
                 sums["g_loss"] += loss_g.item()
                 sums["d_loss"] += loss_d.item()
                 sums["grad_norm_d"] += grad_d
+                sums["stability/d_accuracy"] += d_accuracy(d_real, d_fake)
                 steps += 1
             elapsed = time.perf_counter() - started
             metrics = {k: v / max(steps, 1) for k, v in sums.items()}
+            if p.loss == "wgan-gp":
+                del metrics["stability/d_accuracy"]
             metrics.update(
                 lr_g=opt_g.param_groups[0]["lr"],
                 lr_d=opt_d.param_groups[0]["lr"],

@@ -149,6 +149,11 @@ class DDPMTrainer(ImageTrainer):
     name = "ddpm"
     description = "Denoising diffusion (small U-Net) on small images, DDIM sampling."
     Params = DDPMParams
+    stability_defaults = (
+        {"type": "divergence", "metrics": ["loss"], "factor": 3.0, "floor": 0.5},
+        {"type": "gradient_explosion", "metrics": ["grad_norm"], "max_norm": 100.0},
+        {"type": "mode_collapse", "min_ratio": 0.03, "patience": 3},
+    )
     metrics = {
         **IMAGE_METRIC_SPECS,
         "loss": MetricSpec("Noise-prediction MSE, mean over the epoch.", "minimize"),

@@ -12,6 +12,7 @@ after each epoch the generator is evaluated on ``eval_samples`` points.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Literal
 
 import numpy as np
@@ -23,13 +24,19 @@ from trainers.base import Checkpoint, MetricSpec, Reporter, Trainer, TrainerPara
 from trainers.data import GaussianMixture2D, gaussian_mixture
 from trainers.gan_losses import (
     adam_pair,
+    d_accuracy,
     discriminator_loss,
     ema_of,
     generator_loss,
     grad_norm,
     gradient_penalty,
 )
-from trainers.metrics import frechet_distance, mode_metrics
+from trainers.metrics import (
+    diversity_ratio,
+    frechet_distance,
+    mean_pairwise_distance,
+    mode_metrics,
+)
 
 Loss = Literal["bce", "hinge", "wgan-gp"]  # the subset of GanLoss offered on 2-D data
 
@@ -109,6 +116,16 @@ class Gan2DTrainer(Trainer):
     name = "gan2d"
     description = "MLP GAN on 2-D Gaussian mixtures (ring8, grid25), scored by mode coverage."
     Params = Gan2DParams
+    stability_defaults = (
+        {"type": "divergence", "metrics": ["g_loss", "d_loss"], "factor": 10.0, "floor": 10.0},
+        {"type": "discriminator_collapse", "accuracy": 0.99, "patience": 3},
+        {
+            "type": "gradient_explosion",
+            "metrics": ["grad_norm_g", "grad_norm_d"],
+            "max_norm": 500.0,
+        },
+        {"type": "mode_collapse", "min_ratio": 0.15, "patience": 3},
+    )
     metrics = {
         "modes": MetricSpec("Modes captured (a high-quality sample is nearest to it).", "maximize"),
         "hq_fraction": MetricSpec(
@@ -123,10 +140,25 @@ class Gan2DTrainer(Trainer):
         "frechet": MetricSpec("Fréchet distance between real and generated points.", "minimize"),
         "g_loss": MetricSpec("Generator loss, mean over the epoch.", "minimize"),
         "d_loss": MetricSpec("Discriminator loss, mean over the epoch.", "minimize"),
-        "d_accuracy": MetricSpec("Share of real and fake points D classifies right.", None),
+        "stability/d_accuracy": MetricSpec(
+            "Share of (real, fake) pairs D scores in the right order; near 1 when D wins outright.",
+            None,
+        ),
+        "stability/diversity": MetricSpec(
+            "Mean pairwise distance of samples over the real data's; near 0 on mode collapse.",
+            None,
+        ),
         "grad_norm_g": MetricSpec("Generator gradient norm, mean over the epoch.", None),
         "grad_norm_d": MetricSpec("Discriminator gradient norm, mean over the epoch.", None),
     }
+
+    def reported_metrics(self, params: TrainerParams) -> Mapping[str, MetricSpec]:
+        """No stability/d_accuracy for a WGAN critic: it always ranks real above fake when
+        healthy, so the share says nothing about collapse."""
+        metrics = super().reported_metrics(params)
+        if isinstance(params, Gan2DParams) and params.loss == "wgan-gp":
+            return {k: v for k, v in metrics.items() if k != "stability/d_accuracy"}
+        return metrics
 
     def train(self, params: TrainerParams, device: torch.device, reporter: Reporter) -> None:
         p = Gan2DParams.model_validate(params.model_dump())
@@ -150,7 +182,7 @@ class Gan2DTrainer(Trainer):
 
         for epoch in range(1, p.epochs + 1):
             sums = dict.fromkeys(
-                ("g_loss", "d_loss", "d_accuracy", "grad_norm_g", "grad_norm_d"), 0.0
+                ("g_loss", "d_loss", "stability/d_accuracy", "grad_norm_g", "grad_norm_d"), 0.0
             )
             for _ in range(p.iters_per_epoch):
                 for _ in range(p.n_critic):
@@ -175,10 +207,10 @@ class Gan2DTrainer(Trainer):
                 sums["g_loss"] += loss_g.item()
                 sums["d_loss"] += loss_d.item()
                 sums["grad_norm_d"] += grad_d
-                sums["d_accuracy"] += 0.5 * float(
-                    (d_real > 0).float().mean() + (d_fake < 0).float().mean()
-                )
+                sums["stability/d_accuracy"] += d_accuracy(d_real, d_fake)
             metrics = {k: v / p.iters_per_epoch for k, v in sums.items()}
+            if p.loss == "wgan-gp":
+                del metrics["stability/d_accuracy"]
             metrics.update(
                 self._evaluate(g_ema.module if g_ema is not None else g, mixture, p, device)
             )
@@ -203,6 +235,7 @@ class Gan2DTrainer(Trainer):
             "mode_kl": scores.mode_kl,
             "mode_score": scores.hq_fraction * math.exp(-scores.mode_kl),
             "frechet": frechet_distance(real, fake),
+            "stability/diversity": diversity_ratio(fake, mean_pairwise_distance(real)),
         }
 
     @torch.no_grad()

@@ -40,6 +40,16 @@ def gradient_penalty(d: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> to
     return ((grad.flatten(1).norm(dim=1) - 1.0) ** 2).mean()
 
 
+def d_accuracy(d_real: torch.Tensor, d_fake: torch.Tensor) -> float:
+    """Share of (real, fake) pairs that D scores in the right order, real above fake.
+
+    It reads the same under every loss (a WGAN critic's scores have no fixed threshold):
+    0.5 when D cannot tell them apart, 1 when it separates every pair.
+    """
+    n = min(d_real.shape[0], d_fake.shape[0])
+    return float((d_real[:n].detach() > d_fake[:n].detach()).float().mean())
+
+
 def grad_norm(module: nn.Module) -> float:
     """Total gradient norm of a module's parameters after backward."""
     norms = [p.grad.detach().norm() for p in module.parameters() if p.grad is not None]

@@ -82,6 +82,11 @@ class VAETrainer(ImageTrainer):
     name = "vae"
     description = "Convolutional VAE on small images: sample FID and reconstruction PSNR/SSIM."
     Params = VAEParams
+    stability_defaults = (
+        {"type": "divergence", "metrics": ["loss"], "factor": 3.0, "floor": 10.0},
+        {"type": "gradient_explosion", "metrics": ["grad_norm"], "max_norm": 1e4},
+        {"type": "mode_collapse", "min_ratio": 0.03, "patience": 3},
+    )
     metrics = {
         **IMAGE_METRIC_SPECS,
         "psnr": MetricSpec("PSNR (dB) of held-out reconstructions.", "maximize"),

@@ -15,6 +15,7 @@ import torch
 
 from trainers.base import ImageTrainerParams, MetricSpec, Reporter
 from trainers.data import ImageData
+from trainers.metrics.diversity import diversity_ratio, mean_pairwise_distance
 from trainers.metrics.features import DomainClassifier, default_cache_dir, extractor_for
 from trainers.metrics.image import ReferenceStats, fid, inception_score, kid, prdc
 
@@ -30,6 +31,11 @@ IMAGE_METRIC_SPECS = {
     "recall": MetricSpec("Share of real data inside the samples' manifold (k=3).", "maximize"),
     "density": MetricSpec("How densely samples crowd real neighbourhoods (k=5).", "maximize"),
     "coverage": MetricSpec("Share of real neighbourhoods holding a sample (k=5).", "maximize"),
+    "stability/diversity": MetricSpec(
+        "Mean pairwise feature distance of samples over the real data's; near 0 when the "
+        "generator collapses onto a few images.",
+        None,
+    ),
     "seconds_per_step": MetricSpec("Wall seconds per training step.", "minimize", timing=True),
     "images_per_second": MetricSpec(
         "Real images consumed per second of training.", "maximize", timing=True
@@ -75,6 +81,7 @@ class ImageEvaluator:
         self.cache_dir = cache_dir or default_cache_dir()
         self.extractor = extractor_for(extractor, data, self.cache_dir).to(device or "cpu")
         self.reference = ReferenceStats.of(self._reference_features())
+        self.real_spread = mean_pairwise_distance(self.reference.features)
 
     def _reference_features(self) -> torch.Tensor:
         n = min(self.n_samples, self.data.train.shape[0])
@@ -102,6 +109,7 @@ class ImageEvaluator:
             "recall": scores.recall,
             "density": scores.density,
             "coverage": scores.coverage,
+            "stability/diversity": diversity_ratio(features, self.real_spread),
         }
         metrics["is"] = math.nan  # the random extractor has no classes to score
         if isinstance(self.extractor, DomainClassifier):
