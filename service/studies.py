@@ -12,6 +12,7 @@ from service.config import Settings
 from service.db.models import Study, Trial
 from service.db.repository import Repository
 from service.errors import FieldError, InvalidInput, NotFound, field_errors_from_pydantic
+from service.scheduling.stability import resolve_rules, rule_metrics
 from service.schemas.api import (
     ArtifactOut,
     BestOut,
@@ -22,7 +23,14 @@ from service.schemas.api import (
     TrialDetail,
     TrialOut,
 )
-from service.schemas.study import CategoricalParam, FloatParam, IntParam, ParamSpec, StudySpec
+from service.schemas.study import (
+    CategoricalParam,
+    FloatParam,
+    IntParam,
+    ParamSpec,
+    StabilitySpec,
+    StudySpec,
+)
 from trainers.base import Trainer
 from trainers.registry import get_trainer, trainer_names
 
@@ -83,9 +91,37 @@ def validate_spec(spec: StudySpec, settings: Settings) -> Trainer:
         )
     if spec.sampler.type == "grid":
         errors += _check_grid(spec)
+    if not param_errors:
+        errors += _check_stability(spec, trainer)
     if errors:
         raise InvalidInput(errors)
     return trainer
+
+
+def resolved_definition(spec: StudySpec, trainer: Trainer) -> dict[str, Any]:
+    """The definition as stored: the stability rules in force written out in full (the
+    trainer's defaults merged with the study's own), so that what runs is what is shown."""
+    rules = resolve_rules(spec.stability, trainer)
+    resolved = spec.model_copy(update={"stability": StabilitySpec(defaults=False, rules=rules)})
+    return resolved.model_dump(mode="json")
+
+
+def _check_stability(spec: StudySpec, trainer: Trainer) -> list[FieldError]:
+    """Every metric a listed rule names must be one the trainer reports. (Some are reported
+    only under some params, e.g. stability/d_accuracy not for WGAN critics; a rule whose
+    metric is absent from an evaluation does not fire.)"""
+    errors: list[FieldError] = []
+    for i, rule in enumerate(spec.stability.rules):
+        for path, metric in rule_metrics(rule):
+            if metric not in trainer.metrics:
+                errors.append(
+                    FieldError(
+                        f"stability.rules.{i}.{path}",
+                        f"{rule.type} needs '{metric}', which trainer {trainer.name} does not "
+                        f"report; it reports: {', '.join(trainer.metrics)}",
+                    )
+                )
+    return errors
 
 
 def _check_params(spec: StudySpec, trainer: Trainer) -> list[FieldError]:

@@ -9,7 +9,13 @@ from fastapi import APIRouter, Depends, Query, status
 from service.api.deps import BaseUrlDep, PagingDep, RepositoryDep, SettingsDep, require_token
 from service.schemas.api import BestOut, ErrorOut, Page, StudyOut, TrialOut
 from service.schemas.study import StudySpec
-from service.studies import best_of_study, describe_study, describe_trial, validate_spec
+from service.studies import (
+    best_of_study,
+    describe_study,
+    describe_trial,
+    resolved_definition,
+    validate_spec,
+)
 
 router = APIRouter(prefix="/studies", tags=["studies"])
 
@@ -30,8 +36,8 @@ def submit_study(
     spec: StudySpec, repo: RepositoryDep, settings: SettingsDep, base_url: BaseUrlDep
 ) -> StudyOut:
     """Validate a study definition against its trainer and queue it."""
-    validate_spec(spec, settings)
-    study = repo.create_study(spec.name, spec.trainer, spec.model_dump(mode="json"))
+    trainer = validate_spec(spec, settings)
+    study = repo.create_study(spec.name, spec.trainer, resolved_definition(spec, trainer))
     return describe_study(repo, study, base_url)
 
 

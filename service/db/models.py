@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -47,6 +48,16 @@ WORKER_LOST = "worker lost"
 """The reason given to a trial whose worker died under it; such trials do not use up budget."""
 
 
+@dataclass(frozen=True)
+class PruneRecord:
+    """What stopped a pruned trial: ``stability/<rule>`` or ``pruner/<type>``, at which
+    step, on which values."""
+
+    by: str
+    step: int
+    values: dict[str, float]
+
+
 class Study(Base):
     __tablename__ = "gentune_studies"
 
@@ -86,6 +97,11 @@ class Trial(Base):
     last_step: Mapped[int | None] = mapped_column(Integer)
     reason: Mapped[str | None] = mapped_column(Text)
     """Why it was pruned or failed, in words."""
+    pruned_by: Mapped[str | None] = mapped_column(String(100), index=True)
+    """``stability/<rule>`` or ``pruner/<type>``: what stopped a pruned trial."""
+    pruned_step: Mapped[int | None] = mapped_column(Integer)
+    prune_values: Mapped[dict[str, float | str] | None] = mapped_column(JSON)
+    """The values that tripped the rule or pruner; non-finite ones as "nan", "inf", "-inf"."""
     node: Mapped[str | None] = mapped_column(String(200))
     run_info: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     """Facts about the run that are not metrics: dataset fingerprint, device, versions."""

@@ -15,6 +15,7 @@ from service.db.models import (
     WORKER_LOST,
     Artifact,
     Metric,
+    PruneRecord,
     Study,
     StudyState,
     Trial,
@@ -269,11 +270,24 @@ class Repository:
         trial.run_info = {**(trial.run_info or {}), **info}
         self.session.flush()
 
-    def finish_trial(self, trial_id: int, state: TrialState, reason: str | None = None) -> None:
+    def finish_trial(
+        self,
+        trial_id: int,
+        state: TrialState,
+        reason: str | None = None,
+        prune: PruneRecord | None = None,
+    ) -> None:
+        values: dict[str, Any] = {"state": state, "reason": reason, "finished_at": utcnow()}
+        if prune is not None:
+            values.update(
+                pruned_by=prune.by,
+                pruned_step=prune.step,
+                prune_values={k: _json_number(v) for k, v in prune.values.items()},
+            )
         self.session.execute(
             update(Trial)
             .where(Trial.id == trial_id, Trial.state == TrialState.running)
-            .values(state=state, reason=reason, finished_at=utcnow())
+            .values(**values)
             .execution_options(synchronize_session=False)
         )
 
@@ -341,6 +355,11 @@ class Repository:
 def optuna_study_name(study_id: int) -> str:
     """The name of a gentune study's Optuna study in the shared storage."""
     return f"gentune-{study_id}"
+
+
+def _json_number(value: float) -> float | str:
+    """JSON has no NaN or infinity (Postgres refuses them): those are kept as text."""
+    return float(value) if math.isfinite(value) else str(float(value))
 
 
 def _storable(value: float) -> float | None:

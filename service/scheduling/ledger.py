@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 
 import optuna
 
+from service.db.models import PruneRecord
+from service.scheduling.stability import StabilityMonitor
+
 
 @dataclass
 class TrialRecord:
@@ -18,7 +21,9 @@ class TrialRecord:
     best_value: float | None = None
     best_step: int | None = None
     last_step: int | None = None
+    monitor: StabilityMonitor | None = None
     prune_reason: str | None = None
+    prune: PruneRecord | None = None
 
     def observe(self, step: int, value: float, direction: str) -> bool:
         """Note the objective at ``step``; True when it is the trial's best so far."""

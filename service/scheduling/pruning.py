@@ -1,14 +1,18 @@
-"""PruningScheduler: a Ray Tune scheduler that asks the study's Optuna pruner at each evaluation.
+"""PruningScheduler: a Ray Tune scheduler that applies a study's stability rules and then its
+Optuna pruner at each evaluation.
 
-Every evaluation's objective is reported into the trial's Optuna trial; when the pruner says
-so, Tune is told STOP and the trial keeps a reason a person can read. A non-finite objective
-stops the trial at once: the run has diverged.
+The stability rules see every metric the trainer reported (see ``stability``); the pruner sees
+the objective, reported into the trial's Optuna trial. Whatever stops a trial leaves a
+``PruneRecord`` (``stability/<rule>`` or ``pruner/<type>``, the step, the values that tripped
+it) and a reason a person can read; the trial is told PRUNED to Optuna with its intermediate
+values, so the sampler still learns from it.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -16,6 +20,7 @@ import optuna
 from optuna.trial import TrialState as OptunaTrialState
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
+from service.db.models import PruneRecord
 from service.scheduling.ledger import DriverSide, Ledger, TrialRecord
 from service.schemas.study import PrunerSpec
 
@@ -116,6 +121,8 @@ def explain_prune(
 
 
 class PruningScheduler(DriverSide, FIFOScheduler):
+    """At each evaluation: the trial's stability rules first, then the study's Optuna pruner."""
+
     def __init__(self, ledger: Ledger, study: optuna.Study, pruner_spec: PrunerSpec) -> None:
         super().__init__()
         self.ledger = ledger
@@ -127,26 +134,43 @@ class PruningScheduler(DriverSide, FIFOScheduler):
         step = result.get("step")
         if record is None or step is None or step == record.last_step:
             return TrialScheduler.CONTINUE  # unknown trial, or Tune repeating the last result
-        metric = self.ledger.objective
-        value = result.get(f"metrics/{metric}")
+        metrics = reported_metrics(result)
+        objective = self.ledger.objective
+        value = metrics.get(objective)
         if value is None:
             record.last_step = step
+        else:
+            record.observe(step, value, self.ledger.direction)
+        verdict = record.monitor.observe(step, metrics) if record.monitor is not None else None
+        if verdict is not None:
+            # The sampler learns from a pruned trial's last intermediate value; NaN ranks worst.
+            last = value if value is not None and math.isfinite(value) else math.nan
+            record.optuna_trial.report(last, step)
+            return self._stop(
+                record, f"stability/{verdict.rule}", step, verdict.values, verdict.message
+            )
+        if value is None:
             return TrialScheduler.CONTINUE
-        value = float(value)
-        record.observe(step, value, self.ledger.direction)
-        if not math.isfinite(value):
-            record.prune_reason = f"{metric} is {value} at step {step}: training diverged"
-            return TrialScheduler.STOP
-        record.optuna_trial.report(value, step)
+        record.optuna_trial.report(value if math.isfinite(value) else math.nan, step)
         if record.optuna_trial.should_prune():
-            record.prune_reason = explain_prune(
-                self.pruner_spec, self.study, record, metric, step, value
-            )
-            log.info(
-                "study %s: trial %s pruned: %s",
-                self.ledger.study_id,
-                record.db_id,
-                record.prune_reason,
-            )
-            return TrialScheduler.STOP
+            reason = explain_prune(self.pruner_spec, self.study, record, objective, step, value)
+            values = {objective: value}
+            if record.best_value is not None:
+                values[f"{objective}_best"] = record.best_value
+            return self._stop(record, f"pruner/{self.pruner_spec.type}", step, values, reason)
         return TrialScheduler.CONTINUE
+
+    def _stop(
+        self, record: TrialRecord, by: str, step: int, values: dict[str, float], reason: str
+    ) -> str:
+        record.prune = PruneRecord(by=by, step=step, values=values)
+        record.prune_reason = reason
+        record.optuna_trial.set_user_attr("gentune_pruned_by", by)
+        log.info("study %s: trial %s pruned: %s", self.ledger.study_id, record.db_id, reason)
+        return TrialScheduler.STOP
+
+
+def reported_metrics(result: Mapping[str, Any]) -> dict[str, float]:
+    """The trainer's metrics from a Tune result, which reaches schedulers flattened."""
+    prefix = "metrics/"
+    return {k[len(prefix) :]: float(v) for k, v in result.items() if k.startswith(prefix)}

@@ -8,7 +8,7 @@ from typing import Any
 
 from ray.tune import Callback
 
-from service.db.models import TrialState
+from service.db.models import PruneRecord, TrialState
 from service.db.repository import Repository
 from service.db.session import session_scope
 from service.scheduling.ledger import DriverSide, Ledger
@@ -54,7 +54,7 @@ class Recorder(DriverSide, Callback):
         else:
             state = TrialState.failed
             reason = f"the trainer reported no finite value of {self.ledger.objective}"
-        self._finish(record.db_id, state, reason)
+        self._finish(record.db_id, state, reason, record.prune)
         log.info(
             "study %s: trial %s %s (best %s=%s)%s",
             self.ledger.study_id,
@@ -72,9 +72,15 @@ class Recorder(DriverSide, Callback):
         self._finish(record.db_id, TrialState.failed, _error_text(trial))
         log.info("study %s: trial %s failed", self.ledger.study_id, record.db_id)
 
-    def _finish(self, trial_id: int, state: TrialState, reason: str | None) -> None:
+    def _finish(
+        self,
+        trial_id: int,
+        state: TrialState,
+        reason: str | None,
+        prune: PruneRecord | None = None,
+    ) -> None:
         with session_scope(self.database_url) as session:
-            Repository(session).finish_trial(trial_id, state, reason)
+            Repository(session).finish_trial(trial_id, state, reason, prune)
 
 
 def _error_text(trial: Any) -> str:

@@ -14,6 +14,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import optuna
 import ray
 from optuna.trial import TrialState as OptunaTrialState
 from ray import tune
+from ray.tune.schedulers import TrialScheduler
 
 from service.config import Settings, export_data_root, get_settings
 from service.db.models import WORKER_LOST, StudyState
@@ -30,12 +32,16 @@ from service.scheduling.ledger import DriverSide, Ledger
 from service.scheduling.pruning import PruningScheduler, build_pruner
 from service.scheduling.recorder import Recorder
 from service.scheduling.searcher import OptunaSearcher, build_sampler
+from service.scheduling.stability import resolve_rules
 from service.scheduling.trial_entry import run_trial
 from service.schemas.study import StudySpec
 from service.studies import grid_size
+from trainers.base import Trainer
 from trainers.registry import get_trainer
 
 log = logging.getLogger("gentune.runner")
+
+SchedulerFactory = Callable[[Ledger, optuna.Study], TrialScheduler]
 
 
 class StudyStopper(DriverSide, tune.Stopper):
@@ -82,14 +88,19 @@ def run_study(
     worker_id: str,
     settings: Settings,
     stopper_hook: list[StudyStopper] | None = None,
+    scheduler_factory: SchedulerFactory | None = None,
 ) -> StudyState:
-    """Run (or resume) ``study_id`` to its end; return its final state."""
+    """Run (or resume) ``study_id`` to its end; return its final state.
+
+    ``scheduler_factory`` replaces gentune's pruning scheduler (benchmarks compare it with
+    Ray Tune's own schedulers this way)."""
     url = settings.database_url
     with session_scope(url) as session:
         study = Repository(session).get_study(study_id)
         spec = StudySpec.model_validate(study.spec)
         optuna_name = study.optuna_study_name
-    if get_trainer(spec.trainer) is None:
+    trainer = get_trainer(spec.trainer)
+    if trainer is None:
         return _finish(
             url,
             study_id,
@@ -126,7 +137,12 @@ def run_study(
             remaining,
             spec.budget.max_concurrent,
         )
-        _fit(spec, ledger, optuna_study, stopper, settings, study_id, remaining)
+        scheduler = (
+            scheduler_factory(ledger, optuna_study)
+            if scheduler_factory is not None
+            else PruningScheduler(ledger, optuna_study, spec.pruner)
+        )
+        _fit(spec, trainer, ledger, optuna_study, scheduler, stopper, settings, study_id, remaining)
 
     reason = stopper.reason
     with session_scope(url) as session:
@@ -156,8 +172,10 @@ def run_study(
 
 def _fit(
     spec: StudySpec,
+    trainer: Trainer,
     ledger: Ledger,
     optuna_study: optuna.Study,
+    scheduler: TrialScheduler,
     stopper: StudyStopper,
     settings: Settings,
     study_id: int,
@@ -170,6 +188,8 @@ def _fit(
         settings.database_url,
         str(Path(settings.artifact_dir).resolve()),
         export_data_root(settings),
+        trainer,
+        resolve_rules(spec.stability, trainer),
     )
     trainable = tune.with_resources(
         run_trial, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
@@ -178,7 +198,7 @@ def _fit(
         trainable,
         tune_config=tune.TuneConfig(
             search_alg=searcher,
-            scheduler=PruningScheduler(ledger, optuna_study, spec.pruner),
+            scheduler=scheduler,
             num_samples=remaining,
             max_concurrent_trials=spec.budget.max_concurrent,
             reuse_actors=True,

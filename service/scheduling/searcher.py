@@ -23,8 +23,17 @@ from ray.tune.search import Searcher
 from service.db.repository import Repository
 from service.db.session import session_scope
 from service.scheduling.ledger import DriverSide, Ledger, TrialRecord
-from service.schemas.study import CategoricalParam, FloatParam, ParamSpec, SamplerSpec, StudySpec
+from service.scheduling.stability import StabilityMonitor, watched_metrics
+from service.schemas.study import (
+    CategoricalParam,
+    FloatParam,
+    ParamSpec,
+    SamplerSpec,
+    StabilityRule,
+    StudySpec,
+)
 from service.studies import grid_values
+from trainers.base import Trainer
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +97,12 @@ class OptunaSearcher(DriverSide, Searcher):
         database_url: str,
         artifact_dir: str,
         data_dir: str,
+        trainer: Trainer,
+        rules: list[StabilityRule],
     ) -> None:
         super().__init__()
+        self.trainer = trainer
+        self.rules = rules
         self.ledger = ledger
         self.study = study
         self.spec = spec
@@ -105,7 +118,9 @@ class OptunaSearcher(DriverSide, Searcher):
             db_trial = Repository(session).create_trial(
                 self.ledger.study_id, optuna_trial.number, params, trial_id
             )
-        self.ledger.trials[trial_id] = TrialRecord(db_id=db_trial.id, optuna_trial=optuna_trial)
+        self.ledger.trials[trial_id] = TrialRecord(
+            db_id=db_trial.id, optuna_trial=optuna_trial, monitor=self._monitor(params)
+        )
         optuna_trial.set_user_attr("gentune_trial_id", db_trial.id)
         log.info("study %s: trial %s started with %s", self.ledger.study_id, db_trial.id, params)
         return {
@@ -121,6 +136,13 @@ class OptunaSearcher(DriverSide, Searcher):
                 "data_dir": self.data_dir,
             },
         }
+
+    def _monitor(self, params: dict[str, Any]) -> StabilityMonitor | None:
+        if not self.rules:
+            return None
+        trial_params = self.trainer.parse_params({**self.spec.params, **params})
+        watched = watched_metrics(self.trainer, trial_params, self.ledger.objective)
+        return StabilityMonitor(self.rules, self.ledger.objective, self.ledger.direction, watched)
 
     def save_to_dir(self, checkpoint_dir: str, session_str: str = "default") -> None:
         """Nothing to save: the search state lives in Optuna's storage."""

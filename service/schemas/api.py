@@ -69,6 +69,16 @@ class TrialOut(BaseModel):
     best_step: int | None
     last_step: int | None
     reason: str | None = Field(description="Why the trial was pruned or failed.")
+    pruned_by: str | None = Field(
+        None,
+        description="What stopped a pruned trial: stability/<rule> (e.g. stability/divergence) "
+        "or pruner/<type> (e.g. pruner/median).",
+    )
+    pruned_step: int | None = Field(None, description="The evaluation at which it was stopped.")
+    prune_values: dict[str, float | str] | None = Field(
+        None,
+        description='The values that tripped it; non-finite ones as "nan", "inf" or "-inf".',
+    )
     node: str | None
     run_info: dict[str, str] = Field(
         description="Facts about the run: dataset and its fingerprint, device, versions."

@@ -215,6 +215,123 @@ PrunerSpec = Annotated[
 PatientPruner.model_rebuild()
 
 
+# --- stability rules -----------------------------------------------------------------------
+
+
+class _Rule(StrictModel):
+    enabled: bool = Field(True, description="false drops the trainer's default rule of this type.")
+    patience: int = Field(
+        1, ge=1, le=1000, description="Evaluations in a row the condition must hold."
+    )
+    warmup: int = Field(0, ge=0, le=100_000, description="First evaluations this rule ignores.")
+
+
+MetricName = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class NonFiniteRule(_Rule):
+    """A NaN or infinite value: training has blown up; stops at once by default."""
+
+    type: Literal["non_finite"]
+    metrics: list[MetricName] | None = Field(
+        None,
+        max_length=200,
+        description="Metrics watched; null: the objective and every metric the trainer reports "
+        "(timings aside).",
+    )
+
+
+class DivergenceRule(_Rule):
+    """A loss that climbs far above the lowest value it has reached."""
+
+    type: Literal["divergence"]
+    metrics: list[MetricName] = Field(min_length=1, max_length=20)
+    factor: float = Field(3.0, gt=1, le=1e12, description="Fires above factor x running minimum.")
+    floor: float = Field(
+        0.0, ge=0, allow_inf_nan=False, description="Values at or below this never count."
+    )
+    patience: int = Field(2, ge=1, le=1000)
+
+
+class DiscriminatorCollapseRule(_Rule):
+    """D wins outright (it separates real from fake almost always) while G's loss climbs or
+    stays where it was when D began winning."""
+
+    type: Literal["discriminator_collapse"]
+    accuracy: float = Field(
+        0.99, ge=0.5, le=1, description="stability/d_accuracy at or above this counts."
+    )
+    d_loss_floor: float | None = Field(
+        None, allow_inf_nan=False, description="Also counts: d_loss below this (null: off)."
+    )
+    patience: int = Field(3, ge=2, le=1000)
+
+
+class GradientExplosionRule(_Rule):
+    """A gradient norm above an absolute bound, or jumping far above its usual level."""
+
+    type: Literal["gradient_explosion"]
+    metrics: list[MetricName] = Field(min_length=1, max_length=20)
+    max_norm: float = Field(1e4, gt=0, allow_inf_nan=False, description="Absolute bound.")
+    factor: float | None = Field(
+        100.0,
+        gt=1,
+        allow_inf_nan=False,
+        description="Also fires above factor x the median of the earlier evaluations (null: off).",
+    )
+
+
+class ModeCollapseRule(_Rule):
+    """Samples far less diverse than the real data: the generator draws a few images only."""
+
+    type: Literal["mode_collapse"]
+    metric: MetricName = Field(
+        "stability/diversity", description="A diversity signal: 1 matches the real data."
+    )
+    min_ratio: float = Field(0.1, gt=0, lt=1, description="Fires below this.")
+    patience: int = Field(2, ge=1, le=1000)
+
+
+class StalledRule(_Rule):
+    """The objective has not improved on its best for ``patience`` evaluations."""
+
+    type: Literal["stalled"]
+    min_delta: float = Field(
+        0.0, ge=0, allow_inf_nan=False, description="Smaller improvements do not count."
+    )
+    patience: int = Field(5, ge=1, le=1000)
+
+
+StabilityRule = Annotated[
+    NonFiniteRule
+    | DivergenceRule
+    | DiscriminatorCollapseRule
+    | GradientExplosionRule
+    | ModeCollapseRule
+    | StalledRule,
+    Field(discriminator="type"),
+]
+
+
+class StabilitySpec(StrictModel):
+    """Rules that stop a trial whose training has gone wrong, checked before the pruner."""
+
+    defaults: bool = Field(
+        True,
+        description="Start from the trainer's default rules; a listed rule replaces the "
+        "default of its type.",
+    )
+    rules: list[StabilityRule] = Field(default_factory=list, max_length=50)
+
+    @model_validator(mode="after")
+    def _check_unique(self) -> StabilitySpec:
+        types = [rule.type for rule in self.rules]
+        repeated = sorted({t for t in types if types.count(t) > 1})
+        if repeated:
+            raise ValueError(f"rule type(s) {', '.join(repeated)} listed more than once")
+        return self
+
+
 # --- the study -----------------------------------------------------------------------------
 
 
@@ -263,6 +380,7 @@ class StudySpec(StrictModel):
     objective: Objective
     sampler: SamplerSpec = Field(default_factory=lambda: TPESampler(type="tpe"))
     pruner: PrunerSpec = Field(default_factory=lambda: MedianPruner(type="median"))
+    stability: StabilitySpec = Field(default_factory=StabilitySpec)
     budget: Budget = Field(default_factory=Budget)
     resources: Resources = Field(default_factory=Resources)
 

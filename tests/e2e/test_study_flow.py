@@ -47,7 +47,10 @@ def test_shipped_ring8_study_finds_a_generator_that_covers_the_ring(
     assert trials["count"] == n_trials
     for trial in trials["data"]:
         if trial["state"] == "pruned":
-            assert "median pruner at step" in trial["reason"], trial
+            # A healthy space: the median pruner stops the slow, no stability rule fires.
+            assert trial["pruned_by"] == "pruner/median", trial
+            assert f"median pruner at step {trial['pruned_step']}" in trial["reason"], trial
+            assert "mode_score" in trial["prune_values"], trial
     # Optuna's own record agrees: pruned trials are PRUNED there, never COMPLETE.
     optuna_study = optuna.load_study(
         study_name=study["optuna_study_name"], storage=service.database_url
@@ -67,7 +70,8 @@ def test_shipped_ring8_study_finds_a_generator_that_covers_the_ring(
         "frechet",
         "g_loss",
         "d_loss",
-        "d_accuracy",
+        "stability/d_accuracy",
+        "stability/diversity",
         "grad_norm_g",
         "grad_norm_d",
     } <= set(detail["metrics"])
@@ -125,6 +129,70 @@ def test_shipped_ring8_study_finds_a_generator_that_covers_the_ring(
     )
     assert listed.returncode == 0, listed.stderr
     assert study["optuna_study_name"] in listed.stdout
+
+
+def test_stability_rules_stop_divergent_trials_early_and_say_why(service: Service) -> None:
+    """Learning rates of 0.3 blow the ring GAN up in its first epoch; the default rules stop
+    such trials with their rule, step and values, and leave the healthy config alone."""
+    spec = {
+        "name": "ring-unstable",
+        "trainer": "gan2d",
+        "params": {"dataset": "ring8", "epochs": 6, "iters_per_epoch": 100},
+        "search_space": {
+            "lr_g": {"type": "categorical", "choices": [0.001, 0.3]},
+            "lr_d": {"type": "categorical", "choices": [0.002, 0.3]},
+        },
+        "objective": {"metric": "mode_score", "direction": "maximize"},
+        "sampler": {"type": "grid", "seed": 0},
+        "pruner": {"type": "none"},
+        "budget": {"n_trials": 4, "max_concurrent": 2},
+    }
+    created = service.api("POST", "/studies", json=spec)
+    assert created.status_code == 201, created.text
+    # The stored definition spells out the rules in force: gan2d's defaults.
+    rules = created.json()["definition"]["stability"]["rules"]
+    assert [r["type"] for r in rules] == [
+        "non_finite",
+        "divergence",
+        "discriminator_collapse",
+        "gradient_explosion",
+        "mode_collapse",
+    ]
+    study_id = created.json()["id"]
+    study = service.wait_for_study(study_id, ("completed", "failed"), timeout=600)
+    assert study["state"] == "completed", (study, service.log_tail())
+    trials = service.api("GET", f"/studies/{study_id}/trials").json()["data"]
+    by_config = {(t["params"]["lr_g"], t["params"]["lr_d"]): t for t in trials}
+    assert len(by_config) == 4
+
+    healthy = by_config[(0.001, 0.002)]
+    assert healthy["state"] == "completed" and healthy["pruned_by"] is None, healthy
+    blown = by_config[(0.3, 0.3)]
+    assert blown["state"] == "pruned", blown
+    assert blown["pruned_by"].startswith("stability/"), blown
+    assert blown["pruned_step"] <= 3 and blown["last_step"] == blown["pruned_step"], blown
+    rule = blown["pruned_by"].removeprefix("stability/")
+    assert blown["reason"].startswith(f"{rule.replace('_', ' ')} at step {blown['pruned_step']}")
+    assert blown["prune_values"], blown
+    # The values shown are the ones recorded at that step.
+    detail = service.api("GET", f"/trials/{blown['id']}").json()
+    for name, value in blown["prune_values"].items():
+        if name in detail["metrics"]:
+            recorded = {p["step"]: p["value"] for p in detail["metrics"][name]}
+            assert recorded[blown["pruned_step"]] == pytest.approx(value)
+
+    # Optuna has every pruned trial as PRUNED, with its last intermediate value for TPE.
+    optuna_study = optuna.load_study(
+        study_name=study["optuna_study_name"], storage=service.database_url
+    )
+    for frozen in optuna_study.trials:
+        trial = next(t for t in trials if t["id"] == frozen.user_attrs["gentune_trial_id"])
+        if trial["state"] == "pruned":
+            assert frozen.state == OptunaTrialState.PRUNED
+            assert frozen.user_attrs["gentune_pruned_by"] == trial["pruned_by"]
+            assert trial["pruned_step"] in frozen.intermediate_values
+        else:
+            assert frozen.state == OptunaTrialState.COMPLETE
 
 
 def test_a_trainer_exception_fails_only_its_trial(service: Service) -> None:

@@ -143,6 +143,44 @@ def dcgan_spec(params: dict[str, Any], metric: str = "fid") -> dict[str, Any]:
             "objective.metric",
             "gives no value of 'is'",
         ),
+        (
+            ring_spec(stability={"rules": [{"type": "vibes"}]}),
+            "stability.rules.0",
+            "type vibes is not one of 'non_finite', 'divergence'",
+        ),
+        (
+            ring_spec(
+                stability={"rules": [{"type": "divergence", "metrics": ["g_loss"], "factor": 0.5}]}
+            ),
+            "stability.rules.0.factor",
+            "greater than 1",
+        ),
+        (
+            ring_spec(stability={"rules": [{"type": "mode_collapse", "min_ratio": 1.5}]}),
+            "stability.rules.0.min_ratio",
+            "less than 1",
+        ),
+        (
+            ring_spec(
+                stability={
+                    "rules": [
+                        {"type": "gradient_explosion", "metrics": ["grad_norm_g", "gard_norm_d"]}
+                    ]
+                }
+            ),
+            "stability.rules.0.metrics.1",
+            "needs 'gard_norm_d', which trainer gan2d does not report",
+        ),
+        (
+            ring_spec(stability={"rules": [{"type": "stalled"}, {"type": "stalled"}]}),
+            "stability",
+            "stalled listed more than once",
+        ),
+        (
+            ring_spec(stability={"rules": [{"type": "stalled", "patience": 0}]}),
+            "stability.rules.0.patience",
+            "greater than or equal to 1",
+        ),
     ],
 )
 def test_bad_definitions_name_the_field(

@@ -1,0 +1,181 @@
+"""Stability rules: each fires on what it is meant to catch, at the step it should, with the
+values that tripped it, and leaves healthy histories alone; defaults resolve per trainer."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+from service.scheduling.stability import (
+    RULE_ADAPTER,
+    StabilityMonitor,
+    Verdict,
+    default_rules,
+    resolve_rules,
+    rule_metrics,
+    watched_metrics,
+)
+from service.schemas.study import StabilitySpec
+from trainers.registry import get_trainer, trainer_names
+
+
+def replay(
+    rule: dict[str, Any],
+    history: list[dict[str, float]],
+    objective: str = "fid",
+    direction: str = "minimize",
+    watched: tuple[str, ...] = (),
+) -> Verdict | None:
+    monitor = StabilityMonitor([RULE_ADAPTER.validate_python(rule)], objective, direction, watched)
+    for step, metrics in enumerate(history, start=1):
+        verdict = monitor.observe(step, metrics)
+        if verdict is not None:
+            return verdict
+    return None
+
+
+def test_non_finite_stops_at_once_on_any_watched_metric() -> None:
+    history = [{"fid": 300.0, "g_loss": 1.0}, {"fid": 250.0, "g_loss": math.inf}]
+    verdict = replay({"type": "non_finite"}, history, watched=("fid", "g_loss"))
+    assert verdict is not None
+    assert (verdict.rule, verdict.step, verdict.values) == ("non_finite", 2, {"g_loss": math.inf})
+    assert "g_loss is inf" in verdict.message
+
+
+def test_non_finite_ignores_metrics_it_does_not_watch() -> None:
+    history = [{"fid": 300.0, "is": math.nan}]
+    assert replay({"type": "non_finite"}, history, watched=("fid",)) is None
+
+
+def test_divergence_needs_its_patience_and_reports_the_running_minimum() -> None:
+    losses = [40.0, 30.0, 95.0, 20.0, 95.0, 100.0]
+    history = [{"loss": v} for v in losses]
+    verdict = replay({"type": "divergence", "metrics": ["loss"], "factor": 3}, history)
+    # 95 > 3 x 30 at step 3, but step 4 breaks the streak; 95 and 100 > 3 x 20 at steps 5-6.
+    assert verdict is not None and verdict.step == 6
+    assert verdict.values == {"loss": 100.0, "loss_running_min": 20.0}
+    assert "for 2 evaluations in a row" in verdict.message
+
+
+def test_divergence_floor_spares_losses_that_may_be_negative() -> None:
+    wgan = [{"g_loss": v} for v in (-0.7, 0.3, 3.6, 5.9, 6.3)]
+    rule = {"type": "divergence", "metrics": ["g_loss"], "factor": 10, "floor": 10}
+    assert replay(rule, wgan) is None
+    blown = [{"g_loss": v} for v in (-80.0, 187.0, 15.2)]
+    verdict = replay(rule, blown)
+    assert verdict is not None and verdict.step == 3
+
+
+def test_discriminator_collapse_needs_d_winning_while_g_gets_nowhere() -> None:
+    rule = {"type": "discriminator_collapse", "accuracy": 0.99, "patience": 3}
+    stuck = [
+        {"stability/d_accuracy": 1.0, "g_loss": 10.9, "d_loss": 0.003},
+        {"stability/d_accuracy": 1.0, "g_loss": 12.6, "d_loss": 0.05},
+        {"stability/d_accuracy": 1.0, "g_loss": 9.98, "d_loss": 0.02},
+    ]
+    verdict = replay(rule, stuck)
+    assert verdict is not None and verdict.step == 3
+    assert verdict.values["g_loss_at_start"] == 10.9
+    # G catching up (its loss falling by more than 10%) is not collapse, nor is a D that
+    # wins only now and then.
+    catching_up = [{**m, "g_loss": g} for m, g in zip(stuck, (10.0, 8.0, 6.0), strict=True)]
+    assert replay(rule, catching_up) is None
+    flickering = [{**stuck[0], "stability/d_accuracy": a} for a in (0.989, 1.0, 0.958, 1.0)]
+    assert replay(rule, flickering) is None
+
+
+def test_discriminator_collapse_never_fires_without_d_accuracy() -> None:
+    history = [{"g_loss": float(i), "d_loss": -5.0} for i in range(10)]
+    assert replay({"type": "discriminator_collapse"}, history) is None
+
+
+def test_gradient_explosion_on_a_bound_and_on_a_jump() -> None:
+    bound = [{"grad_norm": v} for v in (1.0, 2.0, 600.0)]
+    verdict = replay(
+        {"type": "gradient_explosion", "metrics": ["grad_norm"], "max_norm": 500}, bound
+    )
+    assert verdict is not None and verdict.values == {"grad_norm": 600.0, "max_norm": 500.0}
+    jump = [{"grad_norm": v} for v in (1.0, 2.0, 1.5, 160.0)]
+    rule = {"type": "gradient_explosion", "metrics": ["grad_norm"], "factor": 100}
+    verdict = replay(rule, jump)
+    assert verdict is not None and verdict.step == 4
+    assert verdict.values == {"grad_norm": 160.0, "grad_norm_median": 1.5}
+    steady_growth = [{"grad_norm": 1.5**i} for i in range(12)]
+    assert replay(rule, steady_growth) is None
+
+
+def test_mode_collapse_respects_warmup_and_patience() -> None:
+    rule = {"type": "mode_collapse", "min_ratio": 0.1, "patience": 2, "warmup": 1}
+    slow_start = [{"stability/diversity": v} for v in (0.05, 0.2, 0.4, 0.6)]
+    assert replay(rule, slow_start) is None
+    collapsed = [{"stability/diversity": v} for v in (0.05, 0.02, 0.01, 0.01)]
+    verdict = replay(rule, collapsed)
+    assert verdict is not None and verdict.step == 3
+    assert verdict.values == {"stability/diversity": 0.01}
+
+
+def test_stalled_counts_evaluations_without_a_new_best() -> None:
+    rule = {"type": "stalled", "patience": 3}
+    history = [{"mode_score": v} for v in (0.1, 0.5, 0.4, 0.6, 0.55, 0.5, 0.58)]
+    verdict = replay(rule, history, objective="mode_score", direction="maximize")
+    assert verdict is not None and verdict.step == 7
+    assert verdict.values == {"mode_score": 0.58, "mode_score_best": 0.6}
+    improving = [{"mode_score": 0.1 * i} for i in range(10)]
+    assert replay(rule, improving, objective="mode_score", direction="maximize") is None
+
+
+def test_the_first_rule_in_order_wins() -> None:
+    rules = [
+        RULE_ADAPTER.validate_python({"type": "non_finite"}),
+        RULE_ADAPTER.validate_python({"type": "mode_collapse", "patience": 1}),
+    ]
+    monitor = StabilityMonitor(rules, "fid", "minimize", ("fid",))
+    verdict = monitor.observe(1, {"fid": math.nan, "stability/diversity": 0.0})
+    assert verdict is not None and verdict.rule == "non_finite"
+
+
+@pytest.mark.parametrize("name", trainer_names())
+def test_every_trainers_default_rules_validate_and_name_its_metrics(name: str) -> None:
+    trainer = get_trainer(name)
+    assert trainer is not None
+    rules = default_rules(trainer)
+    assert rules[0].type == "non_finite"
+    for rule in rules:
+        for _, metric in rule_metrics(rule):
+            assert metric in trainer.metrics, (name, rule.type, metric)
+
+
+def test_listed_rules_replace_defaults_of_their_type_and_can_switch_them_off() -> None:
+    trainer = get_trainer("gan2d")
+    assert trainer is not None
+    defaults = {rule.type: rule for rule in default_rules(trainer)}
+    spec = StabilitySpec.model_validate(
+        {
+            "rules": [
+                {"type": "mode_collapse", "min_ratio": 0.5},
+                {"type": "gradient_explosion", "metrics": ["grad_norm_d"], "enabled": False},
+                {"type": "stalled", "patience": 4},
+            ]
+        }
+    )
+    resolved = {rule.type: rule for rule in resolve_rules(spec, trainer)}
+    assert resolved["mode_collapse"].min_ratio == 0.5  # type: ignore[union-attr]
+    assert "gradient_explosion" not in resolved
+    assert resolved["divergence"] == defaults["divergence"]
+    assert resolved["stalled"].patience == 4
+    only_listed = resolve_rules(
+        StabilitySpec.model_validate({"defaults": False, "rules": [{"type": "stalled"}]}),
+        trainer,
+    )
+    assert [rule.type for rule in only_listed] == ["stalled"]
+
+
+def test_non_finite_watches_what_the_params_report() -> None:
+    trainer = get_trainer("dcgan")
+    assert trainer is not None
+    random = watched_metrics(trainer, trainer.parse_params({"features": "random"}), "fid")
+    assert "is" not in random and "seconds_per_step" not in random and "g_loss" in random
+    wgan = watched_metrics(trainer, trainer.parse_params({"loss": "wgan-gp"}), "fid")
+    assert "stability/d_accuracy" not in wgan
