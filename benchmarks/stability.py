@@ -191,7 +191,7 @@ def main() -> None:
 
     rule_names: list[str] = []
     table: list[tuple[LabelledRun, dict[str, int], int]] = []
-    print(f"\n{'run':28} {'label':26} {'outcome':38} first rule (step/epochs)")
+    print(f"\n{'run':28} {'label':34} {'outcome':38} first rule (step/epochs)")
     for run in runs:
         trainer = get_trainer(run.trainer)
         assert trainer is not None
@@ -202,7 +202,7 @@ def main() -> None:
         table.append((run, fired, len(history)))
         first = min(fired.items(), key=lambda kv: kv[1], default=None)
         said = f"{first[0]} ({first[1]}/{len(history)})" if first else "-"
-        print(f"{run.name:28} {run.label:26} {_final(run, history):38} {said}")
+        print(f"{run.name:28} {run.label:34} {_final(run, history):38} {said}")
 
     n_unstable = sum(not run.healthy for run, _, _ in table)
     n_healthy = len(table) - n_unstable
