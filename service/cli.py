@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -129,8 +130,14 @@ def submit(
 
 
 @app.command()
-def status(study_id: int, url: UrlOption = DEFAULT_URL) -> None:
-    """Show a study's state, trial counts and best value."""
+def status(
+    study_id: int,
+    url: UrlOption = DEFAULT_URL,
+    why: Annotated[
+        bool, typer.Option("--why", help="List every pruned trial with its reason.")
+    ] = False,
+) -> None:
+    """Show a study's state, trial counts and best value, and what stopped pruned trials."""
     study = _request("GET", url, f"/studies/{study_id}")
     counts = study["trial_counts"]
     best = study["best"]
@@ -145,6 +152,19 @@ def status(study_id: int, url: UrlOption = DEFAULT_URL) -> None:
             else ""
         )
     )
+    if counts["pruned"] == 0:
+        return
+    pruned = _request(
+        "GET", url, f"/studies/{study_id}/trials", params={"state": "pruned", "limit": 1000}
+    )["data"]
+    by = Counter(trial["pruned_by"] or "unrecorded" for trial in pruned)
+    console.print(
+        "pruned by: " + ", ".join(f"{name} {n}" for name, n in sorted(by.items())),
+        markup=False,
+        highlight=False,
+    )
+    for trial in pruned if why else []:
+        console.print(f"  trial {trial['id']}: {trial['reason']}", markup=False, highlight=False)
 
 
 @app.command()

@@ -194,6 +194,19 @@ def test_stability_rules_stop_divergent_trials_early_and_say_why(service: Servic
         else:
             assert frozen.state == OptunaTrialState.COMPLETE
 
+    # The terminal shows the same: what stopped how many trials, and with --why each reason.
+    cli = subprocess.run(
+        [sys.executable, "-m", "service.cli", "status", str(study_id), "--why"]
+        + ["--url", service.url],
+        capture_output=True,
+        text=True,
+        env=service.env,
+        timeout=60,
+    )
+    assert cli.returncode == 0, cli.stderr
+    assert "pruned by: " in cli.stdout and blown["pruned_by"] in cli.stdout, cli.stdout
+    assert f"trial {blown['id']}: {blown['reason'][:40]}" in cli.stdout, cli.stdout
+
 
 def test_a_trainer_exception_fails_only_its_trial(service: Service) -> None:
     """A plugin trainer found via the gentune.trainers entry point; one config raises."""
