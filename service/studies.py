@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from service.artifacts import media_type
 from service.config import Settings
@@ -28,6 +28,7 @@ from service.schemas.study import (
     FloatParam,
     IntParam,
     ParamSpec,
+    PrunerSpec,
     StabilitySpec,
     StudySpec,
 )
@@ -98,11 +99,26 @@ def validate_spec(spec: StudySpec, settings: Settings) -> Trainer:
     return trainer
 
 
+PRUNER_ADAPTER: TypeAdapter[PrunerSpec] = TypeAdapter(PrunerSpec)
+
+
+def pruner_for(spec: StudySpec, trainer: Trainer) -> PrunerSpec:
+    """The study's pruner, or the trainer's default (``pruner_defaults``), or median."""
+    if spec.pruner is not None:
+        return spec.pruner
+    return PRUNER_ADAPTER.validate_python(trainer.pruner_defaults or {"type": "median"})
+
+
 def resolved_definition(spec: StudySpec, trainer: Trainer) -> dict[str, Any]:
-    """The definition as stored: the stability rules in force written out in full (the
-    trainer's defaults merged with the study's own), so that what runs is what is shown."""
+    """The definition as stored: the pruner and the stability rules in force written out in
+    full (the trainer's defaults merged with the study's own), so what runs is what is shown."""
     rules = resolve_rules(spec.stability, trainer)
-    resolved = spec.model_copy(update={"stability": StabilitySpec(defaults=False, rules=rules)})
+    resolved = spec.model_copy(
+        update={
+            "pruner": pruner_for(spec, trainer),
+            "stability": StabilitySpec(defaults=False, rules=rules),
+        }
+    )
     return resolved.model_dump(mode="json")
 
 

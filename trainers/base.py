@@ -157,6 +157,9 @@ class Trainer(abc.ABC):
     """Stability rules a study of this trainer gets unless it says otherwise, as plain data in
     the study definition's form (``{"type": "divergence", "metrics": ["loss"]}``). Every
     trainer also gets ``non_finite``."""
+    pruner_defaults: ClassVar[Mapping[str, Any] | None] = None
+    """The pruner a study of this trainer gets when its definition names none, in the study
+    definition's form; None: the median pruner with Optuna's defaults."""
 
     def parse_params(self, raw: Mapping[str, Any]) -> TrainerParams:
         """Validate raw params against this trainer's param model."""

@@ -133,6 +133,8 @@ class DCGANTrainer(ImageTrainer):
         {"type": "gradient_explosion", "metrics": ["grad_norm_g", "grad_norm_d"], "max_norm": 2e3},
         {"type": "mode_collapse", "min_ratio": 0.03, "patience": 3},
     )
+    # FID after one or two epochs ranks configs poorly (slow starters catch up later).
+    pruner_defaults = {"type": "median", "n_startup_trials": 5, "n_warmup_steps": 2}
     metrics = {
         **IMAGE_METRIC_SPECS,
         "g_loss": MetricSpec("Generator loss, mean over the epoch.", "minimize"),

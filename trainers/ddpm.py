@@ -154,6 +154,8 @@ class DDPMTrainer(ImageTrainer):
         {"type": "gradient_explosion", "metrics": ["grad_norm"], "max_norm": 100.0},
         {"type": "mode_collapse", "min_ratio": 0.03, "patience": 3},
     )
+    # FID after one or two epochs ranks configs poorly (slow starters catch up later).
+    pruner_defaults = {"type": "median", "n_startup_trials": 5, "n_warmup_steps": 2}
     metrics = {
         **IMAGE_METRIC_SPECS,
         "loss": MetricSpec("Noise-prediction MSE, mean over the epoch.", "minimize"),

@@ -126,6 +126,9 @@ class Gan2DTrainer(Trainer):
         },
         {"type": "mode_collapse", "min_ratio": 0.15, "patience": 3},
     )
+    # mode_score stays near 0 for every config, good or bad, over the first ~400 steps:
+    # a pruner judging then prunes on noise (measured with benchmarks/pruning.py).
+    pruner_defaults = {"type": "median", "n_startup_trials": 5, "n_warmup_steps": 5}
     metrics = {
         "modes": MetricSpec("Modes captured (a high-quality sample is nearest to it).", "maximize"),
         "hq_fraction": MetricSpec(

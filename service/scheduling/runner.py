@@ -35,7 +35,7 @@ from service.scheduling.searcher import OptunaSearcher, build_sampler
 from service.scheduling.stability import resolve_rules
 from service.scheduling.trial_entry import run_trial
 from service.schemas.study import StudySpec
-from service.studies import grid_size
+from service.studies import grid_size, pruner_for
 from trainers.base import Trainer
 from trainers.registry import get_trainer
 
@@ -116,7 +116,7 @@ def run_study(
         load_if_exists=True,
         direction=spec.objective.direction,
         sampler=build_sampler(spec.sampler, spec.search_space, seed_offset=existing),
-        pruner=build_pruner(spec.pruner),
+        pruner=build_pruner(pruner_for(spec, trainer)),
     )
     optuna_study.set_user_attr("gentune_study_id", study_id)
 
@@ -140,7 +140,7 @@ def run_study(
         scheduler = (
             scheduler_factory(ledger, optuna_study)
             if scheduler_factory is not None
-            else PruningScheduler(ledger, optuna_study, spec.pruner)
+            else PruningScheduler(ledger, optuna_study, pruner_for(spec, trainer))
         )
         _fit(spec, trainer, ledger, optuna_study, scheduler, stopper, settings, study_id, remaining)
 

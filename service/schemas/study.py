@@ -379,7 +379,11 @@ class StudySpec(StrictModel):
     search_space: dict[str, ParamSpec] = Field(default_factory=dict, max_length=200)
     objective: Objective
     sampler: SamplerSpec = Field(default_factory=lambda: TPESampler(type="tpe"))
-    pruner: PrunerSpec = Field(default_factory=lambda: MedianPruner(type="median"))
+    pruner: PrunerSpec | None = Field(
+        None,
+        description="Default: the trainer's own (its pruner_defaults), else median; the stored "
+        "definition shows the one in force.",
+    )
     stability: StabilitySpec = Field(default_factory=StabilitySpec)
     budget: Budget = Field(default_factory=Budget)
     resources: Resources = Field(default_factory=Resources)

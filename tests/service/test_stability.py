@@ -17,7 +17,8 @@ from service.scheduling.stability import (
     rule_metrics,
     watched_metrics,
 )
-from service.schemas.study import StabilitySpec
+from service.schemas.study import StabilitySpec, StudySpec
+from service.studies import PRUNER_ADAPTER, pruner_for
 from trainers.registry import get_trainer, trainer_names
 
 
@@ -145,6 +146,19 @@ def test_every_trainers_default_rules_validate_and_name_its_metrics(name: str) -
     for rule in rules:
         for _, metric in rule_metrics(rule):
             assert metric in trainer.metrics, (name, rule.type, metric)
+
+
+@pytest.mark.parametrize("name", trainer_names())
+def test_every_trainers_default_pruner_validates(name: str) -> None:
+    trainer = get_trainer(name)
+    assert trainer is not None
+    spec = StudySpec.model_validate(
+        {"name": "x", "trainer": name, "objective": {"metric": "loss", "direction": "minimize"}}
+    )
+    pruner = pruner_for(spec, trainer)
+    assert pruner.type != "none"
+    explicit = spec.model_copy(update={"pruner": PRUNER_ADAPTER.validate_python({"type": "none"})})
+    assert pruner_for(explicit, trainer).type == "none"
 
 
 def test_listed_rules_replace_defaults_of_their_type_and_can_switch_them_off() -> None:
