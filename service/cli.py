@@ -150,7 +150,8 @@ def status(
             f"; best {study['objective']['metric']} {best['value']:.4g} (trial {best['trial_id']})"
             if best
             else ""
-        )
+        ),
+        soft_wrap=True,
     )
     if counts["pruned"] == 0:
         return
@@ -162,9 +163,15 @@ def status(
         "pruned by: " + ", ".join(f"{name} {n}" for name, n in sorted(by.items())),
         markup=False,
         highlight=False,
+        soft_wrap=True,
     )
     for trial in pruned if why else []:
-        console.print(f"  trial {trial['id']}: {trial['reason']}", markup=False, highlight=False)
+        console.print(
+            f"  trial {trial['id']}: {trial['reason']}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @app.command()
