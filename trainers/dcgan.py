@@ -129,7 +129,7 @@ class DCGANTrainer(ImageTrainer):
     Params = DCGANParams
     stability_defaults = (
         {"type": "divergence", "metrics": ["g_loss", "d_loss"], "factor": 10.0, "floor": 10.0},
-        {"type": "discriminator_collapse", "accuracy": 0.99, "patience": 3},
+        {"type": "discriminator_collapse", "accuracy": 0.99, "d_loss_floor": 0.05, "patience": 3},
         {"type": "gradient_explosion", "metrics": ["grad_norm_g", "grad_norm_d"], "max_norm": 2e3},
         {"type": "mode_collapse", "min_ratio": 0.03, "patience": 3},
     )

@@ -118,7 +118,7 @@ class Gan2DTrainer(Trainer):
     Params = Gan2DParams
     stability_defaults = (
         {"type": "divergence", "metrics": ["g_loss", "d_loss"], "factor": 10.0, "floor": 10.0},
-        {"type": "discriminator_collapse", "accuracy": 0.99, "patience": 3},
+        {"type": "discriminator_collapse", "accuracy": 0.99, "d_loss_floor": 0.05, "patience": 3},
         {
             "type": "gradient_explosion",
             "metrics": ["grad_norm_g", "grad_norm_d"],

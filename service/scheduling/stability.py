@@ -185,8 +185,10 @@ class DiscriminatorCollapseCheck(RuleCheck):
         accuracy = metrics.get("stability/d_accuracy", math.nan)
         d_loss = metrics.get("d_loss", math.nan)
         g_loss = metrics.get("g_loss", math.nan)
-        wins = accuracy >= self.rule.accuracy or (
-            self.rule.d_loss_floor is not None and d_loss < self.rule.d_loss_floor
+        # Early on a healthy D separates the crude fakes too; winning outright means its loss
+        # has saturated as well (below d_loss_floor, when one is set).
+        wins = accuracy >= self.rule.accuracy and (
+            self.rule.d_loss_floor is None or d_loss < self.rule.d_loss_floor
         )
         # G makes no headway: its loss has not come down (by over 10%) since D began winning.
         start = self.g_losses[-self.streak] if self.streak else None

@@ -262,7 +262,9 @@ class DiscriminatorCollapseRule(_Rule):
         0.99, ge=0.5, le=1, description="stability/d_accuracy at or above this counts."
     )
     d_loss_floor: float | None = Field(
-        None, allow_inf_nan=False, description="Also counts: d_loss below this (null: off)."
+        None,
+        allow_inf_nan=False,
+        description="And d_loss must be below this: D has saturated (null: accuracy alone).",
     )
     patience: int = Field(3, ge=2, le=1000)
 

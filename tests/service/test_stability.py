@@ -85,6 +85,11 @@ def test_discriminator_collapse_needs_d_winning_while_g_gets_nowhere() -> None:
     assert replay(rule, catching_up) is None
     flickering = [{**stuck[0], "stability/d_accuracy": a} for a in (0.989, 1.0, 0.958, 1.0)]
     assert replay(rule, flickering) is None
+    # With a floor, D must also have saturated: early on it separates crude fakes easily.
+    floored = {**rule, "d_loss_floor": 0.1}
+    assert replay(floored, stuck) is not None
+    separating = [{**m, "d_loss": 0.84} for m in stuck]
+    assert replay(floored, separating) is None
 
 
 def test_discriminator_collapse_never_fires_without_d_accuracy() -> None:
