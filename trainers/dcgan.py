@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -29,6 +28,7 @@ from trainers.base import (
     mixed_precision,
 )
 from trainers.gan_losses import (
+    CriticAwareMetrics,
     GanLoss,
     adam_pair,
     d_accuracy,
@@ -123,7 +123,7 @@ class Discriminator(nn.Module):
         return self.net(x)
 
 
-class DCGANTrainer(ImageTrainer):
+class DCGANTrainer(CriticAwareMetrics, ImageTrainer):
     name = "dcgan"
     description = "Convolutional GAN on small images, scored by FID, KID, IS and PRDC."
     Params = DCGANParams
@@ -148,14 +148,6 @@ class DCGANTrainer(ImageTrainer):
         "lr_g": MetricSpec("Generator learning rate.", None),
         "lr_d": MetricSpec("Discriminator learning rate.", None),
     }
-
-    def reported_metrics(self, params: TrainerParams) -> Mapping[str, MetricSpec]:
-        """No stability/d_accuracy for a WGAN critic: it always ranks real above fake when
-        healthy, so the share says nothing about collapse."""
-        metrics = super().reported_metrics(params)
-        if isinstance(params, DCGANParams) and params.loss == "wgan-gp":
-            return {k: v for k, v in metrics.items() if k != "stability/d_accuracy"}
-        return metrics
 
     def train(self, params: TrainerParams, device: torch.device, reporter: Reporter) -> None:
         p = DCGANParams.model_validate(params.model_dump())

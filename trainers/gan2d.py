@@ -12,7 +12,6 @@ after each epoch the generator is evaluated on ``eval_samples`` points.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from typing import Literal
 
 import numpy as np
@@ -20,9 +19,10 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from trainers.base import Checkpoint, MetricSpec, Reporter, Trainer, TrainerParams
+from trainers.base import Checkpoint, MetricSpec, Reporter, TrainerParams
 from trainers.data import GaussianMixture2D, gaussian_mixture
 from trainers.gan_losses import (
+    CriticAwareMetrics,
     adam_pair,
     d_accuracy,
     discriminator_loss,
@@ -112,7 +112,7 @@ def build_discriminator(p: Gan2DParams) -> nn.Sequential:
     )
 
 
-class Gan2DTrainer(Trainer):
+class Gan2DTrainer(CriticAwareMetrics):
     name = "gan2d"
     description = "MLP GAN on 2-D Gaussian mixtures (ring8, grid25), scored by mode coverage."
     Params = Gan2DParams
@@ -156,14 +156,6 @@ class Gan2DTrainer(Trainer):
         "grad_norm_g": MetricSpec("Generator gradient norm, mean over the epoch.", None),
         "grad_norm_d": MetricSpec("Discriminator gradient norm, mean over the epoch.", None),
     }
-
-    def reported_metrics(self, params: TrainerParams) -> Mapping[str, MetricSpec]:
-        """No stability/d_accuracy for a WGAN critic: it always ranks real above fake when
-        healthy, so the share says nothing about collapse."""
-        metrics = super().reported_metrics(params)
-        if isinstance(params, Gan2DParams) and params.loss == "wgan-gp":
-            return {k: v for k, v in metrics.items() if k != "stability/d_accuracy"}
-        return metrics
 
     def train(self, params: TrainerParams, device: torch.device, reporter: Reporter) -> None:
         p = Gan2DParams.model_validate(params.model_dump())

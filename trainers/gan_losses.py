@@ -3,11 +3,14 @@ their Adam pair and the EMA of the generator."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Literal
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from trainers.base import MetricSpec, Trainer, TrainerParams
 
 GanLoss = Literal["bce", "hinge", "wgan-gp", "lsgan"]
 
@@ -48,6 +51,18 @@ def d_accuracy(d_real: torch.Tensor, d_fake: torch.Tensor) -> float:
     """
     n = min(d_real.shape[0], d_fake.shape[0])
     return float((d_real[:n].detach() > d_fake[:n].detach()).float().mean())
+
+
+class CriticAwareMetrics(Trainer):
+    """For GAN trainers whose params carry ``loss``: a WGAN critic reports no
+    stability/d_accuracy, since a healthy critic always ranks real above fake and the share
+    then says nothing about collapse."""
+
+    def reported_metrics(self, params: TrainerParams) -> Mapping[str, MetricSpec]:
+        metrics = super().reported_metrics(params)
+        if getattr(params, "loss", None) == "wgan-gp":
+            return {k: v for k, v in metrics.items() if k != "stability/d_accuracy"}
+        return metrics
 
 
 def grad_norm(module: nn.Module) -> float:
