@@ -17,6 +17,7 @@ from service.api import health, studies, trainers, trials
 from service.config import Settings, export_data_root, get_settings
 from service.db.session import migrate
 from service.errors import GentuneError, InvalidInput, field_errors_from_pydantic
+from service.study_views import ViewCache
 
 log = logging.getLogger(__name__)
 API_PREFIX = "/api/v1"
@@ -40,6 +41,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.view_cache = ViewCache()
     for module in (studies, trials, trainers, health):
         app.include_router(module.router, prefix=API_PREFIX)
     _install_error_handlers(app)

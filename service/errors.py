@@ -13,6 +13,8 @@ class FieldError:
 
     field: str
     message: str
+    line: int | None = None
+    """The 1-based line of the field in a submitted YAML/JSON text, when known."""
 
 
 class GentuneError(Exception):

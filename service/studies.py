@@ -5,6 +5,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
 from pydantic import TypeAdapter, ValidationError
 
 from service.artifacts import media_type
@@ -19,16 +25,22 @@ from service.schemas.api import (
     BestSoFar,
     MetricPoint,
     StudyOut,
+    Threshold,
     TrialCounts,
     TrialDetail,
     TrialOut,
 )
 from service.schemas.study import (
     CategoricalParam,
+    DiscriminatorCollapseRule,
+    DivergenceRule,
     FloatParam,
+    GradientExplosionRule,
     IntParam,
+    ModeCollapseRule,
     ParamSpec,
     PrunerSpec,
+    StabilityRule,
     StabilitySpec,
     StudySpec,
 )
@@ -282,6 +294,15 @@ def grid_values(dist: ParamSpec) -> list[Any] | None:
     return [dist.low + i * dist.step for i in range(n)]
 
 
+def distribution(spec: ParamSpec) -> BaseDistribution:
+    """The Optuna distribution a search-space entry stands for."""
+    if isinstance(spec, CategoricalParam):
+        return CategoricalDistribution(spec.choices)
+    if isinstance(spec, FloatParam):
+        return FloatDistribution(spec.low, spec.high, log=spec.log, step=spec.step)
+    return IntDistribution(spec.low, spec.high, log=spec.log, step=spec.step)
+
+
 # --- views of stored studies ---------------------------------------------------------------
 
 
@@ -311,6 +332,7 @@ def describe_study(repo: Repository, study: Study, base_url: str) -> StudyOut:
         finished_at=study.finished_at,
         definition=study.spec,
         url=api_url(base_url, f"/studies/{study.id}"),
+        page_url=f"{base_url}/studies/{study.id}",
     )
 
 
@@ -325,9 +347,13 @@ def trial_detail(repo: Repository, trial: Trial, base_url: str) -> TrialDetail:
             MetricPoint(step=metric.step, value=metric.value)
         )
     artifacts = describe_artifacts(repo, trial.id, base_url)
+    study = repo.get_study(trial.study_id)
     return TrialDetail(
         **describe_trial(trial).model_dump(),
+        config={**study.spec.get("params", {}), **trial.params},
         metrics=history,
+        thresholds=thresholds(study),
+        page_url=f"{base_url}/trials/{trial.id}",
         checkpoints=[a for a in artifacts if a.kind in ("best", "last")],
         samples=sorted(
             (a for a in artifacts if a.kind.startswith("samples-")), key=lambda a: a.step
@@ -366,3 +392,58 @@ def best_of_study(repo: Repository, study: Study, base_url: str) -> BestOut:
         if has_checkpoint
         else None,
     )
+
+
+def thresholds(study: Study) -> list[Threshold]:
+    """The fixed lines the study's stability rules draw on metric charts."""
+    raw = study.spec.get("stability") or {"defaults": False, "rules": []}
+    rules: list[StabilityRule] = StabilitySpec.model_validate(raw).rules
+    lines: list[Threshold] = []
+    for rule in rules:
+        if not rule.enabled:
+            continue
+        match rule:
+            case DivergenceRule():
+                lines += [
+                    Threshold(
+                        metric=m,
+                        value=rule.floor,
+                        rule=rule.type,
+                        label=f"divergence floor (fires above {rule.factor:g}x the running min)",
+                    )
+                    for m in rule.metrics
+                    if rule.floor > 0
+                ]
+            case GradientExplosionRule():
+                lines += [
+                    Threshold(metric=m, value=rule.max_norm, rule=rule.type, label="gradient bound")
+                    for m in rule.metrics
+                ]
+            case ModeCollapseRule():
+                lines.append(
+                    Threshold(
+                        metric=rule.metric,
+                        value=rule.min_ratio,
+                        rule=rule.type,
+                        label="mode-collapse ratio",
+                    )
+                )
+            case DiscriminatorCollapseRule():
+                lines.append(
+                    Threshold(
+                        metric="stability/d_accuracy",
+                        value=rule.accuracy,
+                        rule=rule.type,
+                        label="discriminator-collapse accuracy",
+                    )
+                )
+                if rule.d_loss_floor is not None:
+                    lines.append(
+                        Threshold(
+                            metric="d_loss",
+                            value=rule.d_loss_floor,
+                            rule=rule.type,
+                            label="discriminator-collapse loss floor",
+                        )
+                    )
+    return lines

@@ -14,6 +14,7 @@ from service.config import Settings
 from service.db.repository import Repository
 from service.db.session import session_scope
 from service.errors import Unauthorized
+from service.study_views import ViewCache
 
 
 def get_settings(request: Request) -> Settings:
@@ -54,6 +55,19 @@ def get_artifact_store(settings: SettingsDep) -> ArtifactStore:
 
 
 ArtifactStoreDep = Annotated[ArtifactStore, Depends(get_artifact_store)]
+
+
+async def raw_body(request: Request) -> bytes:
+    """The request body as sent, for endpoints that take text rather than JSON."""
+    return await request.body()
+
+
+def get_view_cache(request: Request) -> ViewCache:
+    cache: ViewCache = request.app.state.view_cache
+    return cache
+
+
+ViewCacheDep = Annotated[ViewCache, Depends(get_view_cache)]
 
 
 def require_token(request: Request, settings: SettingsDep) -> None:

@@ -25,6 +25,15 @@ from service.db.models import (
 from service.errors import Conflict, NotFound
 
 FINISHED_STUDY_STATES = (StudyState.completed, StudyState.failed, StudyState.cancelled)
+TRIAL_SORT_KEYS: dict[str, Any] = {
+    "number": Trial.number,
+    "value": Trial.value,
+    "state": Trial.state,
+    "last_step": Trial.last_step,
+    "created_at": Trial.created_at,
+    "finished_at": Trial.finished_at,
+}
+"""Columns a study's trials can be listed by."""
 
 
 def as_utc(moment: datetime | None) -> datetime | None:
@@ -192,16 +201,104 @@ class Repository:
         return trial
 
     def list_trials(
-        self, study_id: int, offset: int, limit: int, state: str | None = None
+        self,
+        study_id: int,
+        offset: int,
+        limit: int,
+        state: str | None = None,
+        sort: str = "number",
+        descending: bool = False,
     ) -> tuple[list[Trial], int]:
+        """A page of a study's trials; ``sort`` is a column of ``TRIAL_SORT_KEYS``. Trials
+        without a value sort last either way."""
         where = [Trial.study_id == study_id]
         if state is not None:
             where.append(Trial.state == state)
+        column = TRIAL_SORT_KEYS[sort]
+        order = [column.is_(None), column.desc() if descending else column.asc()]
+        if sort != "number":
+            order.append(Trial.number)
         trials = self.session.scalars(
-            select(Trial).where(*where).order_by(Trial.number).offset(offset).limit(limit)
+            select(Trial).where(*where).order_by(*order).offset(offset).limit(limit)
         )
         count = self.session.scalar(select(func.count(Trial.id)).where(*where))
         return list(trials), int(count or 0)
+
+    def study_revision(self, study_id: int) -> str:
+        """A string that changes whenever anything shown about the study's trials changes:
+        a trial starts, reports an evaluation or finishes. One indexed aggregate query."""
+        row = self.session.execute(
+            select(
+                func.count(Trial.id),
+                func.coalesce(func.sum(Trial.last_step), 0),
+                func.count(Trial.finished_at),
+                func.coalesce(func.max(Trial.id), 0),
+            ).where(Trial.study_id == study_id)
+        ).one()
+        state = self.session.execute(
+            select(Study.state, Study.cancel_requested).where(Study.id == study_id)
+        ).first()
+        if state is None:
+            raise NotFound(f"Study {study_id} does not exist.")
+        return "-".join(str(part) for part in (*row, *state))
+
+    def trial_rows(self, study_id: int) -> list[Any]:
+        """Every trial of a study as light rows (no ORM objects), ordered by number."""
+        return list(
+            self.session.execute(
+                select(
+                    Trial.id,
+                    Trial.number,
+                    Trial.state,
+                    Trial.value,
+                    Trial.params,
+                    Trial.pruned_by,
+                    Trial.last_step,
+                )
+                .where(Trial.study_id == study_id)
+                .order_by(Trial.number)
+            )
+        )
+
+    def trials_for_curves(
+        self, study_id: int, direction: str, best: int, recent: int
+    ) -> list[Trial]:
+        """The ``best`` trials by value (any state) and the ``recent`` latest ones."""
+        order = Trial.value.desc() if direction == "maximize" else Trial.value.asc()
+        chosen = list(
+            self.session.scalars(
+                select(Trial)
+                .where(Trial.study_id == study_id, Trial.value.is_not(None))
+                .order_by(order, Trial.number)
+                .limit(best)
+            )
+        )
+        seen = {trial.id for trial in chosen}
+        latest = self.session.scalars(
+            select(Trial)
+            .where(Trial.study_id == study_id)
+            .order_by(Trial.number.desc())
+            .limit(recent + len(seen))
+        )
+        chosen.extend([t for t in latest if t.id not in seen][:recent])
+        return sorted(chosen, key=lambda t: t.number)
+
+    def metric_series(self, trial_ids: Sequence[int], name: str) -> list[Any]:
+        """(trial_id, step, value) rows of one metric for some trials, by trial and step."""
+        if not trial_ids:
+            return []
+        return list(
+            self.session.execute(
+                select(Metric.trial_id, Metric.step, Metric.value)
+                .where(Metric.trial_id.in_(list(trial_ids)), Metric.name == name)
+                .order_by(Metric.trial_id, Metric.step)
+            )
+        )
+
+    def count_trials(self, study_id: int) -> int:
+        return int(
+            self.session.scalar(select(func.count(Trial.id)).where(Trial.study_id == study_id)) or 0
+        )
 
     def trial_counts(self, study_id: int) -> dict[str, int]:
         rows = self.session.execute(

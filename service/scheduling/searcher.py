@@ -11,12 +11,6 @@ import logging
 from typing import Any
 
 import optuna
-from optuna.distributions import (
-    BaseDistribution,
-    CategoricalDistribution,
-    FloatDistribution,
-    IntDistribution,
-)
 from optuna.trial import TrialState as OptunaTrialState
 from ray.tune.search import Searcher
 
@@ -25,25 +19,15 @@ from service.db.session import session_scope
 from service.scheduling.ledger import DriverSide, Ledger, TrialRecord
 from service.scheduling.stability import StabilityMonitor, watched_metrics
 from service.schemas.study import (
-    CategoricalParam,
-    FloatParam,
     ParamSpec,
     SamplerSpec,
     StabilityRule,
     StudySpec,
 )
-from service.studies import grid_values
+from service.studies import distribution, grid_values
 from trainers.base import Trainer
 
 log = logging.getLogger(__name__)
-
-
-def distribution(spec: ParamSpec) -> BaseDistribution:
-    if isinstance(spec, CategoricalParam):
-        return CategoricalDistribution(spec.choices)
-    if isinstance(spec, FloatParam):
-        return FloatDistribution(spec.low, spec.high, log=spec.log, step=spec.step)
-    return IntDistribution(spec.low, spec.high, log=spec.log, step=spec.step)
 
 
 def build_sampler(

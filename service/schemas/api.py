@@ -20,6 +20,9 @@ class ErrorItem(BaseModel):
         description="Dotted path of the offending field, e.g. search_space.lr_g.low."
     )
     message: str
+    line: int | None = Field(
+        None, description="Line of the field in a definition submitted as text, when known."
+    )
 
 
 class ErrorOut(BaseModel):
@@ -57,6 +60,7 @@ class StudyOut(BaseModel):
     finished_at: datetime | None
     definition: dict[str, Any]
     url: str
+    page_url: str = Field(description="The study's page in the dashboard.")
 
 
 class TrialOut(BaseModel):
@@ -87,6 +91,15 @@ class TrialOut(BaseModel):
     finished_at: datetime | None
 
 
+class Threshold(BaseModel):
+    """A fixed line a stability rule draws on one metric's chart."""
+
+    metric: str
+    value: float
+    rule: str
+    label: str
+
+
 class MetricPoint(BaseModel):
     step: int
     value: float | None = Field(description="null stands for NaN.")
@@ -101,7 +114,12 @@ class ArtifactOut(BaseModel):
 
 
 class TrialDetail(TrialOut):
+    config: dict[str, Any] = Field(description="The study's fixed params with this trial's.")
     metrics: dict[str, list[MetricPoint]]
+    thresholds: list[Threshold] = Field(
+        default_factory=list, description="Lines the study's stability rules draw on metrics."
+    )
+    page_url: str = Field(description="The trial's page in the dashboard.")
     checkpoints: list[ArtifactOut]
     samples: list[ArtifactOut] = Field(description="Sample grids, one per evaluation, by step.")
 
@@ -137,3 +155,55 @@ class HealthOut(BaseModel):
     status: Literal["ok"]
     database: Literal["ok"]
     version: str
+
+
+# --- aggregates for dashboards (computed server-side, cached per study revision) ----------
+
+
+class TrialColumns(BaseModel):
+    """Every trial of a study, one list per field, in trial-number order: enough for a
+    best-so-far curve and a parallel-coordinates plot without one request per trial."""
+
+    study_id: int
+    revision: str = Field(description="Changes whenever a trial starts, reports or finishes.")
+    objective: dict[str, str]
+    trial_id: list[int]
+    number: list[int]
+    state: list[str]
+    value: list[float | None]
+    best_so_far: list[float | None] = Field(
+        description="Best value of the completed trials up to each trial (the study's progress)."
+    )
+    pruned_by: list[str | None]
+    last_step: list[int | None]
+    params: dict[str, list[Any]] = Field(description="Each searched param's value per trial.")
+
+
+class Curve(BaseModel):
+    trial_id: int
+    number: int
+    state: str
+    reason: str | None
+    pruned_by: str | None
+    pruned_step: int | None
+    steps: list[int]
+    values: list[float | None] = Field(description="null stands for NaN.")
+
+
+class CurvesOut(BaseModel):
+    """One metric over steps for a chosen few trials: the best by value and the latest."""
+
+    study_id: int
+    revision: str
+    metric: str
+    total_trials: int = Field(description="Trials in the study; the curves cover a subset.")
+    trials: list[Curve]
+
+
+class ImportancesOut(BaseModel):
+    study_id: int
+    revision: str
+    method: str = Field(description="The Optuna importance evaluator used.")
+    n_trials: int = Field(description="Completed trials the importances were computed on.")
+    importances: dict[str, float] = Field(description="Param name to importance, summing to 1.")
+    note: str | None = Field(None, description="Why importances are empty, when they are.")

@@ -1,0 +1,89 @@
+"""Study definitions submitted as text (YAML, or JSON, which YAML reads too), with the line
+of each field kept so that errors can point at the line to fix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from service.errors import FieldError, InvalidInput, field_errors_from_pydantic
+from service.schemas.study import StudySpec
+
+MAX_DEFINITION_CHARS = 1_000_000
+
+
+@dataclass
+class DefinitionText:
+    """A parsed definition and where each of its fields sits in the text."""
+
+    data: Any
+    lines: dict[str, int] = field(default_factory=dict)
+
+    def line_of(self, path: str) -> int | None:
+        """The line of ``path`` or of its nearest enclosing field that has one."""
+        parts = path.split(".")
+        while parts:
+            line = self.lines.get(".".join(parts))
+            if line is not None:
+                return line
+            parts.pop()
+        return None
+
+    def locate(self, errors: list[FieldError]) -> list[FieldError]:
+        return [replace(e, line=e.line or self.line_of(e.field)) for e in errors]
+
+
+def parse_definition_text(text: str) -> DefinitionText:
+    """Parse YAML/JSON text safely; a syntax error becomes a 422 naming its line."""
+    if len(text) > MAX_DEFINITION_CHARS:
+        raise InvalidInput(
+            [FieldError("body", f"is longer than {MAX_DEFINITION_CHARS:,} characters")]
+        )
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise InvalidInput(
+            [FieldError("body", f"is not valid YAML or JSON: {problem}", line=line)]
+        ) from exc
+    if not isinstance(data, dict):
+        raise InvalidInput(
+            [FieldError("body", "must be a mapping of fields (name, trainer, search_space, ...)")]
+        )
+    lines: dict[str, int] = {}
+    if node is not None:
+        _collect_lines(node, "", lines, set())
+    return DefinitionText(data, lines)
+
+
+def spec_from_text(text: str) -> tuple[StudySpec, DefinitionText]:
+    """A ``StudySpec`` from text; schema errors carry the lines of their fields."""
+    parsed = parse_definition_text(text)
+    try:
+        return StudySpec.model_validate(parsed.data), parsed
+    except ValidationError as exc:
+        errors = field_errors_from_pydantic(exc.errors(), parsed.data)
+        raise InvalidInput(parsed.locate(errors)) from exc
+
+
+def _collect_lines(node: yaml.Node, path: str, lines: dict[str, int], seen: set[int]) -> None:
+    # Aliases share nodes: each node is walked once, so an alias bomb costs nothing here.
+    if id(node) in seen:
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            child = f"{path}.{key.value}" if path else str(key.value)
+            lines[child] = key.start_mark.line + 1
+            _collect_lines(value, child, lines, seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            child = f"{path}.{index}" if path else str(index)
+            lines[child] = item.start_mark.line + 1
+            _collect_lines(item, child, lines, seen)
