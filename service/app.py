@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from a2wsgi import WSGIMiddleware
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -15,6 +16,8 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from service import __version__
 from service.api import health, studies, trainers, trials
 from service.config import Settings, export_data_root, get_settings
+from service.dashboard import pages
+from service.dashboard.optuna import OptunaDashboardUnderPrefix
 from service.db.session import migrate
 from service.errors import GentuneError, InvalidInput, field_errors_from_pydantic
 from service.study_views import ViewCache
@@ -44,6 +47,10 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.state.view_cache = ViewCache()
     for module in (studies, trials, trainers, health):
         app.include_router(module.router, prefix=API_PREFIX)
+    app.include_router(pages.router)
+    # a2wsgi's and Starlette's type stubs disagree on the WSGI/ASGI callables; both are standard.
+    optuna_dashboard = WSGIMiddleware(OptunaDashboardUnderPrefix(settings.database_url))  # type: ignore[arg-type]
+    app.mount("/optuna", optuna_dashboard)  # type: ignore[arg-type]
     _install_error_handlers(app)
     return app
 

@@ -11,7 +11,9 @@ import math
 import os
 import platform
 import socket
+import subprocess
 from collections.abc import Callable, Mapping
+from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -96,8 +98,31 @@ def device_info(device: torch.device) -> dict[str, str]:
         "device": f"{device.type}: {name or platform.machine()}",
         "torch": torch.__version__,
         "gentune": _version("gentune"),
+        "optuna": _version("optuna"),
+        "ray": _version("ray"),
         "python": platform.python_version(),
+        "code": code_version(),
     }
+
+
+@lru_cache(maxsize=1)
+def code_version() -> str:
+    """The git commit the trial's code came from (``-dirty`` with local changes), when the
+    package runs from a checkout; otherwise the installed package's version."""
+    root = Path(__file__).resolve().parents[2]
+    fallback = f"gentune {_version('gentune')} (not a git checkout)"
+    if not (root / ".git").exists():
+        return fallback
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(root), "describe", "--always", "--dirty", "--abbrev=12"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return fallback
+    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else fallback
 
 
 def _version(distribution: str) -> str:

@@ -1,0 +1,1 @@
+"""The web dashboard: studies, study and trial pages, and optuna-dashboard under /optuna."""

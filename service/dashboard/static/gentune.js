@@ -1,0 +1,223 @@
+// Shared by the dashboard's pages: API calls, safe DOM building, formatting, live polling.
+// Every value from the API reaches the page through textContent or attributes, never HTML.
+
+export const API = "/api/v1";
+const TOKEN_KEY = "gentune-token";
+
+export class ApiError extends Error {
+  constructor(status, body) {
+    super((body && body.detail) || `request failed with status ${status}`);
+    this.status = status;
+    this.errors = (body && body.errors) || [];
+  }
+}
+
+export function token() {
+  return sessionStorage.getItem(TOKEN_KEY) || "";
+}
+
+export function setToken(value) {
+  if (value) sessionStorage.setItem(TOKEN_KEY, value);
+  else sessionStorage.removeItem(TOKEN_KEY);
+}
+
+/** Call the REST API; resolves to the JSON body, rejects with an ApiError in the API's words. */
+export async function api(path, options = {}) {
+  const headers = { Accept: "application/json", ...(options.headers || {}) };
+  if (options.method && options.method !== "GET" && token()) {
+    headers.Authorization = `Bearer ${token()}`;
+  }
+  const response = await fetch(API + path, { ...options, headers });
+  let body = null;
+  try {
+    body = await response.json();
+  } catch (_) {
+    body = null;
+  }
+  if (!response.ok) throw new ApiError(response.status, body);
+  return body;
+}
+
+/** Build an element: el("a", {href: url, class: "x"}, "text", child...). */
+export function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value === null || value === undefined || value === false) continue;
+    if (key === "class") node.className = value;
+    else if (key === "dataset") Object.assign(node.dataset, value);
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else node.setAttribute(key, value === true ? "" : String(value));
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+export function $(selector) {
+  return document.querySelector(selector);
+}
+
+export function fill(target, ...children) {
+  target.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined));
+}
+
+export function fmt(value) {
+  if (value === null || value === undefined) return "–";
+  if (typeof value !== "number") return String(value);
+  if (!Number.isFinite(value)) return String(value);
+  if (Number.isInteger(value) && Math.abs(value) < 1e6) return String(value);
+  const abs = Math.abs(value);
+  if (abs !== 0 && (abs < 1e-3 || abs >= 1e5)) return value.toExponential(2);
+  return value.toPrecision(4).replace(/\.?0+$/, "");
+}
+
+export function duration(seconds) {
+  if (seconds === null || seconds === undefined || !Number.isFinite(seconds)) return "–";
+  const s = Math.max(0, Math.round(seconds));
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m ${String(s % 60).padStart(2, "0")}s`;
+  return `${Math.floor(s / 3600)}h ${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m`;
+}
+
+export function elapsed(start, end) {
+  if (!start) return null;
+  const to = end ? Date.parse(end) : Date.now();
+  return (to - Date.parse(start)) / 1000;
+}
+
+export function badge(state) {
+  return el("span", { class: `badge ${state}` }, state);
+}
+
+export function progressBar(counts, total, wide = false) {
+  const parts = ["completed", "pruned", "failed", "running"];
+  const denominator = Math.max(total, 1);
+  return el(
+    "div",
+    { class: wide ? "bar wide" : "bar", title: parts.map((p) => `${counts[p]} ${p}`).join(", ") },
+    parts.map((p) =>
+      el("span", { class: p, style: `width:${(100 * (counts[p] || 0)) / denominator}%` }),
+    ),
+  );
+}
+
+export function countsText(study) {
+  const c = study.trial_counts;
+  const done = c.completed + c.pruned + c.failed;
+  const extra = [];
+  if (c.pruned) extra.push(`${c.pruned} pruned`);
+  if (c.failed) extra.push(`${c.failed} failed`);
+  if (c.running) extra.push(`${c.running} running`);
+  return `${done}/${study.n_trials} done` + (extra.length ? ` · ${extra.join(" · ")}` : "");
+}
+
+export function paramsText(params) {
+  return Object.entries(params || {})
+    .map(([k, v]) => `${k}=${fmt(v)}`)
+    .join("  ");
+}
+
+export const FINISHED = new Set(["completed", "failed", "cancelled"]);
+export const STATE_COLORS = {
+  completed: "#2f9e44",
+  pruned: "#e8890c",
+  failed: "#d6336c",
+  running: "#1c7ed6",
+};
+
+/** A flat YAML rendering of a config (what `gentune best` prints). */
+export function toYaml(value, indent = "") {
+  if (value === null || typeof value !== "object") return JSON.stringify(value);
+  const lines = [];
+  for (const [key, item] of Object.entries(value)) {
+    if (item !== null && typeof item === "object" && !Array.isArray(item)) {
+      lines.push(`${indent}${key}:`, toYaml(item, indent + "  "));
+    } else {
+      lines.push(`${indent}${key}: ${JSON.stringify(item)}`);
+    }
+  }
+  return lines.join("\n");
+}
+
+export function download(filename, text, type = "application/yaml") {
+  const url = URL.createObjectURL(new Blob([text], { type }));
+  const link = el("a", { href: url, download: filename });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 1000);
+}
+
+export async function copyText(text, button) {
+  const before = button.textContent;
+  try {
+    await navigator.clipboard.writeText(text);
+    button.textContent = "Copied";
+  } catch (_) {
+    button.textContent = "Select and copy";
+  }
+  setTimeout(() => (button.textContent = before), 1500);
+}
+
+/**
+ * Run `tick` now and every `ms` while the tab is visible; `tick` returns false to stop.
+ * Failures show in the header ("reconnecting") and polling goes on.
+ */
+export function live(tick, ms = 2000) {
+  const status = $("#live");
+  let timer = null;
+  let stopped = false;
+  async function run() {
+    timer = null;
+    if (stopped) return;
+    try {
+      const more = await tick();
+      if (status) {
+        status.className = "live";
+        status.textContent = more === false ? "final" : `live · ${new Date().toLocaleTimeString()}`;
+      }
+      if (more === false) {
+        stopped = true;
+        return;
+      }
+    } catch (error) {
+      if (status) {
+        status.className = "live off";
+        status.textContent = `reconnecting: ${error.message}`;
+      }
+      console.warn("gentune: refresh failed", error);
+    }
+    if (!document.hidden) timer = setTimeout(run, ms);
+  }
+  document.addEventListener("visibilitychange", () => {
+    if (!document.hidden && !timer && !stopped) run();
+  });
+  run();
+}
+
+export const PLOT_CONFIG = { displaylogo: false, responsive: true };
+
+export function plotLayout(extra = {}) {
+  return {
+    margin: { l: 56, r: 16, t: 10, b: 40 },
+    paper_bgcolor: "rgba(0,0,0,0)",
+    plot_bgcolor: "rgba(0,0,0,0)",
+    font: { size: 11 },
+    hovermode: "closest",
+    showlegend: false,
+    ...extra,
+  };
+}
+
+/** "log" when positive values span more than two decades (FID from 2000 down to 20). */
+export function axisType(values) {
+  const finite = values.filter((v) => v !== null && Number.isFinite(v));
+  if (!finite.length || finite.some((v) => v <= 0)) return "linear";
+  return Math.max(...finite) / Math.min(...finite) > 100 ? "log" : "linear";
+}
+
+export function showError(target, error) {
+  fill(target, el("div", { class: "notice error" }, error.message || String(error)));
+}

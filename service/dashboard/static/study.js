@@ -1,0 +1,301 @@
+// The study page: progress, curves, parameters, importances, the trials table and the best
+// config, redrawn while the study runs. Large studies stay light: the server sends columns
+// (one row per trial), a few curves, and pages of trials, with ETags so unchanged data is a 304.
+import {
+  $, API, ApiError, FINISHED, axisType, PLOT_CONFIG, STATE_COLORS, api, badge, copyText, countsText,
+  download, duration, el, elapsed, fill, fmt, live, paramsText, plotLayout, progressBar,
+  showError, toYaml,
+} from "/assets/gentune.js";
+
+const studyId = Number(window.location.pathname.split("/").filter(Boolean).pop());
+const TRIALS_PAGE = 50;
+const table = { sort: "number", order: "desc", offset: 0, state: "" };
+let study = null;
+let lastSeen = null;
+let importancesFor = null;
+let bestConfigText = "";
+
+function arrow() {
+  return study.objective.direction === "maximize" ? "↑ higher is better" : "↓ lower is better";
+}
+
+function drawSummary() {
+  document.title = `gentune · ${study.name}`;
+  fill($("#title"), `${study.name} `, el("span", { class: "small" }, `#${study.id}`));
+  fill(
+    $("#subtitle"),
+    `trainer ${study.trainer} · objective ${study.objective.metric} (${arrow()}) · `,
+    el("a", { href: "/optuna/dashboard" }, `Optuna study ${study.optuna_study_name}`),
+  );
+  fill($("#progress"), progressBar(study.trial_counts, study.n_trials, true),
+    el("div", { class: "small" }, countsText(study)));
+  const best = study.best;
+  const facts = [
+    ["State", [badge(study.state), study.state_reason ? ` ${study.state_reason}` : "",
+      study.cancel_requested && !FINISHED.has(study.state) ? " (cancelling)" : ""]],
+    ["Best", best ? el("a", { href: `/trials/${best.trial_id}` }, `${fmt(best.value)} (trial #${best.number})`) : "–"],
+    ["Elapsed", duration(elapsed(study.started_at, study.finished_at))],
+    ["Created", new Date(study.created_at).toLocaleString()],
+  ];
+  fill($("#facts"), facts.map(([label, value]) => el("div", {}, el("b", {}, label), el("span", {}, value))));
+  $("#cancel").hidden = FINISHED.has(study.state) || study.cancel_requested;
+  if (!$("#definition").textContent) $("#definition").textContent = toYaml(study.definition);
+}
+
+// --- charts ----------------------------------------------------------------------------
+
+function openTrialOnClick(node) {
+  if (node.dataset.clickBound) return;
+  node.dataset.clickBound = "1";
+  node.on("plotly_click", (event) => {
+    const id = event.points && event.points[0] && event.points[0].customdata;
+    if (id) window.location.assign(`/trials/${id}`);
+  });
+}
+
+function emptyChart(id, message) {
+  const node = $(id);
+  if (node.data) window.Plotly.purge(node);
+  fill(node, el("div", { class: "empty" }, message));
+}
+
+async function drawColumns() {
+  const columns = await api(`/studies/${studyId}/columns`);
+  const n = columns.number.length;
+  if (!n) {
+    emptyChart("#chart-history", "No trials yet.");
+    emptyChart("#chart-parallel", "No trials yet.");
+    return;
+  }
+  const traces = [];
+  for (const state of ["completed", "pruned", "failed", "running"]) {
+    const idx = columns.state.map((s, i) => (s === state && columns.value[i] !== null ? i : -1)).filter((i) => i >= 0);
+    if (!idx.length) continue;
+    traces.push({
+      type: "scattergl", mode: "markers", name: state,
+      x: idx.map((i) => columns.number[i]), y: idx.map((i) => columns.value[i]),
+      customdata: idx.map((i) => columns.trial_id[i]),
+      text: idx.map((i) => (columns.pruned_by[i] ? `stopped by ${columns.pruned_by[i]}` : state)),
+      marker: { color: STATE_COLORS[state], size: 6, symbol: state === "pruned" ? "x" : "circle" },
+      hovertemplate: "trial #%{x}: %{y:.4g}<br>%{text}<extra></extra>",
+    });
+  }
+  traces.push({
+    type: "scatter", mode: "lines", name: "best so far", x: columns.number, y: columns.best_so_far,
+    line: { shape: "hv", color: "#1d2330", width: 2 }, hoverinfo: "skip",
+  });
+  const history = $("#chart-history");
+  if (!history.data) fill(history);
+  await window.Plotly.react(history, traces, plotLayout({
+    showlegend: true, legend: { orientation: "h", y: 1.1 },
+    xaxis: { title: { text: "trial" } },
+    yaxis: { title: { text: columns.objective.metric }, type: axisType(columns.value) },
+  }), PLOT_CONFIG);
+  openTrialOnClick(history);
+  drawParallel(columns);
+}
+
+function drawParallel(columns) {
+  const rows = columns.value.map((v, i) => (v === null ? -1 : i)).filter((i) => i >= 0);
+  const space = study.definition.search_space || {};
+  if (rows.length < 2 || !Object.keys(space).length) {
+    emptyChart("#chart-parallel", "Shown once two trials have a value.");
+    return;
+  }
+  const dimensions = Object.entries(space).map(([name, spec]) => {
+    const raw = rows.map((i) => columns.params[name][i]);
+    if (spec.type === "categorical") {
+      const labels = spec.choices.map(String);
+      return { label: name, values: raw.map((v) => labels.indexOf(String(v))),
+        tickvals: labels.map((_, i) => i), ticktext: labels, range: [0, Math.max(labels.length - 1, 1)] };
+    }
+    if (spec.log) {
+      return { label: `log10 ${name}`, values: raw.map((v) => Math.log10(v)),
+        range: [Math.log10(spec.low), Math.log10(spec.high)] };
+    }
+    return { label: name, values: raw, range: [spec.low, spec.high] };
+  });
+  const values = rows.map((i) => columns.value[i]);
+  dimensions.push({ label: columns.objective.metric, values });
+  const node = $("#chart-parallel");
+  if (!node.data) fill(node);
+  window.Plotly.react(node, [{
+    type: "parcoords", dimensions,
+    line: { color: values, colorscale: "Viridis", reversescale: study.objective.direction === "minimize", showscale: true },
+  }], plotLayout({ margin: { l: 60, r: 60, t: 56, b: 20 } }), PLOT_CONFIG);
+}
+
+async function drawCurves() {
+  const data = await api(`/studies/${studyId}/curves?best=30&recent=20`);
+  fill($("#curves-title"), `${data.metric} over steps`);
+  fill($("#curves-note"), data.total_trials > data.trials.length
+    ? `The ${data.trials.length} best and latest of ${data.total_trials} trials; dotted lines were pruned (hover for why), click one to open it.`
+    : "Dotted lines were pruned (hover for why); click a line to open its trial.");
+  const withPoints = data.trials.filter((t) => t.steps.length);
+  if (!withPoints.length) {
+    emptyChart("#chart-curves", "No evaluations reported yet.");
+    return;
+  }
+  const traces = [];
+  for (const t of withPoints) {
+    const why = t.state === "pruned" ? `pruned by ${t.pruned_by || "?"}: ${t.reason || ""}` : t.reason || t.state;
+    traces.push({
+      type: "scatter", mode: "lines+markers", name: `#${t.number}`,
+      x: t.steps, y: t.values, customdata: t.steps.map(() => t.trial_id),
+      line: { color: STATE_COLORS[t.state] || "#888", width: 1.5, dash: t.state === "pruned" ? "dot" : "solid" },
+      marker: { size: 3 },
+      text: t.steps.map(() => why.slice(0, 160)),
+      hovertemplate: `trial #${t.number} (${t.state})<br>step %{x}: %{y:.4g}<br>%{text}<extra></extra>`,
+    });
+    if (t.state === "pruned") {
+      const last = t.steps.length - 1;
+      traces.push({
+        type: "scatter", mode: "markers", x: [t.steps[last]], y: [t.values[last]],
+        customdata: [t.trial_id], text: [why.slice(0, 300)],
+        marker: { symbol: "x", size: 10, color: STATE_COLORS.pruned },
+        hovertemplate: `trial #${t.number} stopped at step %{x}<br>%{text}<extra></extra>`,
+      });
+    }
+  }
+  const node = $("#chart-curves");
+  if (!node.data) fill(node);
+  await window.Plotly.react(node, traces, plotLayout({
+    xaxis: { title: { text: "step (evaluation)" } },
+    yaxis: { title: { text: data.metric }, type: axisType(withPoints.flatMap((t) => t.values)) },
+  }), PLOT_CONFIG);
+  openTrialOnClick(node);
+}
+
+async function drawImportances() {
+  const key = study.trial_counts.completed;
+  if (importancesFor === key) return;
+  importancesFor = key;
+  const data = await api(`/studies/${studyId}/importances`);
+  const entries = Object.entries(data.importances).sort((a, b) => a[1] - b[1]);
+  fill($("#importances-note"), data.note || `${data.method.split(".").pop()} over ${data.n_trials} completed trials.`);
+  if (!entries.length) {
+    emptyChart("#chart-importances", data.note || "No importances yet.");
+    return;
+  }
+  const node = $("#chart-importances");
+  if (!node.data) fill(node);
+  await window.Plotly.react(node, [{
+    type: "bar", orientation: "h", x: entries.map((e) => e[1]), y: entries.map((e) => e[0]),
+    marker: { color: "#3b5bdb" }, hovertemplate: "%{y}: %{x:.3f}<extra></extra>",
+  }], plotLayout({ margin: { l: 120, r: 16, t: 10, b: 40 }, xaxis: { title: { text: "importance" } } }), PLOT_CONFIG);
+}
+
+// --- best config -----------------------------------------------------------------------
+
+async function drawBest() {
+  if (!study.best) {
+    fill($("#best"), el("div", { class: "empty" }, "No completed trial yet."));
+    return;
+  }
+  let best;
+  try {
+    best = await api(`/studies/${studyId}/best`);
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 404) {
+      fill($("#best"), el("div", { class: "empty" }, error.message));
+      return;
+    }
+    throw error;
+  }
+  bestConfigText = toYaml(best.config) + "\n";
+  fill(
+    $("#best"),
+    el("div", { class: "small" }, "Trial ", el("a", { href: `/trials/${best.trial_id}` }, `#${best.number} (id ${best.trial_id})`),
+      `: ${study.objective.metric} ${fmt(best.value)} at step ${best.step}`),
+    el("pre", { class: "config", id: "best-config" }, bestConfigText),
+  );
+  $("#copy-config").disabled = false;
+  $("#download-config").disabled = false;
+  const link = $("#download-checkpoint");
+  link.hidden = !best.checkpoint_url;
+  if (best.checkpoint_url) link.setAttribute("href", `${API}/trials/${best.trial_id}/checkpoint?kind=best`);
+}
+
+// --- trials table ----------------------------------------------------------------------
+
+function trialRow(t) {
+  const why = t.state === "pruned"
+    ? [el("b", {}, t.pruned_by || "pruned"), t.pruned_step !== null ? ` at step ${t.pruned_step}: ` : ": ", t.reason || ""]
+    : t.reason || "";
+  return el(
+    "tr",
+    { dataset: { trialId: t.id, state: t.state } },
+    el("td", { class: "num" }, t.number),
+    el("td", { class: "num" }, el("a", { href: `/trials/${t.id}` }, t.id)),
+    el("td", {}, badge(t.state)),
+    el("td", { class: "num" }, fmt(t.value)),
+    el("td", { class: "num" }, t.last_step === null ? "–" : t.last_step),
+    el("td", { class: "params mono" }, paramsText(t.params)),
+    el("td", { class: "reason" }, why),
+    el("td", { class: "small" }, t.finished_at
+      ? `${new Date(t.finished_at).toLocaleTimeString()} (${duration(elapsed(t.created_at, t.finished_at))})` : "running"),
+  );
+}
+
+async function drawTrials() {
+  const query = new URLSearchParams({ sort: table.sort, order: table.order, offset: table.offset, limit: TRIALS_PAGE });
+  if (table.state) query.set("state", table.state);
+  const page = await api(`/studies/${studyId}/trials?${query}`);
+  fill($("#trials tbody"), page.data.length ? page.data.map(trialRow)
+    : el("tr", {}, el("td", { colspan: 8, class: "empty" }, table.state ? `No ${table.state} trials.` : "No trials yet.")));
+  for (const th of document.querySelectorAll("#trials th.sortable")) {
+    const active = th.dataset.sort === table.sort;
+    th.querySelector(".arrow")?.remove();
+    if (active) th.append(el("span", { class: "arrow" }, table.order === "asc" ? "▲" : "▼"));
+  }
+  const last = Math.min(table.offset + TRIALS_PAGE, page.count);
+  fill(
+    $("#trials-pager"),
+    el("span", { class: "small", id: "trials-count" }, page.count ? `${table.offset + 1}–${last} of ${page.count}` : ""),
+    el("button", { disabled: table.offset === 0, onclick: () => { table.offset = Math.max(0, table.offset - TRIALS_PAGE); drawTrials(); } }, "Previous"),
+    el("button", { disabled: last >= page.count, onclick: () => { table.offset += TRIALS_PAGE; drawTrials(); } }, "Next"),
+  );
+}
+
+// --- live ------------------------------------------------------------------------------
+
+async function tick() {
+  try {
+    study = await api(`/studies/${studyId}`);
+  } catch (error) {
+    if (!(error instanceof ApiError) || error.status !== 404) throw error;
+    fill($("main"), el("div", { class: "panel notice error" }, error.message, " ", el("a", { href: "/" }, "All studies")));
+    return false;
+  }
+  drawSummary();
+  const seen = JSON.stringify([study.state, study.trial_counts, study.best]);
+  const running = study.trial_counts.running > 0 || study.state === "running";
+  if (seen !== lastSeen || running) {
+    await Promise.all([drawColumns(), drawCurves(), drawTrials(), drawImportances()]);
+    if (seen !== lastSeen) await drawBest();
+  }
+  lastSeen = seen;
+  return !FINISHED.has(study.state) || study.trial_counts.running > 0;
+}
+
+for (const th of document.querySelectorAll("#trials th.sortable")) {
+  th.addEventListener("click", () => {
+    if (table.sort === th.dataset.sort) table.order = table.order === "asc" ? "desc" : "asc";
+    else { table.sort = th.dataset.sort; table.order = th.dataset.sort === "value" && study?.objective.direction === "maximize" ? "desc" : "asc"; }
+    table.offset = 0;
+    drawTrials();
+  });
+}
+$("#trial-state").addEventListener("change", (event) => { table.state = event.target.value; table.offset = 0; drawTrials(); });
+$("#copy-config").addEventListener("click", (event) => copyText(bestConfigText, event.target));
+$("#download-config").addEventListener("click", () => download(`study${studyId}-best.yaml`, bestConfigText));
+$("#cancel").addEventListener("click", async () => {
+  if (!window.confirm(`Cancel study ${study.name}? Running trials are stopped.`)) return;
+  try {
+    study = await api(`/studies/${studyId}/cancel`, { method: "POST" });
+    drawSummary();
+  } catch (error) {
+    showError($("#cancel-result"), error);
+  }
+});
+live(tick, 2000);

@@ -1,0 +1,142 @@
+// The trial page: every metric over steps with the stability thresholds, the sample grids
+// over training time, the config, the reproducibility record and the checkpoints.
+import {
+  $, ApiError, PLOT_CONFIG, STATE_COLORS, api, axisType, badge, duration, el, elapsed, fill, fmt, live, plotLayout,
+  toYaml,
+} from "/assets/gentune.js";
+
+const trialId = Number(window.location.pathname.split("/").filter(Boolean).pop());
+const GROUPS = [
+  ["quality", /^(fid|kid|is|inception|precision|recall|density|coverage|psnr|ssim|mode|hq|elbo|nll|bpd)/],
+  ["losses", /loss/],
+  ["gradients", /grad/],
+  ["stability", /^stability\//],
+  ["timing", /(seconds|_s$|time)/],
+];
+let study = null;
+let sampleCount = -1;
+let followLatest = true;
+
+function group(name) {
+  for (const [index, [, pattern]] of GROUPS.entries()) if (pattern.test(name)) return index + 1;
+  return GROUPS.length + 1;
+}
+
+function drawSummary(trial) {
+  document.title = `gentune · trial ${trial.id}`;
+  fill($("#title"), `Trial #${trial.number} `, el("span", { class: "small" }, `id ${trial.id}`));
+  fill($("#subtitle"), "study ", el("a", { href: `/studies/${trial.study_id}` }, study ? `${study.name} (#${study.id})` : `#${trial.study_id}`),
+    study ? ` · objective ${study.objective.metric} (${study.objective.direction})` : "");
+  const facts = [
+    ["State", badge(trial.state)],
+    ["Value", trial.value === null ? "–" : `${fmt(trial.value)} at step ${trial.best_step}`],
+    ["Last step", trial.last_step === null ? "–" : trial.last_step],
+    ["Node", trial.node || "–"],
+    ["Duration", duration(elapsed(trial.created_at, trial.finished_at))],
+  ];
+  fill($("#facts"), facts.map(([label, value]) => el("div", {}, el("b", {}, label), el("span", {}, value))));
+  if (trial.state === "pruned" || trial.state === "failed") {
+    const values = trial.prune_values
+      ? Object.entries(trial.prune_values).map(([k, v]) => `${k} = ${fmt(v)}`).join(", ") : "";
+    fill($("#verdict"), el("div", { class: "notice error", id: "reason" },
+      el("b", {}, trial.state === "pruned" ? `Pruned by ${trial.pruned_by || "the pruner"}` : "Failed"),
+      trial.pruned_step !== null && trial.pruned_step !== undefined ? ` at step ${trial.pruned_step}` : "",
+      values ? ` (${values})` : "", trial.reason ? `: ${trial.reason}` : ""));
+  } else {
+    fill($("#verdict"));
+  }
+}
+
+function drawMetrics(trial) {
+  const container = $("#metrics");
+  const objective = study ? study.objective.metric : null;
+  const names = Object.keys(trial.metrics).sort((a, b) =>
+    (a === objective ? 0 : group(a)) - (b === objective ? 0 : group(b)) || a.localeCompare(b));
+  const color = STATE_COLORS[trial.state] || "#1c7ed6";
+  for (const name of names) {
+    const slug = `metric-${name.replace(/[^a-z0-9]+/gi, "-")}`;
+    let chart = document.getElementById(slug);
+    if (!chart) {
+      chart = el("div", { class: "chart small", id: slug });
+      container.append(el("div", { class: "panel" }, el("h2", {}, name, name === objective ? " (objective)" : ""), chart));
+    }
+    const points = trial.metrics[name];
+    const traces = [{
+      type: "scatter", mode: "lines+markers", x: points.map((p) => p.step), y: points.map((p) => p.value),
+      line: { color, width: 2 }, marker: { size: 4 }, hovertemplate: "step %{x}: %{y:.4g}<extra></extra>",
+    }];
+    const shapes = [];
+    const annotations = [];
+    for (const line of trial.thresholds.filter((t) => t.metric === name)) {
+      shapes.push({ type: "line", xref: "paper", x0: 0, x1: 1, y0: line.value, y1: line.value,
+        line: { color: "#d6336c", dash: "dash", width: 1.5 } });
+      annotations.push({ xref: "paper", x: 1, y: line.value, xanchor: "right", yanchor: "bottom",
+        text: `${line.label} ${fmt(line.value)}`, showarrow: false, font: { size: 10, color: "#d6336c" } });
+    }
+    if (trial.pruned_step !== null && trial.pruned_step !== undefined) {
+      shapes.push({ type: "line", yref: "paper", y0: 0, y1: 1, x0: trial.pruned_step, x1: trial.pruned_step,
+        line: { color: "#868e96", dash: "dot", width: 1.5 } });
+    }
+    const logY = axisType(points.map((p) => p.value)) === "log";
+    window.Plotly.react(chart, traces, plotLayout({
+      shapes, annotations, margin: { l: 50, r: 10, t: 6, b: 30 },
+      xaxis: { title: { text: "step" } }, yaxis: { type: logY ? "log" : "linear" },
+    }), PLOT_CONFIG);
+  }
+  if (!names.length) fill(container, el("div", { class: "empty" }, "No evaluation reported yet."));
+}
+
+function drawSamples(trial) {
+  const samples = trial.samples;
+  if (!samples.length || samples.length === sampleCount) return;
+  const container = $("#samples");
+  let slider = $("#sample-slider");
+  if (!slider) {
+    slider = el("input", { type: "range", id: "sample-slider", min: 0, step: 1 });
+    fill(container, el("img", { id: "sample-image", alt: "sample grid" }), slider, el("div", { class: "small", id: "sample-label" }));
+    slider.addEventListener("input", () => {
+      followLatest = Number(slider.value) === samples.length - 1;
+      showSample(trial.samples, Number(slider.value));
+    });
+  }
+  sampleCount = samples.length;
+  slider.max = samples.length - 1;
+  if (followLatest) slider.value = samples.length - 1;
+  showSample(samples, Number(slider.value));
+}
+
+function showSample(samples, index) {
+  const sample = samples[index];
+  $("#sample-image").setAttribute("src", new URL(sample.url).pathname);
+  fill($("#sample-label"), `step ${sample.step} · grid ${index + 1} of ${samples.length}`);
+}
+
+function drawDetails(trial) {
+  $("#config").textContent = toYaml(trial.config);
+  const record = { ...trial.run_info };
+  if (trial.config.seed !== undefined) record.seed = String(trial.config.seed);
+  if (study) record["study definition"] = `study ${study.id}, sampler ${study.definition.sampler?.type}`;
+  fill($("#run-info"), Object.entries(record).sort().flatMap(([k, v]) => [el("dt", {}, k), el("dd", { class: "mono" }, v)]));
+  fill($("#checkpoints"), trial.checkpoints.length ? trial.checkpoints.map((c) =>
+    el("div", {}, el("a", { href: new URL(c.url).pathname, download: "" }, `${c.kind} checkpoint`),
+      ` · step ${c.step} · ${(c.size_bytes / 1024).toFixed(0)} KiB`)) : "None yet.");
+}
+
+async function tick() {
+  let trial;
+  try {
+    trial = await api(`/trials/${trialId}`);
+  } catch (error) {
+    if (!(error instanceof ApiError) || error.status !== 404) throw error;
+    fill($("main"), el("div", { class: "panel notice error" }, error.message, " ", el("a", { href: "/" }, "All studies")));
+    return false;
+  }
+  if (!study) study = await api(`/studies/${trial.study_id}`);
+  drawSummary(trial);
+  drawMetrics(trial);
+  drawSamples(trial);
+  drawDetails(trial);
+  return trial.state === "running";
+}
+
+live(tick, 2000);
