@@ -11,6 +11,7 @@ after each epoch the generator is evaluated on ``eval_samples`` points.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Literal
 
@@ -31,6 +32,7 @@ from trainers.gan_losses import (
     grad_norm,
     gradient_penalty,
 )
+from trainers.grids import scatter_image
 from trainers.metrics import (
     diversity_ratio,
     frechet_distance,
@@ -208,17 +210,20 @@ class Gan2DTrainer(CriticAwareMetrics):
             metrics = {k: v / p.iters_per_epoch for k, v in sums.items()}
             if p.loss == "wgan-gp":
                 del metrics["stability/d_accuracy"]
-            metrics.update(
-                self._evaluate(g_ema.module if g_ema is not None else g, mixture, p, device)
+            scores, fake = self._evaluate(
+                g_ema.module if g_ema is not None else g, mixture, p, device
             )
-            reporter.report(epoch, metrics, checkpoint)
+            metrics.update(scores)
+            picture = functools.partial(scatter_image, fake.numpy(), mixture.means.numpy())
+            reporter.report(epoch, metrics, checkpoint, samples=picture)
             if reporter.should_stop() or not math.isfinite(metrics["d_loss"] + metrics["g_loss"]):
                 return
 
     @torch.no_grad()
     def _evaluate(
         self, g: nn.Module, mixture: GaussianMixture2D, p: Gan2DParams, device: torch.device
-    ) -> dict[str, float]:
+    ) -> tuple[dict[str, float], torch.Tensor]:
+        """The scores of ``p.eval_samples`` samples, and the samples (for a picture)."""
         g.eval()
         eval_rng = torch.Generator().manual_seed(p.seed + 1)
         z = torch.randn(p.eval_samples, p.z_dim, generator=eval_rng).to(device)
@@ -233,7 +238,7 @@ class Gan2DTrainer(CriticAwareMetrics):
             "mode_score": scores.hq_fraction * math.exp(-scores.mode_kl),
             "frechet": frechet_distance(real, fake),
             "stability/diversity": diversity_ratio(fake, mean_pairwise_distance(real)),
-        }
+        }, fake
 
     @torch.no_grad()
     def sample(

@@ -43,3 +43,27 @@ def save_images(images: np.ndarray, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for i, image in enumerate(images):
         image_grid(image[None], columns=1, padding=0).save(folder / f"{i:05d}.png")
+
+
+def scatter_image(points: np.ndarray, centres: np.ndarray, size: int = 96) -> np.ndarray:
+    """2-D samples as a (1, 3, size, size) picture in [-1, 1] that ``grid_png`` can save:
+    the density of ``points`` in warm tones, each of the data's ``centres`` boxed in green."""
+    extent = float(np.abs(centres).max()) * 1.4 + 0.3
+    edges = np.linspace(-extent, extent, size + 1)
+    density, _, _ = np.histogram2d(points[:, 1], points[:, 0], bins=(edges, edges))
+    density = np.log1p(density)[::-1]  # y up
+    density /= max(float(density.max()), 1e-9)
+    density = np.where(density > 0, 0.35 + 0.65 * density, 0.0)  # lone samples stay visible
+    rgb = np.zeros((3, size, size), dtype=np.float32)
+    rgb[0] = density
+    rgb[1] = 0.55 * density
+    cells = np.clip(((centres + extent) / (2 * extent) * size).astype(int), 0, size - 1)
+    box = np.zeros((size, size), dtype=bool)
+    for column, row in cells:  # a hollow square around each centre, so samples stay visible
+        top, left = size - 1 - row, column
+        lo_r, hi_r = max(top - 3, 0), min(top + 3, size - 1)
+        lo_c, hi_c = max(left - 3, 0), min(left + 3, size - 1)
+        box[lo_r, lo_c : hi_c + 1] = box[hi_r, lo_c : hi_c + 1] = True
+        box[lo_r : hi_r + 1, lo_c] = box[lo_r : hi_r + 1, hi_c] = True
+    rgb[1][box] = 0.8
+    return (rgb * 2 - 1)[None]
