@@ -1,0 +1,223 @@
+"""The dashboard in a real browser: headless Chromium (Debian's package, driven by Playwright)
+against a running service with a real study. Pages must load without console errors, show
+what the API has, and follow the study live.
+
+Needs /usr/bin/chromium (apt-get install chromium). Without it these tests skip, except in
+CI (CI=true), where a missing browser is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.e2e.conftest import Service
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+CHROMIUM = os.environ.get("GENTUNE_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+SCREENSHOTS = os.environ.get("GENTUNE_SCREENSHOT_DIR")
+"""Set to a folder to keep a screenshot of each page the tests visit."""
+
+# Lines Chromium writes about its software GL that say nothing about the page.
+IGNORED_CONSOLE = ("GL Driver Message", "GPU stall due to ReadPixels", "WebGL")
+
+RING_STUDY = {
+    "name": "browser-ring",
+    "trainer": "gan2d",
+    "params": {"dataset": "ring8", "epochs": 6, "iters_per_epoch": 100},
+    "search_space": {
+        "lr_g": {"type": "categorical", "choices": [0.001, 0.3]},
+        "lr_d": {"type": "categorical", "choices": [0.002, 0.3]},
+    },
+    "objective": {"metric": "mode_score", "direction": "maximize"},
+    "sampler": {"type": "grid", "seed": 0},
+    "pruner": {"type": "none"},
+    "budget": {"n_trials": 4, "max_concurrent": 1},
+}
+
+
+@dataclass
+class Console:
+    """What the page said: console errors and uncaught exceptions."""
+
+    errors: list[str] = field(default_factory=list)
+
+    def watch(self, page: Any) -> None:
+        page.on("console", self._on_console)
+        page.on("pageerror", lambda exc: self.errors.append(f"uncaught: {exc}"))
+
+    def _on_console(self, message: Any) -> None:
+        if message.type == "error" and not any(s in message.text for s in IGNORED_CONSOLE):
+            self.errors.append(f"console: {message.text} at {message.location}")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists():
+        message = f"{CHROMIUM} is missing: apt-get install chromium (see README, Tests)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[tuple[Any, Console]]:
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    tab = context.new_page()
+    console = Console()
+    console.watch(tab)
+    yield tab, console
+    context.close()
+
+
+def shot(tab: Any, name: str) -> None:
+    if SCREENSHOTS:
+        Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
+        tab.screenshot(path=str(Path(SCREENSHOTS) / f"{name}.png"), full_page=True)
+
+
+def test_a_bad_definition_shows_its_field_error_and_stores_nothing(
+    service: Service, page: tuple[Any, Console]
+) -> None:
+    tab, console = page
+    before = service.api("GET", "/studies").json()["count"]
+    bad = yaml.safe_dump(
+        {**RING_STUDY, "search_space": {"lr_g": {"type": "float", "low": 0.1, "high": 0.01}}},
+        sort_keys=False,
+    )
+    tab.goto(f"{service.url}/")
+    tab.fill("#definition", bad)
+    tab.click("#submit")
+    error = tab.locator("#errors li").first
+    error.wait_for(timeout=10_000)
+    assert error.get_attribute("data-field") == "search_space.lr_g.high"
+    assert "low" in error.inner_text()  # the API's sentence about high and low
+    line = int(error.get_attribute("data-line") or 0)
+    assert bad.splitlines()[line - 1].strip().startswith("high:")
+    assert tab.locator("#gutter .bad").inner_text() == str(line)
+    assert service.api("GET", "/studies").json()["count"] == before
+    # Chromium logs every 4xx response; this one is the expected answer, handled by the page.
+    assert [e for e in console.errors if "status of 422" not in e] == []
+
+
+def test_submit_from_the_dashboard_and_watch_the_study_live(
+    service: Service, page: tuple[Any, Console]
+) -> None:
+    """Submitted from the form, the study's page follows it without a reload: trials appear,
+    curves grow, the pruned trial gets its reason; at the end every trial is in the table."""
+    tab, console = page
+    tab.goto(f"{service.url}/")
+    tab.fill("#definition", yaml.safe_dump(RING_STUDY, sort_keys=False))
+    tab.click("#submit")
+    tab.wait_for_url("**/studies/*", timeout=15_000)
+    study_id = int(tab.url.rstrip("/").split("/")[-1])
+    tab.evaluate("window.__sameDocument = true")
+
+    points = (
+        "() => (document.querySelector('#chart-curves').data || [])"
+        ".reduce((n, trace) => n + trace.x.length, 0)"
+    )
+    tab.wait_for_function(f"({points})() > 0", timeout=120_000)
+    first = tab.evaluate(f"({points})()")
+    tab.wait_for_function(f"({points})() > {first}", timeout=120_000)
+    assert tab.evaluate("window.__sameDocument") is True  # updated in place, not reloaded
+
+    service.wait_for_study(study_id, ("completed", "failed"), timeout=600)
+    tab.wait_for_selector("#live:text('final')", timeout=20_000)
+    trials = service.api("GET", f"/studies/{study_id}/trials").json()["data"]
+    rows = tab.locator("#trials tbody tr")
+    assert rows.count() == len(trials) == 4
+    shown = {int(rows.nth(i).get_attribute("data-trial-id")) for i in range(rows.count())}
+    assert shown == {t["id"] for t in trials}
+
+    pruned = [t for t in trials if t["state"] == "pruned"]
+    assert pruned, trials  # lr 0.3 blows the ring GAN up: a stability rule stops it
+    reason_cell = tab.locator(f"#trials tr[data-trial-id='{pruned[0]['id']}'] td.reason")
+    assert pruned[0]["pruned_by"] in reason_cell.inner_text()
+
+    for chart in ("#chart-history", "#chart-curves", "#chart-parallel"):
+        assert tab.locator(f"{chart} .main-svg").count() > 0, chart
+    importances = service.api("GET", f"/studies/{study_id}/importances").json()
+    if importances["importances"]:
+        assert tab.locator("#chart-importances .main-svg").count() > 0
+    else:  # e.g. fewer than two completed trials: the page says why, in the API's words
+        assert importances["note"] in tab.locator("#importances-note").inner_text()
+    best = service.api("GET", f"/studies/{study_id}/best").json()
+    assert tab.locator("#best-config").inner_text().strip().startswith("dataset:")
+    href = tab.locator("#download-checkpoint").get_attribute("href")
+    assert href == f"/api/v1/trials/{best['trial_id']}/checkpoint?kind=best"
+    assert service.api("GET", href.removeprefix("/api/v1")).status_code == 200
+    shot(tab, "study")
+    assert console.errors == []
+
+
+def test_trial_page_draws_every_metric_thresholds_and_samples(
+    service: Service, page: tuple[Any, Console]
+) -> None:
+    tab, console = page
+    study = next(
+        s for s in service.api("GET", "/studies").json()["data"] if s["name"] == "browser-ring"
+    )
+    best_id = study["best"]["trial_id"]
+    trial = service.api("GET", f"/trials/{best_id}").json()
+    tab.goto(f"{service.url}/trials/{best_id}")
+    tab.wait_for_selector("#live:text('final')", timeout=20_000)
+    for name in trial["metrics"]:
+        slug = "metric-" + re.sub(r"[^a-z0-9]+", "-", name, flags=re.IGNORECASE)
+        assert tab.locator(f"[id='{slug}'] .main-svg").count() > 0, name
+    # gan2d's default rules draw their thresholds, e.g. the mode-collapse ratio on diversity
+    assert tab.locator("[id='metric-stability-diversity'] .shapelayer path").count() > 0
+    samples = trial["samples"]
+    assert len(samples) == trial["last_step"]  # one picture per evaluation
+    slider = tab.locator("#sample-slider")
+    assert slider.get_attribute("max") == str(len(samples) - 1)
+    slider.fill("0")
+    assert tab.locator("#sample-label").inner_text().startswith(f"step {samples[0]['step']}")
+    tab.wait_for_function(
+        "() => { const img = document.querySelector('#sample-image');"
+        " return img.complete && img.naturalWidth > 0; }",
+        timeout=10_000,
+    )
+    assert tab.locator("#sample-image").get_attribute("src") == (
+        f"/api/v1/trials/{best_id}/artifacts/samples-{samples[0]['step']}"
+    )
+    for key in trial["run_info"]:  # the reproducibility record: versions, code, device
+        assert tab.locator(f"#run-info dt:text-is('{key}')").count() == 1, key
+    assert {"code", "torch", "optuna", "device"} <= set(trial["run_info"])
+    assert tab.locator("#checkpoints a").count() == len(trial["checkpoints"]) == 2
+    shot(tab, "trial")
+    assert console.errors == []
+
+
+def test_studies_page_and_optuna_dashboard_load(
+    service: Service, page: tuple[Any, Console]
+) -> None:
+    tab, console = page
+    tab.goto(f"{service.url}/")
+    listed = service.api("GET", "/studies", params={"limit": 25}).json()["data"]
+    rows = tab.locator("#studies tbody tr[data-study-id]")
+    rows.first.wait_for(timeout=10_000)
+    assert rows.count() == len(listed)
+    assert rows.first.get_attribute("data-study-id") == str(listed[0]["id"])
+    shot(tab, "studies")
+
+    tab.goto(f"{service.url}/optuna/")
+    tab.wait_for_url("**/optuna/dashboard", timeout=10_000)
+    name = f"gentune-{listed[0]['id']}"
+    tab.get_by_text(name).first.wait_for(timeout=20_000)
+    assert console.errors == []
