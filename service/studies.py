@@ -350,7 +350,7 @@ def trial_detail(repo: Repository, trial: Trial, base_url: str) -> TrialDetail:
     study = repo.get_study(trial.study_id)
     return TrialDetail(
         **describe_trial(trial).model_dump(),
-        config={**study.spec.get("params", {}), **trial.params},
+        config=full_config(study, trial),
         metrics=history,
         thresholds=thresholds(study),
         page_url=f"{base_url}/trials/{trial.id}",
@@ -359,6 +359,20 @@ def trial_detail(repo: Repository, trial: Trial, base_url: str) -> TrialDetail:
             (a for a in artifacts if a.kind.startswith("samples-")), key=lambda a: a.step
         ),
     )
+
+
+def full_config(study: Study, trial: Trial) -> dict[str, Any]:
+    """Every param the trial ran with: fixed, searched, and the trainer's defaults for the
+    rest (the seed among them), so the record reproduces the run. Without the trainer
+    installed here (a plugin only on the workers), the fixed and searched params."""
+    given = {**study.spec.get("params", {}), **trial.params}
+    trainer = get_trainer(study.trainer)
+    if trainer is None:
+        return given
+    try:
+        return trainer.parse_params(given).model_dump(mode="json")
+    except ValidationError:
+        return given
 
 
 def describe_artifacts(repo: Repository, trial_id: int, base_url: str) -> list[ArtifactOut]:

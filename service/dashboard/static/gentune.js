@@ -211,11 +211,11 @@ export function plotLayout(extra = {}) {
   };
 }
 
-/** "log" when positive values span more than two decades (FID from 2000 down to 20). */
+/** "log" when positive values span more than 30x (FID from 2000 down to 40, say). */
 export function axisType(values) {
   const finite = values.filter((v) => v !== null && Number.isFinite(v));
   if (!finite.length || finite.some((v) => v <= 0)) return "linear";
-  return Math.max(...finite) / Math.min(...finite) > 100 ? "log" : "linear";
+  return Math.max(...finite) / Math.min(...finite) > 30 ? "log" : "linear";
 }
 
 export function showError(target, error) {

@@ -67,11 +67,24 @@ function drawMetrics(trial) {
     }];
     const shapes = [];
     const annotations = [];
+    const finite = points.map((p) => p.value).filter((v) => v !== null && Number.isFinite(v));
+    const low = Math.min(...finite, 0);
+    const high = Math.max(...finite, 0);
+    const span = Math.max(high - low, Math.abs(high) * 0.1, 1e-9);
+    let offChart = 0;
     for (const line of trial.thresholds.filter((t) => t.metric === name)) {
+      const text = `${line.label} ${fmt(line.value)}`;
+      // A bound far beyond the data would flatten the curve: name it instead of drawing it.
+      if (finite.length && (line.value > high + 2 * span || line.value < low - 2 * span)) {
+        annotations.push({ xref: "paper", yref: "paper", x: 1, y: 1 - 0.08 * offChart++,
+          xanchor: "right", yanchor: "top", showarrow: false, font: { size: 10, color: "#d6336c" },
+          text: `${text} (${line.value > high ? "above" : "below"} the chart)` });
+        continue;
+      }
       shapes.push({ type: "line", xref: "paper", x0: 0, x1: 1, y0: line.value, y1: line.value,
         line: { color: "#d6336c", dash: "dash", width: 1.5 } });
       annotations.push({ xref: "paper", x: 1, y: line.value, xanchor: "right", yanchor: "bottom",
-        text: `${line.label} ${fmt(line.value)}`, showarrow: false, font: { size: 10, color: "#d6336c" } });
+        text, showarrow: false, font: { size: 10, color: "#d6336c" } });
     }
     if (trial.pruned_step !== null && trial.pruned_step !== undefined) {
       shapes.push({ type: "line", yref: "paper", y0: 0, y1: 1, x0: trial.pruned_step, x1: trial.pruned_step,
@@ -80,7 +93,8 @@ function drawMetrics(trial) {
     const logY = axisType(points.map((p) => p.value)) === "log";
     window.Plotly.react(chart, traces, plotLayout({
       shapes, annotations, margin: { l: 50, r: 10, t: 6, b: 30 },
-      xaxis: { title: { text: "step" } }, yaxis: { type: logY ? "log" : "linear" },
+      xaxis: { title: { text: "step" } },
+      yaxis: { type: logY ? "log" : "linear", tickformat: logY ? undefined : "~g" },
     }), PLOT_CONFIG);
   }
   if (!names.length) fill(container, el("div", { class: "empty" }, "No evaluation reported yet."));
