@@ -9,15 +9,23 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, Literal, NoReturn
 
 import httpx
 import typer
 import yaml
-from rich.console import Console
+from rich.console import Console, Group
+from rich.live import Live
+from rich.measure import Measurement
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
 
 from service.config import export_data_root, get_settings
 from service.db.session import redacted
@@ -38,6 +46,12 @@ TokenOption = Annotated[
     typer.Option("--token", envvar="GENTUNE_API_TOKEN", help="API token for mutating requests."),
 ]
 DEFAULT_URL = "http://127.0.0.1:8000"
+StudyStateName = Literal["queued", "running", "completed", "failed", "cancelled"]
+FINISHED_STUDY_STATES = ("completed", "failed", "cancelled")
+# Answers of a service that is restarting or behind a proxy that lost it: worth a retry.
+TRANSIENT_STATUSES = frozenset({502, 503, 504})
+POLL_TIMEOUT_S = 10.0
+TRIAL_STATES = ("completed", "pruned", "failed", "running")
 
 
 def _logging() -> None:
@@ -120,13 +134,75 @@ def submit(
     url: UrlOption = DEFAULT_URL,
     token: TokenOption = None,
 ) -> None:
-    """Submit a study definition; print the study's id and URL."""
+    """Submit a study definition; print the study's id and the URL of its page."""
     try:
-        definition = yaml.safe_load(file.read_text())
-    except yaml.YAMLError as exc:
-        _fail(f"{file} is not valid YAML: {exc}")
-    study = _request("POST", url, "/studies", token, json=definition)
-    console.print(f"study {study['id']} ({study['name']}) queued: {study['url']}")
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        _fail(f"{file} is not UTF-8 text")
+    # Sent as text, not parsed here: the service then names the line of each error.
+    study = _request(
+        "POST",
+        url,
+        "/studies/yaml",
+        token,
+        source=file,
+        content=text.encode(),
+        headers={"Content-Type": "application/yaml"},
+    )
+    console.print(
+        f"study {study['id']} ({study['name']}) queued: {study['page_url']}",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@app.command()
+def studies(
+    url: UrlOption = DEFAULT_URL,
+    state: Annotated[
+        StudyStateName | None, typer.Option(help="Only studies in this state.")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500, help="How many to list.")] = 20,
+) -> None:
+    """List studies, newest first: state, trials finished, best value and time taken."""
+    params: dict[str, Any] = {"limit": limit}
+    if state is not None:
+        params["state"] = state
+    page = _request("GET", url, "/studies", params=params)
+    listed = page["data"]
+    if not listed:
+        console.print(f"no {state} studies" if state else "no studies", highlight=False)
+        return
+    table = Table(
+        "id",
+        "name",
+        "trainer",
+        "state",
+        "trials",
+        "objective",
+        "best",
+        "elapsed",
+        title=f"{len(listed)} of {page['count']}" + (f" {state}" if state else "") + " studies",
+        title_justify="left",
+    )
+    for study in listed:
+        counts = study["trial_counts"]
+        others = ", ".join(
+            f"{counts[key]} {key}" for key in ("pruned", "failed", "running") if counts[key]
+        )
+        objective = study["objective"]
+        table.add_row(
+            str(study["id"]),
+            Text(study["name"]),
+            Text(study["trainer"]),
+            study["state"],
+            f"{_finished_trials(study)}/{study['n_trials']}" + (f" ({others})" if others else ""),
+            Text(f"{objective['direction'][:3]} {objective['metric']}"),
+            f"{study['best']['value']:.4g}" if study["best"] else "",
+            _elapsed(study),
+        )
+    _print_table(table)
 
 
 @app.command()
@@ -175,14 +251,43 @@ def status(
 
 
 @app.command()
+def watch(
+    study_id: int,
+    url: UrlOption = DEFAULT_URL,
+    top: Annotated[
+        int, typer.Option(min=1, max=100, help="How many of the best trials to show.")
+    ] = 10,
+    interval: Annotated[
+        float, typer.Option(min=0.1, help="Seconds between looks at the study.")
+    ] = 2.0,
+    patience: Annotated[
+        float,
+        typer.Option(min=0, help="Seconds to keep retrying an unreachable service before failing."),
+    ] = 30.0,
+) -> None:
+    """Follow a study until it ends: its progress and its top trials, then a summary.
+
+    A terminal gets a view redrawn in place; a pipe or a CI log gets a line per change."""
+    watching = _StudyWatch(url, study_id, top, interval, patience)
+    try:
+        study = watching.live() if console.is_terminal else watching.lines()
+    except KeyboardInterrupt:
+        err_console.print("stopped watching; the study keeps running", highlight=False)
+        raise typer.Exit(130) from None
+    console.print(
+        f"{_study_line(study)}; {study['page_url']}", markup=False, highlight=False, soft_wrap=True
+    )
+
+
+@app.command()
 def best(
     study_id: int,
     url: UrlOption = DEFAULT_URL,
     download: Annotated[
-        Path | None, typer.Option(help="Also save config and checkpoint here.")
+        Path | None, typer.Option(help="Also save config.yaml and checkpoint.pt in this folder.")
     ] = None,
 ) -> None:
-    """Print the best config of a study as YAML; optionally download its checkpoint."""
+    """Print the best config of a study as YAML; optionally download it and its checkpoint."""
     result = _request("GET", url, f"/studies/{study_id}/best")
     text = yaml.safe_dump(
         {
@@ -193,23 +298,34 @@ def best(
         },
         sort_keys=False,
     )
-    console.print(text, end="", markup=False, highlight=False)
-    if download is not None:
-        download.mkdir(parents=True, exist_ok=True)
-        (download / "config.yaml").write_text(yaml.safe_dump(result["config"], sort_keys=False))
-        if result["checkpoint_url"]:
-            target = download / "checkpoint.pt"
-            target.write_bytes(_download(result["checkpoint_url"]))
-            console.print(f"saved {download / 'config.yaml'} and {target}")
+    console.print(text, end="", markup=False, highlight=False, soft_wrap=True)
+    if download is None:
+        return
+    download.mkdir(parents=True, exist_ok=True)
+    config_file = download / "config.yaml"
+    config_file.write_text(yaml.safe_dump(result["config"], sort_keys=False))
+    if result["checkpoint_url"]:
+        checkpoint_file = download / "checkpoint.pt"
+        checkpoint_file.write_bytes(_download(result["checkpoint_url"]))
+        saved = f"saved {config_file} and {checkpoint_file} (step {result['step']})"
+    else:
+        saved = f"saved {config_file}; trial {result['trial_id']} kept no checkpoint"
+    console.print(saved, markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()
 def cancel(study_id: int, url: UrlOption = DEFAULT_URL, token: TokenOption = None) -> None:
-    """Cancel a queued or running study."""
+    """Cancel a queued study at once, or ask a running study's worker to stop it."""
     study = _request("POST", url, f"/studies/{study_id}/cancel", token)
+    if study["state"] == "cancelled":
+        outcome = "cancelled" + (f" ({study['state_reason']})" if study["state_reason"] else "")
+    else:
+        outcome = f"{study['state']}, cancel requested: its worker stops its trials shortly"
     console.print(
-        f"study {study['id']}: {study['state']}"
-        + (" (cancel requested)" if study["cancel_requested"] else "")
+        f"study {study['id']} ({study['name']}) {outcome}",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
     )
 
 
@@ -274,8 +390,6 @@ def fid(
     ] = 64,
 ) -> None:
     """FID (and KID, precision, recall, density, coverage) between two image folders."""
-    from rich.table import Table
-
     from trainers.data import LABELLED_DATASETS, image_folder, load_image_dataset
     from trainers.metrics.features import (
         DomainClassifier,
@@ -339,7 +453,6 @@ def try_trainer(
     import torch
     from pydantic import ValidationError
     from rich.progress import Progress
-    from rich.table import Table
 
     from trainers.base import pick_device
     from trainers.registry import get_trainer, trainer_names
@@ -396,25 +509,64 @@ def try_trainer(
         console.print(f"last checkpoint saved to {out}")
 
 
-def _request(method: str, url: str, path: str, token: str | None = None, **kwargs: Any) -> Any:
+def _send(
+    method: str, url: str, path: str, token: str | None = None, **kwargs: Any
+) -> httpx.Response:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
+    headers.update(kwargs.pop("headers", {}))
+    kwargs.setdefault("timeout", 30)
+    return httpx.request(method, f"{url.rstrip('/')}/api/v1{path}", headers=headers, **kwargs)
+
+
+def _request(
+    method: str,
+    url: str,
+    path: str,
+    token: str | None = None,
+    *,
+    source: Path | None = None,
+    **kwargs: Any,
+) -> Any:
+    """Call the API and return its JSON; on an error print the API's own words and exit 1.
+    ``source`` is the file the body came from: its errors are then given as FILE:LINE."""
     try:
-        response = httpx.request(
-            method, f"{url.rstrip('/')}/api/v1{path}", headers=headers, timeout=30, **kwargs
-        )
+        response = _send(method, url, path, token, **kwargs)
     except httpx.HTTPError as exc:
         _fail(f"cannot reach the gentune service at {url}: {exc}")
-    if response.status_code >= 400:
-        try:
-            body = response.json()
-        except json.JSONDecodeError:
-            _fail(f"{response.status_code}: {response.text[:500]}")
-        errors = body.get("errors") or []
-        if errors:
-            lines = "\n".join(f"  {e['field']}: {e['message']}" for e in errors)
-            _fail(f"{response.status_code}: the service refused it:\n{lines}")
-        _fail(f"{response.status_code}: {body.get('detail', response.text[:500])}")
-    return response.json()
+    return _json_or_fail(response, source)
+
+
+def _json_or_fail(response: httpx.Response, source: Path | None = None) -> Any:
+    """The response's JSON; an error response is printed in the API's words (exit 1)."""
+    if response.status_code < 400:
+        return response.json()
+    try:
+        body = response.json()
+    except json.JSONDecodeError:
+        body = None
+    errors = body.get("errors") if isinstance(body, dict) else None
+    if errors:
+        lines = "\n".join(_error_line(error, source) for error in errors)
+        _fail(f"{response.status_code}: the service refused it:\n{lines}")
+    _fail(f"{response.status_code}: {_detail(response)}")
+
+
+def _error_line(error: Mapping[str, Any], source: Path | None) -> str:
+    """One refused field as the API words it; under the file's name and line when known."""
+    line = error.get("line")
+    if source is not None:
+        where = f"{source}:{line}" if line else str(source)
+        return f"{where}: {error['field']}: {error['message']}"
+    return f"  {error['field']}: {error['message']}" + (f" (line {line})" if line else "")
+
+
+def _detail(response: httpx.Response) -> str:
+    """The API's ``detail`` of an error response, else the start of its text."""
+    try:
+        body = response.json()
+    except json.JSONDecodeError:
+        return response.text[:500]
+    return str(body["detail"]) if isinstance(body, dict) and "detail" in body else str(body)
 
 
 def _download(full_url: str) -> bytes:
@@ -423,8 +575,194 @@ def _download(full_url: str) -> bytes:
     except httpx.HTTPError as exc:
         _fail(f"download failed: {exc}")
     if response.status_code >= 400:
-        _fail(f"{response.status_code}: {response.text[:500]}")
+        _fail(f"{response.status_code}: {_detail(response)}")
     return response.content
+
+
+@dataclass
+class _StudyWatch:
+    """`gentune watch` of one study: polls the API every ``interval`` seconds and quietly rides
+    out a service that restarts or is briefly unreachable for up to ``patience`` seconds."""
+
+    url: str
+    study_id: int
+    top: int
+    interval: float
+    patience: float
+
+    def live(self) -> Any:
+        """Redraw the study's progress and top trials in place until the study ends."""
+        with Live(console=console, auto_refresh=False) as live:
+            while True:
+                study = self._get(f"/studies/{self.study_id}")
+                trials, count = self.top_trials(study)
+                live.update(_watch_view(study, trials, count), refresh=True)
+                if study["state"] in FINISHED_STUDY_STATES:
+                    return study
+                time.sleep(self.interval)
+
+    def lines(self) -> Any:
+        """Print a line each time the study's state, trial counts or best change, and its top
+        trials once it has ended: readable in a log, unlike a redrawn view."""
+        last_line = None
+        while True:
+            study = self._get(f"/studies/{self.study_id}")
+            if study["state"] in FINISHED_STUDY_STATES:
+                break
+            line = _study_line(study)
+            if line != last_line:
+                console.print(line, markup=False, highlight=False, soft_wrap=True)
+                last_line = line
+            time.sleep(self.interval)
+        trials, count = self.top_trials(study)
+        _print_table(_trials_table(study, trials, count, one_line_rows=False))
+        return study
+
+    def top_trials(self, study: Any) -> tuple[list[Any], int]:
+        """The study's ``top`` trials by value, best first, and how many trials it has."""
+        order = "desc" if study["objective"]["direction"] == "maximize" else "asc"
+        page = self._get(
+            f"/studies/{study['id']}/trials",
+            params={"sort": "value", "order": order, "limit": self.top},
+        )
+        return page["data"], page["count"]
+
+    def _get(self, path: str, **kwargs: Any) -> Any:
+        """GET from the API, retrying while the service cannot answer; errors the service
+        means (a 404, ...) fail at once, in its words."""
+        give_up_at = time.monotonic() + self.patience
+        while True:
+            try:
+                response = _send("GET", self.url, path, timeout=POLL_TIMEOUT_S, **kwargs)
+                if response.status_code not in TRANSIENT_STATUSES:
+                    return _json_or_fail(response)
+                problem = f"{response.status_code}: {_detail(response)}"
+            except httpx.TransportError as exc:
+                problem = str(exc) or type(exc).__name__
+            left = give_up_at - time.monotonic()
+            if left <= 0:
+                _fail(f"lost the gentune service at {self.url} for {self.patience:g} s: {problem}")
+            time.sleep(min(self.interval, left))
+
+
+def _watch_view(study: Any, trials: list[Any], count: int) -> Group:
+    done, n_trials = _finished_trials(study), study["n_trials"]
+    progress = Table.grid(padding=(0, 1))
+    progress.add_row(
+        ProgressBar(total=max(n_trials, 1), completed=min(done, n_trials), width=30),
+        Text(f"{done}/{n_trials} trials finished"),
+        Text(_elapsed(study), style="dim"),
+    )
+    return Group(
+        Text(f"study {study['id']} ({study['name']}) {_state_words(study)}"),
+        progress,
+        Text(f"{_count_words(study)}; {_best_words(study)}"),
+        _trials_table(study, trials, count, one_line_rows=True),
+    )
+
+
+def _trials_table(study: Any, trials: list[Any], count: int, *, one_line_rows: bool) -> Table:
+    """The given trials, best first, with what stopped each pruned or failed one and why."""
+    objective = study["objective"]
+    table = Table(
+        title=f"top {len(trials)} of {count} trials by {objective['metric']} "
+        f"({objective['direction']})",
+        title_justify="left",
+    )
+    for name in ("trial", "number"):
+        table.add_column(name, justify="right")
+    table.add_column("state")
+    table.add_column(Text(objective["metric"]), justify="right")
+    table.add_column("last step", justify="right")
+    table.add_column("pruned by")
+    table.add_column("reason", no_wrap=one_line_rows, overflow="ellipsis")
+    for trial in trials:
+        table.add_row(
+            str(trial["id"]),
+            str(trial["number"]),
+            trial["state"],
+            "" if trial["value"] is None else f"{trial['value']:.4g}",
+            "" if trial["last_step"] is None else str(trial["last_step"]),
+            Text(trial["pruned_by"] or ""),
+            Text(trial["reason"] or ""),
+        )
+    return table
+
+
+def _study_line(study: Any) -> str:
+    """One line on a study: its state and why, its trials so far and its best value."""
+    return (
+        f"study {study['id']} ({study['name']}) {_state_words(study)}: "
+        f"{_progress_words(study)}; {_best_words(study)}"
+    )
+
+
+def _state_words(study: Any) -> str:
+    if study["state_reason"]:
+        return f"{study['state']} ({study['state_reason']})"
+    if study["cancel_requested"] and study["state"] not in FINISHED_STUDY_STATES:
+        return f"{study['state']} (cancel requested)"
+    return str(study["state"])
+
+
+def _progress_words(study: Any) -> str:
+    counts = study["trial_counts"]
+    words = (
+        f"{_finished_trials(study)}/{study['n_trials']} trials finished ({counts['completed']} "
+        f"completed, {counts['pruned']} pruned, {counts['failed']} failed)"
+    )
+    return words + (f", {counts['running']} running" if counts["running"] else "")
+
+
+def _count_words(study: Any) -> str:
+    counts = study["trial_counts"]
+    return ", ".join(f"{counts[state]} {state}" for state in TRIAL_STATES)
+
+
+def _best_words(study: Any) -> str:
+    best = study["best"]
+    if best is None:
+        return "no completed trial yet"
+    return (
+        f"best {study['objective']['metric']} {best['value']:.4g} "
+        f"(trial {best['trial_id']}, number {best['number']})"
+    )
+
+
+def _finished_trials(study: Any) -> int:
+    counts = study["trial_counts"]
+    return int(counts["completed"] + counts["pruned"] + counts["failed"])
+
+
+def _elapsed(study: Any) -> str:
+    """How long the study has run (or ran), from the service's timestamps."""
+    if study["started_at"] is None:
+        return ""
+    end = _moment(study["finished_at"]) if study["finished_at"] else datetime.now(UTC)
+    seconds = max(0, int((end - _moment(study["started_at"])).total_seconds()))
+    minutes, hours, days = seconds // 60, seconds // 3600, seconds // 86400
+    if days:
+        return f"{days}d{hours % 24:02d}h"
+    if hours:
+        return f"{hours}h{minutes % 60:02d}m"
+    if minutes:
+        return f"{minutes}m{seconds % 60:02d}s"
+    return f"{seconds}s"
+
+
+def _moment(iso: str) -> datetime:
+    moment = datetime.fromisoformat(iso)
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _print_table(table: Table) -> None:
+    """Print a table; where stdout is not a terminal (a pipe, a CI log) give it all the width
+    it needs instead of wrapping its cells at 80 columns."""
+    if console.is_terminal:
+        console.print(table)
+        return
+    width = Measurement.get(console, console.options.update_width(10_000), table).maximum
+    Console(width=max(width, console.width)).print(table)
 
 
 def _fail(message: str) -> NoReturn:

@@ -122,6 +122,31 @@ def test_shipped_ring8_study_finds_a_generator_that_covers_the_ring(
     scores = mode_metrics(torch.from_numpy(samples), ring8().means, ring8().std)
     assert scores.modes == 8 and scores.hq_fraction >= 0.8, scores
 
+    # `gentune watch` on the ended study returns at once with its top trials and a summary;
+    # `gentune best --download` saves the best config and the checkpoint the API serves.
+    def gentune(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "service.cli", *args, "--url", service.url],
+            capture_output=True,
+            text=True,
+            env=service.env,
+            timeout=120,
+        )
+
+    watched = gentune("watch", str(study_id), "--interval", "1")
+    target = tmp_path / "best"
+    downloaded = gentune("best", str(study_id), "--download", str(target))
+    assert watched.returncode == 0, watched.stderr
+    assert f"top 10 of {n_trials} trials by mode_score (maximize)" in watched.stdout
+    assert watched.stdout.splitlines()[-1].startswith(
+        f"study {study_id} ({study['name']}) completed: {n_trials}/{n_trials} trials finished"
+    ), watched.stdout
+    assert f"best mode_score {best['value']:.4g} (trial {best['trial_id']}," in watched.stdout
+    assert downloaded.returncode == 0, downloaded.stderr
+    assert yaml.safe_load((target / "config.yaml").read_text()) == best["config"]
+    saved = torch.load(target / "checkpoint.pt", weights_only=False)
+    assert saved["step"] == best["step"] and saved["metrics"] == checkpoint["metrics"]
+
     # Stock Optuna tools open the study from the same storage.
     optuna_cli = str(Path(sys.executable).parent / "optuna")
     listed = subprocess.run(

@@ -1,0 +1,530 @@
+"""The ``gentune`` client commands against the real API served by uvicorn on a real database:
+studies are submitted through the CLI or REST, and trials are written through the same
+repository calls the worker's recorder makes."""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import torch
+import uvicorn
+import yaml
+from pydantic import SecretStr
+from typer.testing import CliRunner, Result
+
+from service.app import create_app
+from service.artifacts import ArtifactStore, artifact_path
+from service.cli import app
+from service.config import Settings
+from service.db.models import PruneRecord, StudyState, TrialState, utcnow
+from service.db.repository import Repository
+from service.db.session import session_scope
+from tests.conftest import ring_spec
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ApiServer:
+    """The real app served by uvicorn from a background thread, on a port of its own that
+    stays the same when it is stopped and started again."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        config = uvicorn.Config(
+            create_app(self.settings, run_migrations=False),
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            assert self._thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        assert self._server is not None and self._thread is not None
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+        assert not self._thread.is_alive(), "uvicorn did not stop"
+
+    def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        return httpx.request(method, f"{self.url}/api/v1{path}", timeout=10, **kwargs)
+
+    def new_study(self, **overrides: object) -> dict[str, Any]:
+        overrides.setdefault("name", f"cli-{uuid.uuid4().hex[:8]}")
+        response = self.api("POST", "/studies", json=ring_spec(**overrides))
+        assert response.status_code == 201, response.text
+        study: dict[str, Any] = response.json()
+        return study
+
+
+@pytest.fixture(scope="module")
+def server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
+    """One server for the module's tests (each makes studies of its own)."""
+    settings = Settings(
+        database_url=database_url,
+        artifact_dir=str(tmp_path_factory.mktemp("artifacts")),
+        api_token=None,
+        public_url=None,
+    )
+    api_server = ApiServer(settings)
+    api_server.start()
+    yield api_server
+    api_server.stop()
+
+
+def gentune(*args: str, env: dict[str, str] | None = None) -> Result:
+    return CliRunner().invoke(app, list(args), env=env)
+
+
+def start_study(settings: Settings, study_id: int) -> None:
+    """What a worker's claim does to the study, without the queue's choice of which one."""
+    with session_scope(settings.database_url) as session:
+        study = Repository(session).get_study(study_id)
+        study.state, study.started_at = StudyState.running, utcnow()
+
+
+def finish_study(
+    settings: Settings, study_id: int, state: StudyState, reason: str | None = None
+) -> None:
+    with session_scope(settings.database_url) as session:
+        repo = Repository(session)
+        repo.finish_study(repo.get_study(study_id), state, reason)
+
+
+def add_trial(
+    settings: Settings,
+    study_id: int,
+    number: int,
+    values: list[float],
+    state: TrialState,
+    reason: str | None = None,
+    prune: PruneRecord | None = None,
+) -> int:
+    """A trial that reported ``values`` (maximized) and ended in ``state``."""
+    with session_scope(settings.database_url) as session:
+        repo = Repository(session)
+        trial = repo.create_trial(study_id, number, {"lr_g": 10 ** -(2 + number / 4)}, None)
+        best = -math.inf
+        for step, value in enumerate(values, start=1):
+            best = max(best, value)
+            repo.record_progress(trial.id, step, {"mode_score": value}, best, step, "node-a")
+        if state != TrialState.running:
+            repo.finish_trial(trial.id, state, reason, prune)
+        return trial.id
+
+
+def in_background(*steps: tuple[float, Callable[[], object]]) -> Callable[[], None]:
+    """Run each (delay, action) in turn on a thread; the returned join re-raises its error."""
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            for delay, action in steps:
+                time.sleep(delay)
+                action()
+        except BaseException as exc:  # handed to the test by join()
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+
+    def join() -> None:
+        thread.join(timeout=30)
+        assert not thread.is_alive()
+        if errors:
+            raise errors[0]
+
+    return join
+
+
+def table_rows(output: str) -> list[list[str]]:
+    """The cells of a rich table's body rows (those whose first cell is a number)."""
+    rows = []
+    for line in output.splitlines():
+        cells = [c.strip() for c in re.split(r"[│|┃]", line)[1:-1]]
+        if cells and cells[0].isdigit():
+            rows.append(cells)
+    return rows
+
+
+# --- submit -------------------------------------------------------------------------------
+
+
+def test_submit_prints_the_study_id_and_its_page(server: ApiServer, tmp_path: Path) -> None:
+    file = tmp_path / "study.yaml"
+    file.write_text(yaml.safe_dump(ring_spec(name="cli-submitted")))
+    result = gentune("submit", str(file), "--url", server.url)
+    assert result.exit_code == 0, result.output
+    match = re.fullmatch(r"study (\d+) \(cli-submitted\) queued: (\S+)\n", result.stdout)
+    assert match, result.stdout
+    study = server.api("GET", f"/studies/{match[1]}").json()
+    assert study["name"] == "cli-submitted" and study["state"] == "queued"
+    assert match[2] == study["page_url"] == f"{server.url}/studies/{match[1]}"
+
+
+BAD_DEFINITION = """\
+name: bad-study
+trainer: gan2d
+params:
+  dataset: ring8
+search_space:
+  lr_g:
+    type: float
+    low: 0.1
+    high: 0.01
+objective:
+  metric: mode_score
+  direction: maximize
+budget:
+  n_trials: 0
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (BAD_DEFINITION, [(9, "search_space.lr_g.high"), (14, "budget.n_trials")]),
+        ("name: broken\nsearch_space: [unclosed\n", [(3, "body")]),
+    ],
+    ids=["invalid-fields", "yaml-syntax"],
+)
+def test_submit_of_a_bad_file_names_file_line_and_field_in_the_apis_words(
+    server: ApiServer, tmp_path: Path, text: str, expected: list[tuple[int, str]]
+) -> None:
+    file = tmp_path / "bad.yaml"
+    file.write_text(text)
+    result = gentune("submit", str(file), "--url", server.url)
+    assert result.exit_code == 1, result.output
+    assert result.stdout == ""
+    refused = server.api(
+        "POST", "/studies/yaml", content=text, headers={"Content-Type": "application/yaml"}
+    )
+    assert refused.status_code == 422
+    errors = refused.json()["errors"]
+    lines = result.stderr.splitlines()
+    assert lines[0] == "error: 422: the service refused it:"
+    assert lines[1:] == [f"{file}:{e['line']}: {e['field']}: {e['message']}" for e in errors]
+    for line, field in expected:
+        assert any(e["line"] == line and e["field"].startswith(field) for e in errors), errors
+
+
+def test_a_token_comes_from_the_option_or_the_environment(
+    server: ApiServer, tmp_path: Path
+) -> None:
+    guarded = ApiServer(server.settings.model_copy(update={"api_token": SecretStr("s3cret")}))
+    guarded.start()
+    try:
+        file = tmp_path / "study.yaml"
+        file.write_text(yaml.safe_dump(ring_spec(name="cli-guarded")))
+        refused = gentune("submit", str(file), "--url", guarded.url)
+        assert refused.exit_code == 1
+        words = guarded.api("POST", "/studies/yaml", content=file.read_text()).json()["detail"]
+        assert refused.stderr == f"error: 401: {words}\n"
+
+        env = {"GENTUNE_URL": guarded.url, "GENTUNE_API_TOKEN": "s3cret"}
+        accepted = gentune("submit", str(file), env=env)
+        assert accepted.exit_code == 0, accepted.output
+        study_id = re.match(r"study (\d+)", accepted.stdout)[1]  # type: ignore[index]
+        cancelled = gentune("cancel", study_id, "--url", guarded.url, "--token", "s3cret")
+        assert cancelled.exit_code == 0, cancelled.output
+    finally:
+        guarded.stop()
+
+
+# --- studies and cancel ---------------------------------------------------------------------
+
+
+def test_studies_lists_the_newest_first_in_full_rows_and_filters_by_state(
+    server: ApiServer,
+) -> None:
+    settings = server.settings
+    long_name = "a-study-name-long-enough-to-wrap-an-eighty-column-table-" + uuid.uuid4().hex[:6]
+    done = server.new_study(name=long_name)
+    start_study(settings, done["id"])
+    add_trial(settings, done["id"], 0, [0.4, 0.8125], TrialState.completed)
+    add_trial(
+        settings,
+        done["id"],
+        1,
+        [0.1],
+        TrialState.pruned,
+        "slow",
+        PruneRecord("pruner/median", 1, {}),
+    )
+    add_trial(settings, done["id"], 2, [0.5], TrialState.completed)
+    finish_study(settings, done["id"], StudyState.completed)
+    cancelled = server.new_study()
+    assert gentune("cancel", str(cancelled["id"]), "--url", server.url).exit_code == 0
+    queued = server.new_study()
+
+    result = gentune("studies", "--url", server.url, "--limit", "3")
+    assert result.exit_code == 0, result.output
+    rows = table_rows(result.stdout)
+    assert [int(r[0]) for r in rows] == [queued["id"], cancelled["id"], done["id"]]
+    assert rows[2][1:5] == [long_name, "gan2d", "completed", "3/4 (1 pruned)"]
+    assert rows[2][5:7] == ["max mode_score", "0.8125"]
+    assert re.fullmatch(r"\d+s", rows[2][7]), rows[2]
+    assert rows[1][3:5] == ["cancelled", "0/4"] and rows[1][6:] == ["", ""]
+    assert rows[0][3] == "queued"
+
+    only = gentune("studies", "--url", server.url, "--state", "cancelled", "--limit", "500")
+    assert only.exit_code == 0, only.output
+    ids = [int(r[0]) for r in table_rows(only.stdout)]
+    assert cancelled["id"] in ids and queued["id"] not in ids and done["id"] not in ids
+    assert {r[3] for r in table_rows(only.stdout)} == {"cancelled"}
+
+    wrong = gentune("studies", "--url", server.url, "--state", "paused")
+    assert wrong.exit_code == 2 and "paused" in wrong.output
+
+
+def test_cancel_says_what_happened_and_the_apis_refusal(server: ApiServer) -> None:
+    settings = server.settings
+    queued = server.new_study()
+    result = gentune("cancel", str(queued["id"]), "--url", server.url)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == (
+        f"study {queued['id']} ({queued['name']}) cancelled (cancelled before it started)\n"
+    )
+    again = gentune("cancel", str(queued["id"]), "--url", server.url)
+    assert again.exit_code == 1
+    words = server.api("POST", f"/studies/{queued['id']}/cancel").json()["detail"]
+    assert again.stderr == f"error: 409: {words}\n"
+
+    running = server.new_study()
+    start_study(settings, running["id"])
+    flagged = gentune("cancel", str(running["id"]), "--url", server.url)
+    assert flagged.exit_code == 0, flagged.output
+    assert "running, cancel requested" in flagged.stdout
+    assert server.api("GET", f"/studies/{running['id']}").json()["cancel_requested"] is True
+
+
+# --- watch ----------------------------------------------------------------------------------
+
+
+def test_watch_follows_a_study_to_its_end_then_shows_its_top_trials(server: ApiServer) -> None:
+    settings = server.settings
+    study = server.new_study(budget={"n_trials": 5, "max_concurrent": 2})
+    study_id = study["id"]
+    start_study(settings, study_id)
+    ids: list[int] = []
+    divergence = PruneRecord("stability/divergence", 1, {"g_loss": 1e6})
+
+    def trial(
+        number: int, values: list[float], state: TrialState, **how: Any
+    ) -> Callable[[], None]:
+        return lambda: ids.append(add_trial(settings, study_id, number, values, state, **how))
+
+    join = in_background(
+        (0.4, trial(0, [0.3, 0.5], TrialState.completed)),
+        (0.2, trial(1, [0.2], TrialState.pruned, reason="g_loss diverged", prune=divergence)),
+        (0.0, trial(2, [0.4, 0.9], TrialState.completed)),
+        (0.2, trial(3, [0.7], TrialState.completed)),
+        (0.0, trial(4, [0.1], TrialState.failed, reason="CUDA out of memory")),
+        (0.2, lambda: finish_study(settings, study_id, StudyState.completed)),
+    )
+    started = time.monotonic()
+    result = gentune("watch", str(study_id), "--url", server.url, "--interval", "0.1", "--top", "4")
+    join()
+    assert result.exit_code == 0, result.output
+    assert time.monotonic() - started < 10
+
+    lines = result.stdout.splitlines()
+    progress = [
+        line for line in lines if line.startswith(f"study {study_id} (") and "running:" in line
+    ]
+    assert progress[0].startswith(f"study {study_id} ({study['name']}) running: 0/5 trials")
+    assert len(progress) >= 2 and len(set(progress)) == len(progress), "one line per change"
+    finished = [int(n) for n in re.findall(r"running: (\d)/5 trials", "\n".join(progress))]
+    assert len(finished) == len(progress) and finished == sorted(finished)
+
+    assert "top 4 of 5 trials by mode_score (maximize)" in result.stdout
+    rows = table_rows(result.stdout)
+    assert [int(r[0]) for r in rows] == [ids[2], ids[3], ids[0], ids[1]]
+    assert [r[2:5] for r in rows] == [
+        ["completed", "0.9", "2"],
+        ["completed", "0.7", "1"],
+        ["completed", "0.5", "2"],
+        ["pruned", "0.2", "1"],
+    ]
+    assert rows[3][5:] == ["stability/divergence", "g_loss diverged"]
+    assert lines[-1] == (
+        f"study {study_id} ({study['name']}) completed: 5/5 trials finished (3 completed, "
+        f"1 pruned, 1 failed); best mode_score 0.9 (trial {ids[2]}, number 2); "
+        f"{server.url}/studies/{study_id}"
+    )
+
+
+def test_watch_of_an_ended_study_returns_at_once_with_its_reason_and_minimized_order(
+    server: ApiServer,
+) -> None:
+    settings = server.settings
+    study = server.new_study(objective={"metric": "frechet", "direction": "minimize"})
+    study_id = study["id"]
+    start_study(settings, study_id)
+    with session_scope(settings.database_url) as session:
+        repo = Repository(session)
+        for number, value in enumerate([0.3, 0.1, 0.2]):
+            trial = repo.create_trial(study_id, number, {}, None)
+            repo.record_progress(trial.id, 1, {"frechet": value}, value, 1, None)
+            repo.finish_trial(trial.id, TrialState.completed)
+        repo.create_trial(study_id, 3, {}, None)  # lost with its worker, no value
+    finish_study(settings, study_id, StudyState.failed, "worker lost and no retries left")
+
+    result = gentune("watch", str(study_id), "--url", server.url)
+    assert result.exit_code == 0, result.output
+    assert "running:" not in result.stdout
+    assert [r[1:4] for r in table_rows(result.stdout)] == [
+        ["1", "completed", "0.1"],
+        ["2", "completed", "0.2"],
+        ["0", "completed", "0.3"],
+        ["3", "running", ""],
+    ]
+    assert result.stdout.splitlines()[-1].startswith(
+        f"study {study_id} ({study['name']}) failed (worker lost and no retries left): "
+        "3/4 trials finished (3 completed, 0 pruned, 0 failed), 1 running; best frechet 0.1"
+    )
+
+
+def test_watch_of_a_missing_study_prints_the_apis_words(server: ApiServer) -> None:
+    result = gentune("watch", "987654", "--url", server.url)
+    assert result.exit_code == 1
+    words = server.api("GET", "/studies/987654").json()["detail"]
+    assert words == "Study 987654 does not exist."
+    assert result.stderr == f"error: 404: {words}\n"
+
+
+def test_watch_rides_out_a_service_restart(server: ApiServer) -> None:
+    restarting = ApiServer(server.settings)
+    restarting.start()
+    try:
+        study = restarting.new_study()
+        start_study(restarting.settings, study["id"])
+        join = in_background(
+            (0.2, restarting.stop),
+            (0.5, restarting.start),
+            (
+                0.1,
+                lambda: finish_study(
+                    restarting.settings, study["id"], StudyState.cancelled, "cancelled"
+                ),
+            ),
+        )
+        result = gentune("watch", str(study["id"]), "--url", restarting.url, "--interval", "0.1")
+        join()
+    finally:
+        restarting.stop()
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ""
+    assert result.stdout.splitlines()[-1].startswith(
+        f"study {study['id']} ({study['name']}) cancelled (cancelled): 0/4 trials finished"
+    )
+
+
+def test_watch_gives_up_on_a_service_gone_for_longer_than_its_patience() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    result = gentune("watch", "1", "--url", url, "--patience", "0.5", "--interval", "0.1")
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: lost the gentune service at {url} for 0.5 s: ")
+    assert time.monotonic() - started < 5
+
+
+def test_watch_on_a_terminal_redraws_and_ctrl_c_leaves_the_study_running(server: ApiServer) -> None:
+    settings = server.settings
+    study = server.new_study()
+    start_study(settings, study["id"])
+    add_trial(settings, study["id"], 0, [0.25], TrialState.running)
+    env = {**os.environ, "FORCE_COLOR": "1", "COLUMNS": "120", "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "watch", str(study["id"]), "--url", server.url],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        seen = ""
+        while "top 1 of 1 trials" not in seen:
+            line = process.stdout.readline()
+            assert line, f"watch ended before drawing: {process.communicate()}"
+            seen += line
+        process.send_signal(signal.SIGINT)
+        rest, stderr = process.communicate(timeout=15)
+    finally:
+        process.kill()
+    assert process.returncode == 130, stderr
+    assert "stopped watching; the study keeps running" in stderr
+    assert "Traceback" not in stderr
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", seen + rest)
+    assert f"study {study['id']} ({study['name']}) running\n" in plain
+    assert "0/4 trials finished" in plain
+    assert "0 completed, 0 pruned, 0 failed, 1 running; no completed trial yet" in plain
+    assert re.search(r"│ +\d+ │ +0 │ running │ +0\.25 │ +1 │", plain), plain
+    assert server.api("GET", f"/studies/{study['id']}").json()["state"] == "running"
+
+
+# --- best -----------------------------------------------------------------------------------
+
+
+def test_best_prints_the_config_and_downloads_it_with_the_checkpoint(
+    server: ApiServer, tmp_path: Path
+) -> None:
+    settings = server.settings
+    study = server.new_study()
+    start_study(settings, study["id"])
+    trial_id = add_trial(settings, study["id"], 0, [0.4, 0.75], TrialState.completed)
+    checkpoint = {"model": {"w": torch.arange(3.0)}, "step": 2, "best_value": 0.75}
+    relative = artifact_path(study["id"], trial_id, "best")
+    size = ArtifactStore(settings.artifact_dir).save_checkpoint(relative, checkpoint)
+    with session_scope(settings.database_url) as session:
+        Repository(session).upsert_artifact(trial_id, "best", relative, 2, size)
+    finish_study(settings, study["id"], StudyState.completed)
+
+    target = tmp_path / "best"
+    result = gentune("best", str(study["id"]), "--url", server.url, "--download", str(target))
+    assert result.exit_code == 0, result.output
+    printed, saved = result.stdout.rsplit("saved ", 1)
+    config = {"dataset": "ring8", "epochs": 3, "iters_per_epoch": 20, "lr_g": 0.01}
+    assert yaml.safe_load(printed) == {
+        "trial_id": trial_id,
+        "value": 0.75,
+        "step": 2,
+        "config": config,
+    }
+    assert saved == f"{target / 'config.yaml'} and {target / 'checkpoint.pt'} (step 2)\n"
+    assert yaml.safe_load((target / "config.yaml").read_text()) == config
+    loaded = torch.load(io.BytesIO((target / "checkpoint.pt").read_bytes()), weights_only=False)
+    assert loaded["step"] == 2 and torch.equal(loaded["model"]["w"], torch.arange(3.0))
