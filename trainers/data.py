@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from trainers import DATA_DIR_ENV
+
 
 @dataclass(frozen=True)
 class GaussianMixture2D:
@@ -270,7 +272,6 @@ def _to_unit_range(images: torch.Tensor, size: int) -> torch.Tensor:
 ImageDatasetName = Literal["digits", "mnist", "fashion_mnist", "kmnist", "cifar10", "image_folder"]
 LABELLED_DATASETS = frozenset({"digits", "mnist", "fashion_mnist", "kmnist", "cifar10"})
 DATASET_CHANNELS = {"digits": 1, "mnist": 1, "fashion_mnist": 1, "kmnist": 1, "cifar10": 3}
-DATA_DIR_ENV = "GENTUNE_DATA_DIR"
 
 
 def data_root() -> Path:

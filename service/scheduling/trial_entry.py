@@ -24,8 +24,8 @@ import torch
 from ray import tune
 
 from service.artifacts import ArtifactStore, artifact_path
+from trainers import DATA_DIR_ENV
 from trainers.base import Checkpoint
-from trainers.data import DATA_DIR_ENV
 from trainers.grids import grid_png
 from trainers.registry import get_trainer
 
