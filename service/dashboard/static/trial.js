@@ -100,8 +100,10 @@ function drawMetrics(trial) {
   if (!names.length) fill(container, el("div", { class: "empty" }, "No evaluation reported yet."));
 }
 
+let samples = [];
+
 function drawSamples(trial) {
-  const samples = trial.samples;
+  samples = trial.samples;
   if (!samples.length || samples.length === sampleCount) return;
   const container = $("#samples");
   let slider = $("#sample-slider");
@@ -110,16 +112,16 @@ function drawSamples(trial) {
     fill(container, el("img", { id: "sample-image", alt: "sample grid" }), slider, el("div", { class: "small", id: "sample-label" }));
     slider.addEventListener("input", () => {
       followLatest = Number(slider.value) === samples.length - 1;
-      showSample(trial.samples, Number(slider.value));
+      showSample(Number(slider.value));
     });
   }
   sampleCount = samples.length;
   slider.max = samples.length - 1;
   if (followLatest) slider.value = samples.length - 1;
-  showSample(samples, Number(slider.value));
+  showSample(Number(slider.value));
 }
 
-function showSample(samples, index) {
+function showSample(index) {
   const sample = samples[index];
   $("#sample-image").setAttribute("src", new URL(sample.url).pathname);
   fill($("#sample-label"), `step ${sample.step} · grid ${index + 1} of ${samples.length}`);
