@@ -38,27 +38,42 @@ MAX_IMPORTANCE_TRIALS = 1000
 class ViewCache:
     """Serialized views keyed by what was asked, each valid for one study revision.
 
-    Thread-safe; computing happens outside the lock, so two requests for a brand-new
-    revision may both compute it (harmless: same bytes). Least recently used entries go.
+    Thread-safe, and single-flight per key: while one request computes a view, others asking
+    for the same key wait for it rather than compute it again (importances can take seconds).
+    Least recently used entries go first.
     """
 
     def __init__(self, max_entries: int = 512) -> None:
         self.max_entries = max_entries
         self._entries: OrderedDict[Hashable, tuple[str, bytes]] = OrderedDict()
         self._lock = threading.Lock()
+        self._computing: dict[Hashable, threading.Lock] = {}
 
-    def get(self, key: Hashable, revision: str, compute: Callable[[], BaseModel]) -> bytes:
+    def _hit(self, key: Hashable, revision: str) -> bytes | None:
         with self._lock:
             hit = self._entries.get(key)
-            if hit is not None and hit[0] == revision:
-                self._entries.move_to_end(key)
-                return hit[1]
-        body = compute().model_dump_json().encode()
-        with self._lock:
-            self._entries[key] = (revision, body)
+            if hit is None or hit[0] != revision:
+                return None
             self._entries.move_to_end(key)
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
+            return hit[1]
+
+    def get(self, key: Hashable, revision: str, compute: Callable[[], BaseModel]) -> bytes:
+        body = self._hit(key, revision)
+        if body is not None:
+            return body
+        with self._lock:
+            flight = self._computing.setdefault(key, threading.Lock())
+        with flight:
+            body = self._hit(key, revision)  # computed by the request we waited for
+            if body is not None:
+                return body
+            body = compute().model_dump_json().encode()
+            with self._lock:
+                self._entries[key] = (revision, body)
+                self._entries.move_to_end(key)
+                while len(self._entries) > self.max_entries:
+                    self._entries.popitem(last=False)
+                self._computing.pop(key, None)
         return body
 
 

@@ -210,3 +210,35 @@ def test_yaml_errors_name_field_and_line_and_store_nothing(
     listed = client.post("/api/v1/studies/yaml", content="- just\n- a list\n")
     assert listed.status_code == 422 and "mapping" in listed.json()["detail"]
     assert _count_studies(settings) == before
+
+
+def test_view_cache_computes_a_view_once_for_concurrent_requests() -> None:
+    import threading
+    import time
+
+    from pydantic import BaseModel
+
+    from service.study_views import ViewCache
+
+    class Body(BaseModel):
+        n: int
+
+    calls: list[int] = []
+
+    def slow() -> Body:
+        calls.append(1)
+        time.sleep(0.2)
+        return Body(n=len(calls))
+
+    cache = ViewCache()
+    results: list[bytes] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(cache.get(("k",), "r1", slow)))
+        for _ in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(calls) == 1 and results == [b'{"n":1}'] * 4
+    assert cache.get(("k",), "r2", slow) == b'{"n":2}'  # a new revision is computed anew
