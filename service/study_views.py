@@ -31,8 +31,11 @@ from service.schemas.study import (
 from service.studies import distribution
 
 PARAM_SPEC: TypeAdapter[ParamSpec] = TypeAdapter(ParamSpec)
-MAX_IMPORTANCE_TRIALS = 1000
-"""Importances look at the latest this many completed trials (fANOVA grows with trials)."""
+MAX_IMPORTANCE_TRIALS = 500
+"""Importances look at the latest this many completed trials: fANOVA's cost grows with them
+(16 trees on 1,000 trials take about 4 s on one core here, 64 trees 15 s; 500 take 1.5 s)."""
+FANOVA_TREES = 16
+"""Fewer than Optuna's default 64: the same ranking on our benchmarks, a quarter of the time."""
 
 
 class ViewCache:
@@ -138,7 +141,7 @@ def curves(
 def importances(repo: Repository, study: Study, revision: str) -> ImportancesOut:
     """Optuna's fANOVA importances over the completed trials, from gentune's own records
     (an in-memory Optuna study), so the worker's Optuna storage is not loaded per request."""
-    method = "optuna.importance.FanovaImportanceEvaluator"
+    method = f"optuna.importance.FanovaImportanceEvaluator(n_trees={FANOVA_TREES})"
     space = {
         name: distribution(PARAM_SPEC.validate_python(raw))
         for name, raw in study.spec.get("search_space", {}).items()
@@ -171,7 +174,7 @@ def importances(repo: Repository, study: Study, revision: str) -> ImportancesOut
     try:
         found = optuna.importance.get_param_importances(
             in_memory,
-            evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0),
+            evaluator=optuna.importance.FanovaImportanceEvaluator(n_trees=FANOVA_TREES, seed=0),
             params=list(varying),
         )
     except (RuntimeError, ValueError) as exc:
