@@ -215,7 +215,9 @@ class Repository:
         if state is not None:
             where.append(Trial.state == state)
         column = TRIAL_SORT_KEYS[sort]
-        order = [column.is_(None), column.desc() if descending else column.asc()]
+        order = [column.desc() if descending else column.asc()]
+        if column.nullable:  # NULLs last both ways; on a NOT NULL column it would only cost a sort
+            order.insert(0, column.is_(None))
         if sort != "number":
             order.append(Trial.number)
         trials = self.session.scalars(
