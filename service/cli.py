@@ -670,12 +670,18 @@ def _trials_table(study: Any, trials: list[Any], count: int, *, one_line_rows: b
         title_justify="left",
     )
     for name in ("trial", "number"):
-        table.add_column(name, justify="right")
-    table.add_column("state")
-    table.add_column(Text(objective["metric"]), justify="right")
-    table.add_column("last step", justify="right")
-    table.add_column("pruned by")
-    table.add_column("reason", no_wrap=one_line_rows, overflow="ellipsis")
+        table.add_column(name, justify="right", no_wrap=True, min_width=len(name))
+    table.add_column("state", no_wrap=True, min_width=9)
+    table.add_column(Text(objective["metric"]), justify="right", no_wrap=True, min_width=8)
+    table.add_column("last step", justify="right", no_wrap=True, min_width=9)
+    table.add_column("pruned by", no_wrap=True, max_width=32)
+    # A one-line reason gets what the other columns leave, or rich squeezes them to nothing.
+    table.add_column(
+        "reason",
+        no_wrap=one_line_rows,
+        overflow="ellipsis",
+        max_width=max(20, console.width - 105) if one_line_rows else None,
+    )
     for trial in trials:
         table.add_row(
             str(trial["id"]),

@@ -492,7 +492,7 @@ def test_watch_on_a_terminal_redraws_and_ctrl_c_leaves_the_study_running(server:
     assert f"study {study['id']} ({study['name']}) running\n" in plain
     assert "0/4 trials finished" in plain
     assert "0 completed, 0 pruned, 0 failed, 1 running; no completed trial yet" in plain
-    assert re.search(r"│ +\d+ │ +0 │ running │ +0\.25 │ +1 │", plain), plain
+    assert re.search(r"│ +\d+ │ +0 │ running +│ +0\.25 │ +1 │", plain), plain
     assert server.api("GET", f"/studies/{study['id']}").json()["state"] == "running"
 
 
