@@ -218,6 +218,19 @@ export function axisType(values) {
   return Math.max(...finite) / Math.min(...finite) > 30 ? "log" : "linear";
 }
 
+/** A y axis for `values`: logarithmic with a tick per decade when they span >30x. */
+export function valueAxis(values, title) {
+  const type = axisType(values);
+  if (type === "log") return { title: { text: title }, type, dtick: 1 };
+  const axis = { title: { text: title }, type, tickformat: "~g" };
+  const finite = values.filter((v) => v !== null && Number.isFinite(v));
+  if (finite.length && finite.every((v) => v === finite[0]) && finite[0] !== 0) {
+    const v = finite[0];  // a constant (a fixed learning rate, say) centred, not drawn as 0
+    axis.range = [v - Math.abs(v) / 2, v + Math.abs(v) / 2];
+  }
+  return axis;
+}
+
 export function showError(target, error) {
   fill(target, el("div", { class: "notice error" }, error.message || String(error)));
 }

@@ -2,7 +2,7 @@
 // config, redrawn while the study runs. Large studies stay light: the server sends columns
 // (one row per trial), a few curves, and pages of trials, with ETags so unchanged data is a 304.
 import {
-  $, API, ApiError, FINISHED, axisType, PLOT_CONFIG, STATE_COLORS, api, badge, copyText, countsText,
+  $, API, ApiError, FINISHED, valueAxis, PLOT_CONFIG, STATE_COLORS, api, badge, copyText, countsText,
   download, duration, el, elapsed, fill, fmt, live, paramsText, plotLayout, progressBar,
   showError, toYaml,
 } from "/assets/gentune.js";
@@ -89,7 +89,7 @@ async function drawColumns() {
   await window.Plotly.react(history, traces, plotLayout({
     showlegend: true, legend: { orientation: "h", y: 1.1 },
     xaxis: { title: { text: "trial" } },
-    yaxis: { title: { text: columns.objective.metric }, type: axisType(columns.value) },
+    yaxis: valueAxis(columns.value, columns.objective.metric),
   }), PLOT_CONFIG);
   openTrialOnClick(history);
   drawParallel(columns);
@@ -161,7 +161,7 @@ async function drawCurves() {
   if (!node.data) fill(node);
   await window.Plotly.react(node, traces, plotLayout({
     xaxis: { title: { text: "step (evaluation)" } },
-    yaxis: { title: { text: data.metric }, type: axisType(withPoints.flatMap((t) => t.values)) },
+    yaxis: valueAxis(withPoints.flatMap((t) => t.values), data.metric),
   }), PLOT_CONFIG);
   openTrialOnClick(node);
 }

@@ -1,7 +1,7 @@
 // The trial page: every metric over steps with the stability thresholds, the sample grids
 // over training time, the config, the reproducibility record and the checkpoints.
 import {
-  $, ApiError, PLOT_CONFIG, STATE_COLORS, api, axisType, badge, duration, el, elapsed, fill, fmt, live, plotLayout,
+  $, ApiError, PLOT_CONFIG, STATE_COLORS, api, valueAxis, badge, duration, el, elapsed, fill, fmt, live, plotLayout,
   toYaml,
 } from "/assets/gentune.js";
 
@@ -90,11 +90,10 @@ function drawMetrics(trial) {
       shapes.push({ type: "line", yref: "paper", y0: 0, y1: 1, x0: trial.pruned_step, x1: trial.pruned_step,
         line: { color: "#868e96", dash: "dot", width: 1.5 } });
     }
-    const logY = axisType(points.map((p) => p.value)) === "log";
     window.Plotly.react(chart, traces, plotLayout({
       shapes, annotations, margin: { l: 50, r: 10, t: 6, b: 30 },
       xaxis: { title: { text: "step" } },
-      yaxis: { type: logY ? "log" : "linear", tickformat: logY ? undefined : "~g" },
+      yaxis: valueAxis(points.map((p) => p.value), ""),
     }), PLOT_CONFIG);
   }
   if (!names.length) fill(container, el("div", { class: "empty" }, "No evaluation reported yet."));
