@@ -473,6 +473,9 @@ def test_watch_on_a_terminal_redraws_and_ctrl_c_leaves_the_study_running(server:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A background job (CI runs the suite as one) inherits SIGINT ignored, and Python then
+        # keeps it ignored; a person's terminal delivers it. Give the child the terminal's.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         assert process.stdout is not None
