@@ -37,6 +37,7 @@ class OptunaDashboardUnderPrefix:
         self.database_url = database_url
         self.prefix = prefix.rstrip("/")
         self._app: WsgiApp | None = None
+        self._storage: Any = None
         self._bundle: bytes | None = None
         self._bundle_gz: bytes | None = None
         self._lock = threading.Lock()
@@ -59,6 +60,8 @@ class OptunaDashboardUnderPrefix:
         if path == "/static/bundle.js":
             return self._serve_bundle(environ, start_response)
         app = self._inner()
+        if path.startswith("/by-name/"):
+            return self._redirect_to_study(path.removeprefix("/by-name/"), start_response)
         if path == "/dashboard" or path.startswith("/dashboard/"):
             return self._serve_page(app, environ, start_response)
         return app(environ, start_response)
@@ -69,9 +72,27 @@ class OptunaDashboardUnderPrefix:
                 import optuna
                 from optuna_dashboard import wsgi
 
-                storage = optuna.storages.RDBStorage(self.database_url)
-                self._app = wsgi(storage)
+                self._storage = optuna.storages.RDBStorage(self.database_url)
+                self._app = wsgi(self._storage)
             return self._app
+
+    def _redirect_to_study(self, name: str, start_response: StartResponse) -> Iterable[bytes]:
+        """``/by-name/gentune-12``: optuna-dashboard's page of that Optuna study (its pages
+        are addressed by Optuna's numeric id, which gentune does not keep)."""
+        try:
+            study_id = self._storage.get_study_id_from_name(name)
+        except KeyError:
+            body = (
+                b'{"reason": "no Optuna study of that name (yet): '
+                b'it is created when the gentune study starts."}'
+            )
+            start_response(
+                "404 Not Found",
+                [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
+            )
+            return [body]
+        start_response("302 Found", [("Location", f"{self.prefix}/dashboard/studies/{study_id}")])
+        return [b""]
 
     def _serve_page(
         self, app: WsgiApp, environ: dict[str, Any], start_response: StartResponse

@@ -54,6 +54,10 @@ def test_optuna_dashboard_is_mounted_read_only_on_the_same_storage(
     assert '("/optuna")' in bundle.text and 'url_prefix:"/optuna/dashboard"' in bundle.text
     studies = client.get("/optuna/api/studies").json()["study_summaries"]
     assert "gentune-mounted" in [s["study_name"] for s in studies]
+    by_name = client.get("/optuna/by-name/gentune-mounted", follow_redirects=False)
+    study_id = storage.get_study_id_from_name("gentune-mounted")
+    assert by_name.headers["location"] == f"/optuna/dashboard/studies/{study_id}"
+    assert client.get("/optuna/by-name/gentune-none").status_code == 404
     refused = client.post("/optuna/api/studies", json={"study_name": "x", "directions": []})
     assert refused.status_code == 403 and "read-only" in refused.json()["reason"]
     deleted = client.delete(f"/optuna/api/studies/{studies[0]['study_id']}")

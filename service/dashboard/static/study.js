@@ -25,7 +25,8 @@ function drawSummary() {
   fill(
     $("#subtitle"),
     `trainer ${study.trainer} · objective ${study.objective.metric} (${arrow()}) · `,
-    el("a", { href: "/optuna/dashboard" }, `Optuna study ${study.optuna_study_name}`),
+    el("a", { href: `/optuna/by-name/${encodeURIComponent(study.optuna_study_name)}` },
+      `Optuna study ${study.optuna_study_name}`),
   );
   fill($("#progress"), progressBar(study.trial_counts, study.n_trials, true),
     el("div", { class: "small" }, countsText(study)));
