@@ -9,6 +9,7 @@ Optuna's parameter importances. Each result is serialized once per study *revisi
 
 from __future__ import annotations
 
+import hashlib
 import math
 import threading
 from collections import OrderedDict
@@ -48,36 +49,41 @@ class ViewCache:
 
     def __init__(self, max_entries: int = 512) -> None:
         self.max_entries = max_entries
-        self._entries: OrderedDict[Hashable, tuple[str, bytes]] = OrderedDict()
+        self._entries: OrderedDict[Hashable, tuple[str, bytes, str]] = OrderedDict()
         self._lock = threading.Lock()
         self._computing: dict[Hashable, threading.Lock] = {}
 
-    def _hit(self, key: Hashable, revision: str) -> bytes | None:
+    def _hit(self, key: Hashable, revision: str) -> tuple[bytes, str] | None:
         with self._lock:
             hit = self._entries.get(key)
             if hit is None or hit[0] != revision:
                 return None
             self._entries.move_to_end(key)
-            return hit[1]
+            return hit[1], hit[2]
 
-    def get(self, key: Hashable, revision: str, compute: Callable[[], BaseModel]) -> bytes:
-        body = self._hit(key, revision)
-        if body is not None:
-            return body
+    def get(
+        self, key: Hashable, revision: str, compute: Callable[[], BaseModel]
+    ) -> tuple[bytes, str]:
+        """The view's JSON body and an ETag made from that body (so it changes exactly when
+        the body does, across upgrades and databases too)."""
+        found = self._hit(key, revision)
+        if found is not None:
+            return found
         with self._lock:
             flight = self._computing.setdefault(key, threading.Lock())
         with flight:
-            body = self._hit(key, revision)  # computed by the request we waited for
-            if body is not None:
-                return body
+            found = self._hit(key, revision)  # computed by the request we waited for
+            if found is not None:
+                return found
             body = compute().model_dump_json().encode()
+            etag = '"' + hashlib.sha1(body).hexdigest()[:24] + '"'
             with self._lock:
-                self._entries[key] = (revision, body)
+                self._entries[key] = (revision, body, etag)
                 self._entries.move_to_end(key)
                 while len(self._entries) > self.max_entries:
                     self._entries.popitem(last=False)
                 self._computing.pop(key, None)
-        return body
+        return body, etag
 
 
 def trial_columns(repo: Repository, study: Study, revision: str) -> TrialColumns:

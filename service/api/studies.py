@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, get_args
 
@@ -19,7 +18,7 @@ from service.api.deps import (
     raw_body,
     require_token,
 )
-from service.db.repository import TRIAL_SORT_KEYS
+from service.db.repository import FINISHED_STUDY_STATES, TRIAL_SORT_KEYS
 from service.definition_text import spec_from_text
 from service.errors import FieldError, InvalidInput
 from service.schemas.api import (
@@ -157,11 +156,10 @@ def _cached(
     compute: Callable[[], BaseModel],
 ) -> Response:
     """Serve a view from the cache, with an ETag so a poller that has it gets a bare 304."""
-    etag = '"' + hashlib.sha1(f"{key}|{revision}".encode()).hexdigest()[:20] + '"'
+    body, etag = cache.get(key, revision, compute)
     headers = {"ETag": etag, "Cache-Control": "no-cache"}
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers=headers)
-    body = cache.get(key, revision, compute)
     return Response(content=body, media_type="application/json", headers=headers)
 
 
@@ -217,7 +215,7 @@ def param_importances(
     # Importances change only when a trial completes: key them on that, not on every report,
     # and on big studies recompute once per 5% more completed trials (fANOVA takes seconds).
     completed = repo.trial_counts(study_id)["completed"]
-    every = max(1, completed // 20)
+    every = 1 if study.state in FINISHED_STUDY_STATES else max(1, completed // 20)
     revision = f"completed-{completed - completed % every}"
     return _cached(
         request,

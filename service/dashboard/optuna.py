@@ -69,10 +69,11 @@ class OptunaDashboardUnderPrefix:
     def _inner(self) -> WsgiApp:
         with self._lock:
             if self._app is None:
-                import optuna
                 from optuna_dashboard import wsgi
 
-                self._storage = optuna.storages.RDBStorage(self.database_url)
+                from service.db.session import optuna_storage
+
+                self._storage = optuna_storage(self.database_url)
                 self._app = wsgi(self._storage)
             return self._app
 
@@ -124,6 +125,7 @@ class OptunaDashboardUnderPrefix:
             ("Content-Type", "application/javascript"),
             ("Content-Length", str(len(body))),
             ("Cache-Control", "max-age=3600"),
+            ("Vary", "Accept-Encoding"),
         ]
         if use_gzip:
             headers.append(("Content-Encoding", "gzip"))

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar
+from datetime import UTC, datetime
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 T = TypeVar("T")
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
+"""gentune stores UTC; SQLite hands datetimes back naive, so they are marked UTC on the way
+out (a browser would read a naive ISO time as local time)."""
 
 
 class Page(BaseModel, Generic[T]):
@@ -55,9 +64,9 @@ class StudyOut(BaseModel):
     trial_counts: TrialCounts
     best: BestSoFar | None
     optuna_study_name: str
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
+    created_at: UtcDatetime
+    started_at: UtcDatetime | None
+    finished_at: UtcDatetime | None
     definition: dict[str, Any]
     url: str
     page_url: str = Field(description="The study's page in the dashboard.")
@@ -87,8 +96,8 @@ class TrialOut(BaseModel):
     run_info: dict[str, str] = Field(
         description="Facts about the run: dataset and its fingerprint, device, versions."
     )
-    created_at: datetime
-    finished_at: datetime | None
+    created_at: UtcDatetime
+    finished_at: UtcDatetime | None
 
 
 class Threshold(BaseModel):

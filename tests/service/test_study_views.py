@@ -180,6 +180,9 @@ def test_yaml_submission_queues_the_study(client: TestClient) -> None:
     study = response.json()
     assert study["name"] == "from-yaml" and study["state"] == "queued"
     assert study["page_url"].endswith(f"/studies/{study['id']}")
+    # times say they are UTC on every database (SQLite returns them naive), or a browser
+    # would read them as local time
+    assert study["created_at"].endswith(("Z", "+00:00")), study["created_at"]
 
 
 def test_yaml_errors_name_field_and_line_and_store_nothing(
@@ -231,7 +234,7 @@ def test_view_cache_computes_a_view_once_for_concurrent_requests() -> None:
         return Body(n=len(calls))
 
     cache = ViewCache()
-    results: list[bytes] = []
+    results: list[tuple[bytes, str]] = []
     threads = [
         threading.Thread(target=lambda: results.append(cache.get(("k",), "r1", slow)))
         for _ in range(4)
@@ -240,5 +243,7 @@ def test_view_cache_computes_a_view_once_for_concurrent_requests() -> None:
         thread.start()
     for thread in threads:
         thread.join()
-    assert len(calls) == 1 and results == [b'{"n":1}'] * 4
-    assert cache.get(("k",), "r2", slow) == b'{"n":2}'  # a new revision is computed anew
+    assert len(calls) == 1 and [body for body, _ in results] == [b'{"n":1}'] * 4
+    assert len({etag for _, etag in results}) == 1
+    body, etag = cache.get(("k",), "r2", slow)  # a new revision is computed anew
+    assert body == b'{"n":2}' and etag != results[0][1]

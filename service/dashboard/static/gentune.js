@@ -168,31 +168,32 @@ export async function copyText(text, button) {
 export function live(tick, ms = 2000) {
   const status = $("#live");
   let timer = null;
+  let inFlight = false;
   let stopped = false;
   async function run() {
     timer = null;
-    if (stopped) return;
+    if (stopped || inFlight) return;
+    inFlight = true;
     try {
       const more = await tick();
       if (status) {
         status.className = "live";
         status.textContent = more === false ? "final" : `live · ${new Date().toLocaleTimeString()}`;
       }
-      if (more === false) {
-        stopped = true;
-        return;
-      }
+      if (more === false) stopped = true;
     } catch (error) {
       if (status) {
         status.className = "live off";
         status.textContent = `reconnecting: ${error.message}`;
       }
       console.warn("gentune: refresh failed", error);
+    } finally {
+      inFlight = false;
     }
-    if (!document.hidden) timer = setTimeout(run, ms);
+    if (!document.hidden && !stopped) timer = setTimeout(run, ms);
   }
   document.addEventListener("visibilitychange", () => {
-    if (!document.hidden && !timer && !stopped) run();
+    if (!document.hidden && !timer && !inFlight && !stopped) run();
   });
   run();
 }
@@ -229,6 +230,20 @@ export function valueAxis(values, title) {
     axis.range = [v - Math.abs(v) / 2, v + Math.abs(v) / 2];
   }
   return axis;
+}
+
+/** Plotly reads labels and hover text as a little HTML: show names and reasons as written. */
+export function plotText(value) {
+  return String(value).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+}
+
+/** Returns a function that says whether a response is still the latest one asked for. */
+export function latestOnly() {
+  let asked = 0;
+  return () => {
+    const mine = ++asked;
+    return () => mine === asked;
+  };
 }
 
 export function showError(target, error) {

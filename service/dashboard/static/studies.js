@@ -1,6 +1,6 @@
 // The studies page: every study with its progress, and a form to submit a definition.
 import {
-  $, api, badge, countsText, duration, el, elapsed, fill, fmt, live, progressBar, setToken,
+  $, api, badge, countsText, duration, el, elapsed, fill, fmt, latestOnly, live, progressBar, setToken,
   showError, token,
 } from "/assets/gentune.js";
 
@@ -28,11 +28,15 @@ function studyRow(study) {
   );
 }
 
+const studiesRequest = latestOnly();
+
 async function refresh() {
   const state = $("#state-filter").value;
   const query = new URLSearchParams({ offset, limit: PAGE_SIZE });
   if (state) query.set("state", state);
+  const current = studiesRequest();
   const page = await api(`/studies?${query}`);
+  if (!current()) return;  // the filter or page changed while this was on its way
   const rows = page.data.map(studyRow);
   fill(
     $("#studies tbody"),

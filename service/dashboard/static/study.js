@@ -3,8 +3,8 @@
 // (one row per trial), a few curves, and pages of trials, with ETags so unchanged data is a 304.
 import {
   $, API, ApiError, FINISHED, valueAxis, PLOT_CONFIG, STATE_COLORS, api, badge, copyText, countsText,
-  download, duration, el, elapsed, fill, fmt, live, paramsText, plotLayout, progressBar,
-  showError, toYaml,
+  download, duration, el, elapsed, fill, fmt, latestOnly, live, paramsText, plotLayout, plotText,
+  progressBar, showError, toYaml,
 } from "/assets/gentune.js";
 
 const studyId = Number(window.location.pathname.split("/").filter(Boolean).pop());
@@ -76,7 +76,7 @@ async function drawColumns() {
       type: "scattergl", mode: "markers", name: state,
       x: idx.map((i) => columns.number[i]), y: idx.map((i) => columns.value[i]),
       customdata: idx.map((i) => columns.trial_id[i]),
-      text: idx.map((i) => (columns.pruned_by[i] ? `stopped by ${columns.pruned_by[i]}` : state)),
+      text: idx.map((i) => plotText(columns.pruned_by[i] ? `stopped by ${columns.pruned_by[i]}` : state)),
       marker: { color: STATE_COLORS[state], size: 6, symbol: state === "pruned" ? "x" : "circle" },
       hovertemplate: "trial #%{x}: %{y:.4g}<br>%{text}<extra></extra>",
     });
@@ -90,7 +90,7 @@ async function drawColumns() {
   await window.Plotly.react(history, traces, plotLayout({
     showlegend: true, legend: { orientation: "h", y: 1.1 },
     xaxis: { title: { text: "trial" } },
-    yaxis: valueAxis(columns.value, columns.objective.metric),
+    yaxis: valueAxis(columns.value, plotText(columns.objective.metric)),
   }), PLOT_CONFIG);
   openTrialOnClick(history);
   drawParallel(columns);
@@ -107,17 +107,17 @@ function drawParallel(columns) {
     const raw = rows.map((i) => columns.params[name][i]);
     if (spec.type === "categorical") {
       const labels = spec.choices.map(String);
-      return { label: name, values: raw.map((v) => labels.indexOf(String(v))),
-        tickvals: labels.map((_, i) => i), ticktext: labels, range: [0, Math.max(labels.length - 1, 1)] };
+      return { label: plotText(name), values: raw.map((v) => labels.indexOf(String(v))),
+        tickvals: labels.map((_, i) => i), ticktext: labels.map(plotText), range: [0, Math.max(labels.length - 1, 1)] };
     }
     if (spec.log) {
-      return { label: `log10 ${name}`, values: raw.map((v) => Math.log10(v)),
+      return { label: plotText(`log10 ${name}`), values: raw.map((v) => Math.log10(v)),
         range: [Math.log10(spec.low), Math.log10(spec.high)] };
     }
-    return { label: name, values: raw, range: [spec.low, spec.high] };
+    return { label: plotText(name), values: raw, range: [spec.low, spec.high] };
   });
   const values = rows.map((i) => columns.value[i]);
-  dimensions.push({ label: columns.objective.metric, values });
+  dimensions.push({ label: plotText(columns.objective.metric), values });
   const node = $("#chart-parallel");
   if (!node.data) fill(node);
   window.Plotly.react(node, [{
@@ -145,14 +145,14 @@ async function drawCurves() {
       x: t.steps, y: t.values, customdata: t.steps.map(() => t.trial_id),
       line: { color: STATE_COLORS[t.state] || "#888", width: 1.5, dash: t.state === "pruned" ? "dot" : "solid" },
       marker: { size: 3 },
-      text: t.steps.map(() => why.slice(0, 160)),
+      text: t.steps.map(() => plotText(why.slice(0, 160))),
       hovertemplate: `trial #${t.number} (${t.state})<br>step %{x}: %{y:.4g}<br>%{text}<extra></extra>`,
     });
     if (t.state === "pruned") {
       const last = t.steps.length - 1;
       traces.push({
         type: "scatter", mode: "markers", x: [t.steps[last]], y: [t.values[last]],
-        customdata: [t.trial_id], text: [why.slice(0, 300)],
+        customdata: [t.trial_id], text: [plotText(why.slice(0, 300))],
         marker: { symbol: "x", size: 10, color: STATE_COLORS.pruned },
         hovertemplate: `trial #${t.number} stopped at step %{x}<br>%{text}<extra></extra>`,
       });
@@ -162,16 +162,16 @@ async function drawCurves() {
   if (!node.data) fill(node);
   await window.Plotly.react(node, traces, plotLayout({
     xaxis: { title: { text: "step (evaluation)" } },
-    yaxis: valueAxis(withPoints.flatMap((t) => t.values), data.metric),
+    yaxis: valueAxis(withPoints.flatMap((t) => t.values), plotText(data.metric)),
   }), PLOT_CONFIG);
   openTrialOnClick(node);
 }
 
 async function drawImportances() {
-  const key = study.trial_counts.completed;
+  const key = `${study.trial_counts.completed}-${study.state}`;
   if (importancesFor === key) return;
-  importancesFor = key;
   const data = await api(`/studies/${studyId}/importances`);
+  importancesFor = key;  // only once fetched: a failed fetch is tried again next time
   const entries = Object.entries(data.importances).sort((a, b) => a[1] - b[1]);
   fill($("#importances-note"), data.note || `${data.method.split(".").pop()} over ${data.n_trials} completed trials.`);
   if (!entries.length) {
@@ -181,7 +181,7 @@ async function drawImportances() {
   const node = $("#chart-importances");
   if (!node.data) fill(node);
   await window.Plotly.react(node, [{
-    type: "bar", orientation: "h", x: entries.map((e) => e[1]), y: entries.map((e) => e[0]),
+    type: "bar", orientation: "h", x: entries.map((e) => e[1]), y: entries.map((e) => plotText(e[0])),
     marker: { color: "#3b5bdb" }, hovertemplate: "%{y}: %{x:.3f}<extra></extra>",
   }], plotLayout({ margin: { l: 120, r: 16, t: 10, b: 40 }, xaxis: { title: { text: "importance" } } }), PLOT_CONFIG);
 }
@@ -238,10 +238,14 @@ function trialRow(t) {
   );
 }
 
+const trialsRequest = latestOnly();
+
 async function drawTrials() {
   const query = new URLSearchParams({ sort: table.sort, order: table.order, offset: table.offset, limit: TRIALS_PAGE });
   if (table.state) query.set("state", table.state);
+  const current = trialsRequest();
   const page = await api(`/studies/${studyId}/trials?${query}`);
+  if (!current()) return;  // a newer request (another page or sort) has been sent since
   fill($("#trials tbody"), page.data.length ? page.data.map(trialRow)
     : el("tr", {}, el("td", { colspan: 8, class: "empty" }, table.state ? `No ${table.state} trials.` : "No trials yet.")));
   for (const th of document.querySelectorAll("#trials th.sortable")) {

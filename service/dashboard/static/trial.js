@@ -1,7 +1,7 @@
 // The trial page: every metric over steps with the stability thresholds, the sample grids
 // over training time, the config, the reproducibility record and the checkpoints.
 import {
-  $, ApiError, PLOT_CONFIG, STATE_COLORS, api, valueAxis, badge, duration, el, elapsed, fill, fmt, live, plotLayout,
+  $, ApiError, PLOT_CONFIG, STATE_COLORS, api, plotText, valueAxis, badge, duration, el, elapsed, fill, fmt, live, plotLayout,
   toYaml,
 } from "/assets/gentune.js";
 
@@ -14,6 +14,7 @@ const GROUPS = [
   ["timing", /(seconds|_s$|time)/],
 ];
 let study = null;
+const charts = new Map();
 let sampleCount = -1;
 let followLatest = true;
 
@@ -53,11 +54,15 @@ function drawMetrics(trial) {
   const names = Object.keys(trial.metrics).sort((a, b) =>
     (a === objective ? 0 : group(a)) - (b === objective ? 0 : group(b)) || a.localeCompare(b));
   const color = STATE_COLORS[trial.state] || "#1c7ed6";
+  if (names.length) container.querySelector(":scope > .empty")?.remove();
   for (const name of names) {
-    const slug = `metric-${name.replace(/[^a-z0-9]+/gi, "-")}`;
-    let chart = document.getElementById(slug);
+    let chart = charts.get(name);
     if (!chart) {
-      chart = el("div", { class: "chart small", id: slug });
+      // ids stay unique even for names that differ only in punctuation (d/loss, d_loss)
+      const slug = `metric-${name.replace(/[^a-z0-9]+/gi, "-")}`;
+      const id = document.getElementById(slug) ? `${slug}-${charts.size}` : slug;
+      chart = el("div", { class: "chart small", id, dataset: { metric: name } });
+      charts.set(name, chart);
       container.append(el("div", { class: "panel" }, el("h2", {}, name, name === objective ? " (objective)" : ""), chart));
     }
     const points = trial.metrics[name];
@@ -73,7 +78,7 @@ function drawMetrics(trial) {
     const span = Math.max(high - low, Math.abs(high) * 0.1, 1e-9);
     let offChart = 0;
     for (const line of trial.thresholds.filter((t) => t.metric === name)) {
-      const text = `${line.label} ${fmt(line.value)}`;
+      const text = plotText(`${line.label} ${fmt(line.value)}`);
       // A bound far beyond the data would flatten the curve: name it instead of drawing it.
       if (finite.length && (line.value > high + 2 * span || line.value < low - 2 * span)) {
         annotations.push({ xref: "paper", yref: "paper", x: 1, y: 1 - 0.08 * offChart++,
