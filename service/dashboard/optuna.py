@@ -13,6 +13,7 @@ and a gentune study whose Optuna study was changed behind its back could not be 
 from __future__ import annotations
 
 import gzip
+import json
 import logging
 import re
 import threading
@@ -45,15 +46,12 @@ class OptunaDashboardUnderPrefix:
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "") or "/"
         if environ.get("REQUEST_METHOD", "GET") not in ("GET", "HEAD"):
-            body = (
-                b'{"reason": "gentune serves optuna-dashboard read-only: studies are changed '
-                b"through gentune's API (/api/v1).\"}"
-            )
-            start_response(
+            return _refuse(
+                start_response,
                 "403 Forbidden",
-                [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
+                "gentune serves optuna-dashboard read-only: studies are changed through "
+                "gentune's API (/api/v1).",
             )
-            return [body]
         if path == "/":
             start_response("302 Found", [("Location", f"{self.prefix}/dashboard")])
             return [b""]
@@ -83,15 +81,11 @@ class OptunaDashboardUnderPrefix:
         try:
             study_id = self._storage.get_study_id_from_name(name)
         except KeyError:
-            body = (
-                b'{"reason": "no Optuna study of that name (yet): '
-                b'it is created when the gentune study starts."}'
-            )
-            start_response(
+            return _refuse(
+                start_response,
                 "404 Not Found",
-                [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
+                "no Optuna study of that name (yet): it is created when the gentune study starts.",
             )
-            return [body]
         start_response("302 Found", [("Location", f"{self.prefix}/dashboard/studies/{study_id}")])
         return [b""]
 
@@ -152,3 +146,12 @@ class OptunaDashboardUnderPrefix:
                 self._bundle = text.encode("utf-8")
                 self._bundle_gz = gzip.compress(self._bundle, compresslevel=6)
             return self._bundle, self._bundle_gz
+
+
+def _refuse(start_response: StartResponse, status: str, reason: str) -> Iterable[bytes]:
+    """An error in optuna-dashboard's own shape (``{"reason": ...}``), which its pages show."""
+    body = json.dumps({"reason": reason}).encode()
+    start_response(
+        status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+    )
+    return [body]

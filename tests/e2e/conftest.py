@@ -22,6 +22,23 @@ PLUGIN_DIR = Path(__file__).resolve().parents[1] / "plugins"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
+UNSTABLE_RING_STUDY: dict[str, Any] = {
+    "name": "ring-unstable",
+    "trainer": "gan2d",
+    "params": {"dataset": "ring8", "epochs": 6, "iters_per_epoch": 100},
+    "search_space": {
+        "lr_g": {"type": "categorical", "choices": [0.001, 0.3]},
+        "lr_d": {"type": "categorical", "choices": [0.002, 0.3]},
+    },
+    "objective": {"metric": "mode_score", "direction": "maximize"},
+    "sampler": {"type": "grid", "seed": 0},
+    "pruner": {"type": "none"},
+    "budget": {"n_trials": 4, "max_concurrent": 2},
+}
+"""A grid over learning rates of which 0.3 blows the ring GAN up in its first epoch: one
+healthy trial, and trials the stability rules stop."""
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

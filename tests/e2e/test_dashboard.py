@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.e2e.conftest import Service
+from tests.e2e.conftest import UNSTABLE_RING_STUDY, Service
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -30,17 +30,10 @@ SCREENSHOTS = os.environ.get("GENTUNE_SCREENSHOT_DIR")
 # Lines Chromium writes about its software GL that say nothing about the page.
 IGNORED_CONSOLE = ("GL Driver Message", "GPU stall due to ReadPixels", "WebGL")
 
+# One trial at a time, so that the page has time to show the study growing.
 RING_STUDY = {
+    **UNSTABLE_RING_STUDY,
     "name": "browser-ring",
-    "trainer": "gan2d",
-    "params": {"dataset": "ring8", "epochs": 6, "iters_per_epoch": 100},
-    "search_space": {
-        "lr_g": {"type": "categorical", "choices": [0.001, 0.3]},
-        "lr_d": {"type": "categorical", "choices": [0.002, 0.3]},
-    },
-    "objective": {"metric": "mode_score", "direction": "maximize"},
-    "sampler": {"type": "grid", "seed": 0},
-    "pruner": {"type": "none"},
     "budget": {"n_trials": 4, "max_concurrent": 1},
 }
 

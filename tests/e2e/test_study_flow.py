@@ -17,7 +17,7 @@ import yaml
 from optuna.trial import TrialState as OptunaTrialState
 from PIL import Image
 
-from tests.e2e.conftest import Service
+from tests.e2e.conftest import UNSTABLE_RING_STUDY, Service
 from trainers.data import digits, ring8
 from trainers.grids import save_images
 from trainers.metrics import mode_metrics
@@ -162,20 +162,7 @@ def test_shipped_ring8_study_finds_a_generator_that_covers_the_ring(
 def test_stability_rules_stop_divergent_trials_early_and_say_why(service: Service) -> None:
     """Learning rates of 0.3 blow the ring GAN up in its first epoch; the default rules stop
     such trials with their rule, step and values, and leave the healthy config alone."""
-    spec = {
-        "name": "ring-unstable",
-        "trainer": "gan2d",
-        "params": {"dataset": "ring8", "epochs": 6, "iters_per_epoch": 100},
-        "search_space": {
-            "lr_g": {"type": "categorical", "choices": [0.001, 0.3]},
-            "lr_d": {"type": "categorical", "choices": [0.002, 0.3]},
-        },
-        "objective": {"metric": "mode_score", "direction": "maximize"},
-        "sampler": {"type": "grid", "seed": 0},
-        "pruner": {"type": "none"},
-        "budget": {"n_trials": 4, "max_concurrent": 2},
-    }
-    created = service.api("POST", "/studies", json=spec)
+    created = service.api("POST", "/studies", json=UNSTABLE_RING_STUDY)
     assert created.status_code == 201, created.text
     # The stored definition spells out the rules in force: gan2d's defaults.
     rules = created.json()["definition"]["stability"]["rules"]
