@@ -149,12 +149,7 @@ def submit(
         content=text.encode(),
         headers={"Content-Type": "application/yaml"},
     )
-    console.print(
-        f"study {study['id']} ({study['name']}) queued: {study['page_url']}",
-        markup=False,
-        highlight=False,
-        soft_wrap=True,
-    )
+    _say(f"study {study['id']} ({study['name']}) queued: {study['page_url']}")
 
 
 @app.command()
@@ -235,19 +230,9 @@ def status(
         "GET", url, f"/studies/{study_id}/trials", params={"state": "pruned", "limit": 1000}
     )["data"]
     by = Counter(trial["pruned_by"] or "unrecorded" for trial in pruned)
-    console.print(
-        "pruned by: " + ", ".join(f"{name} {n}" for name, n in sorted(by.items())),
-        markup=False,
-        highlight=False,
-        soft_wrap=True,
-    )
+    _say("pruned by: " + ", ".join(f"{name} {n}" for name, n in sorted(by.items())))
     for trial in pruned if why else []:
-        console.print(
-            f"  trial {trial['id']}: {trial['reason']}",
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
-        )
+        _say(f"  trial {trial['id']}: {trial['reason']}")
 
 
 @app.command()
@@ -274,9 +259,7 @@ def watch(
     except KeyboardInterrupt:
         err_console.print("stopped watching; the study keeps running", highlight=False)
         raise typer.Exit(130) from None
-    console.print(
-        f"{_study_line(study)}; {study['page_url']}", markup=False, highlight=False, soft_wrap=True
-    )
+    _say(f"{_study_line(study)}; {study['page_url']}")
 
 
 @app.command()
@@ -298,7 +281,7 @@ def best(
         },
         sort_keys=False,
     )
-    console.print(text, end="", markup=False, highlight=False, soft_wrap=True)
+    _say(text, end="")
     if download is None:
         return
     download.mkdir(parents=True, exist_ok=True)
@@ -310,7 +293,7 @@ def best(
         saved = f"saved {config_file} and {checkpoint_file} (step {result['step']})"
     else:
         saved = f"saved {config_file}; trial {result['trial_id']} kept no checkpoint"
-    console.print(saved, markup=False, highlight=False, soft_wrap=True)
+    _say(saved)
 
 
 @app.command()
@@ -321,12 +304,7 @@ def cancel(study_id: int, url: UrlOption = DEFAULT_URL, token: TokenOption = Non
         outcome = "cancelled" + (f" ({study['state_reason']})" if study["state_reason"] else "")
     else:
         outcome = f"{study['state']}, cancel requested: its worker stops its trials shortly"
-    console.print(
-        f"study {study['id']} ({study['name']}) {outcome}",
-        markup=False,
-        highlight=False,
-        soft_wrap=True,
-    )
+    _say(f"study {study['id']} ({study['name']}) {outcome}")
 
 
 @app.command()
@@ -611,7 +589,7 @@ class _StudyWatch:
                 break
             line = _study_line(study)
             if line != last_line:
-                console.print(line, markup=False, highlight=False, soft_wrap=True)
+                _say(line)
                 last_line = line
             time.sleep(self.interval)
         trials, count = self.top_trials(study)
@@ -771,8 +749,14 @@ def _print_table(table: Table) -> None:
     Console(width=max(width, console.width)).print(table)
 
 
+def _say(text: str, *, end: str = "\n", to: Console = console) -> None:
+    """Print text as it is: no rich markup or highlighting, and no wrapping at 80 columns
+    when the output is not a terminal (names, reasons and URLs come from the API)."""
+    to.print(text, end=end, markup=False, highlight=False, soft_wrap=True)
+
+
 def _fail(message: str) -> NoReturn:
-    err_console.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+    _say(f"error: {message}", to=err_console)
     raise typer.Exit(1)
 
 
