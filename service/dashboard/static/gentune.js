@@ -246,6 +246,13 @@ export function latestOnly() {
   };
 }
 
+/** On a 404, replace the page with the API's sentence and a way back; true if it did. */
+export function showMissing(error) {
+  if (!(error instanceof ApiError) || error.status !== 404) return false;
+  fill($("main"), el("div", { class: "panel notice error" }, error.message, " ", el("a", { href: "/" }, "All studies")));
+  return true;
+}
+
 export function showError(target, error) {
   fill(target, el("div", { class: "notice error" }, error.message || String(error)));
 }

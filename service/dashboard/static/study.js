@@ -4,7 +4,7 @@
 import {
   $, API, ApiError, FINISHED, valueAxis, PLOT_CONFIG, STATE_COLORS, api, badge, copyText, countsText,
   download, duration, el, elapsed, fill, fmt, latestOnly, live, paramsText, plotLayout, plotText,
-  progressBar, showError, toYaml,
+  progressBar, showError, showMissing, toYaml,
 } from "/assets/gentune.js";
 
 const studyId = Number(window.location.pathname.split("/").filter(Boolean).pop());
@@ -268,9 +268,8 @@ async function tick() {
   try {
     study = await api(`/studies/${studyId}`);
   } catch (error) {
-    if (!(error instanceof ApiError) || error.status !== 404) throw error;
-    fill($("main"), el("div", { class: "panel notice error" }, error.message, " ", el("a", { href: "/" }, "All studies")));
-    return false;
+    if (showMissing(error)) return false;
+    throw error;
   }
   drawSummary();
   const seen = JSON.stringify([study.state, study.trial_counts, study.best]);

@@ -1,7 +1,7 @@
 // The trial page: every metric over steps with the stability thresholds, the sample grids
 // over training time, the config, the reproducibility record and the checkpoints.
 import {
-  $, ApiError, PLOT_CONFIG, STATE_COLORS, api, plotText, valueAxis, badge, duration, el, elapsed, fill, fmt, live, plotLayout,
+  $, PLOT_CONFIG, STATE_COLORS, api, plotText, valueAxis, badge, duration, el, elapsed, fill, fmt, live, plotLayout, showMissing,
   toYaml,
 } from "/assets/gentune.js";
 
@@ -147,9 +147,8 @@ async function tick() {
   try {
     trial = await api(`/trials/${trialId}`);
   } catch (error) {
-    if (!(error instanceof ApiError) || error.status !== 404) throw error;
-    fill($("main"), el("div", { class: "panel notice error" }, error.message, " ", el("a", { href: "/" }, "All studies")));
-    return false;
+    if (showMissing(error)) return false;
+    throw error;
   }
   if (!study) study = await api(`/studies/${trial.study_id}`);
   drawSummary(trial);
