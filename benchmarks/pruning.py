@@ -170,7 +170,7 @@ def main() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     raw = yaml.safe_load(Path(args.space).read_text())
     maximize = raw["objective"]["direction"] == "maximize"
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
     totals: dict[str, list[float]] = {m: [0.0, 0.0] for m in ("random", "asha", "gentune")}
     reached_all = {m: True for m in totals}
     with tempfile.TemporaryDirectory(prefix="gentune-pruning-") as tmp:

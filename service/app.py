@@ -12,19 +12,23 @@ from a2wsgi import WSGIMiddleware
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, OperationalError
+from optuna.exceptions import StorageInternalError
+from sqlalchemy.exc import DBAPIError
 
 from service import __version__
-from service.api import health, studies, trainers, trials
+from service.api import health, metrics, studies, trainers, trials
 from service.config import Settings, export_data_root, get_settings
 from service.dashboard import pages
 from service.dashboard.optuna import OptunaDashboardUnderPrefix
+from service.db.retry import first_line, is_transient
 from service.db.session import migrate
 from service.errors import GentuneError, InvalidInput, field_errors_from_pydantic
+from service.monitoring import install_metrics
 from service.study_views import ViewCache
 
 log = logging.getLogger(__name__)
 API_PREFIX = "/api/v1"
+DATABASE_RETRY_AFTER_S = 5
 
 
 def create_app(settings: Settings | None = None, *, run_migrations: bool = True) -> FastAPI:
@@ -53,6 +57,8 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     for module in (studies, trials, trainers, health):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(pages.router)
+    app.include_router(metrics.router)
+    install_metrics(app, settings.database_url)
     # a2wsgi's and Starlette's type stubs disagree on the WSGI/ASGI callables; both are standard.
     optuna_dashboard = WSGIMiddleware(OptunaDashboardUnderPrefix(settings.database_url))  # type: ignore[arg-type]
     app.mount("/optuna", optuna_dashboard)  # type: ignore[arg-type]
@@ -85,7 +91,18 @@ def _install_error_handlers(app: FastAPI) -> None:
         )
         return _error(422, f"Invalid request. {summary}", [e.__dict__ for e in errors])
 
-    @app.exception_handler(OperationalError)
-    async def database_down(_: Request, exc: DBAPIError) -> JSONResponse:
-        log.warning("database error: %s", exc)
-        return _error(503, "The database is unavailable right now; try again shortly.")
+    async def database_error(_: Request, exc: Exception) -> JSONResponse:
+        if not is_transient(exc):
+            log.exception("database error", exc_info=exc)
+            return _error(500, "The database refused a query; the service's log has the details.")
+        log.warning("database unreachable: %s", first_line(exc))
+        response = _error(
+            503,
+            "The database is unreachable right now (restarting or down); nothing was changed. "
+            "Running studies go on and catch up once it is back; try again in a few seconds.",
+        )
+        response.headers["Retry-After"] = str(DATABASE_RETRY_AFTER_S)
+        return response
+
+    app.add_exception_handler(DBAPIError, database_error)
+    app.add_exception_handler(StorageInternalError, database_error)

@@ -2,14 +2,17 @@
 
 Paths handed around are relative to the store's root; ``resolve`` refuses any that would
 leave it. Writes go to a temporary file first and are renamed into place, so a reader never
-sees half a checkpoint.
+sees half a checkpoint. ``CheckpointRetention`` bounds what a trial keeps on disk.
 """
 
 from __future__ import annotations
 
 import io
+import math
 import os
+import re
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,10 +56,101 @@ class ArtifactStore:
         return checkpoint
 
 
+CHECKPOINT_FILE = re.compile(r"^\.?checkpoint-(\d+)\.pt(\..*\.tmp)?$")
+"""A trial's checkpoint files, and the temporary files a killed writer may leave behind."""
+
+
+class CheckpointRetention:
+    """Keeps one trial's ``keep_best`` best checkpoints (by the objective) and its last.
+
+    Each kept evaluation is one file, ``checkpoint-<step>.pt``, written once; the kinds
+    ``best``, ``best-2`` … ``best-k`` and ``last`` name files among them (``best`` and ``last``
+    are often the same file). Files of evaluations that fell out of the kept set, and
+    leftovers of an earlier attempt of the trial, are deleted after each save.
+    """
+
+    def __init__(
+        self,
+        store: ArtifactStore,
+        study_id: int,
+        trial_id: int,
+        *,
+        keep_best: int,
+        keep_last: bool,
+        maximize: bool,
+    ) -> None:
+        self.store = store
+        self.study_id = study_id
+        self.trial_id = trial_id
+        self.keep_best = keep_best
+        self.keep_last = keep_last
+        self.maximize = maximize
+        self.ranked: list[tuple[float, int]] = []
+        """(value, step) of the kept best evaluations, best first."""
+        self.sizes: dict[int, int] = {}
+        self.last: int | None = None
+
+    def _enters_top(self, value: float | None) -> bool:
+        if self.keep_best == 0 or value is None or not math.isfinite(value):
+            return False
+        if len(self.ranked) < self.keep_best:
+            return True
+        worst = self.ranked[-1][0]
+        return value > worst if self.maximize else value < worst
+
+    def save(
+        self, step: int, value: float | None, state: Callable[[], dict[str, Any]]
+    ) -> dict[str, tuple[str, int, int]]:
+        """Save the checkpoint at ``step`` if the policy keeps it; return every kept kind
+        as ``kind -> (path, size, step)``."""
+        enters = self._enters_top(value)
+        if not enters and not self.keep_last:
+            return {}
+        if step not in self.sizes:
+            self.sizes[step] = self.store.save_checkpoint(self._path(step), state())
+        if enters:
+            assert value is not None
+            self.ranked.append((value, step))
+            self.ranked.sort(key=lambda pair: -pair[0] if self.maximize else pair[0])
+            del self.ranked[self.keep_best :]
+        if self.keep_last:
+            self.last = step
+        self._delete_unkept()
+        kinds = {
+            ("best" if rank == 1 else f"best-{rank}"): kept_step
+            for rank, (_, kept_step) in enumerate(self.ranked, start=1)
+        }
+        if self.last is not None:
+            kinds["last"] = self.last
+        return {kind: (self._path(s), self.sizes[s], s) for kind, s in kinds.items()}
+
+    def _path(self, step: int) -> str:
+        return artifact_path(self.study_id, self.trial_id, f"checkpoint-{step}")
+
+    def _delete_unkept(self) -> None:
+        kept = {s for _, s in self.ranked} | ({self.last} if self.last is not None else set())
+        folder = self.store.resolve(artifact_path(self.study_id, self.trial_id, "x")).parent
+        for path in folder.iterdir():
+            match = CHECKPOINT_FILE.match(path.name)
+            if match is None:
+                continue
+            step = int(match.group(1))
+            if match.group(2) is not None:  # left by a writer killed mid-write
+                path.unlink(missing_ok=True)
+            elif step not in kept:
+                path.unlink(missing_ok=True)
+                self.sizes.pop(step, None)
+
+
 def artifact_path(study_id: int, trial_id: int, kind: str) -> str:
-    """Where a trial's artifact lives: checkpoints ``best``/``last`` (.pt), grids ``samples-N``."""
+    """Where a trial's artifact lives: checkpoints ``checkpoint-N`` (.pt), grids ``samples-N``."""
     suffix = ".png" if kind.startswith("samples-") else ".pt"
     return f"studies/{study_id}/trials/{trial_id}/{kind}{suffix}"
+
+
+def is_checkpoint(kind: str) -> bool:
+    """Whether an artifact kind names a checkpoint (not a sample grid)."""
+    return kind in ("best", "last") or kind.startswith("best-")
 
 
 def media_type(path: str) -> str:

@@ -46,6 +46,12 @@ class Settings(BaseSettings):
     stale_after_s: float = Field(
         120.0, gt=0, description="A running study silent this long is taken over by another worker."
     )
+    db_patience_s: float = Field(
+        600.0,
+        ge=0,
+        description="How long a worker and its study runs wait out an unreachable database "
+        "(retrying each write) before giving up.",
+    )
     max_trials: int = Field(10_000, ge=1, description="Largest n_trials a study may ask for.")
     max_concurrent: int = Field(64, ge=1, description="Largest budget.max_concurrent.")
     page_size_max: int = Field(500, ge=1, description="Largest page size of list endpoints.")

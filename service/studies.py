@@ -13,7 +13,7 @@ from optuna.distributions import (
 )
 from pydantic import TypeAdapter, ValidationError
 
-from service.artifacts import media_type
+from service.artifacts import is_checkpoint, media_type
 from service.config import Settings
 from service.db.models import Study, Trial
 from service.db.repository import Repository
@@ -320,6 +320,9 @@ def describe_study(repo: Repository, study: Study, base_url: str) -> StudyOut:
         state=study.state,  # type: ignore[arg-type]
         state_reason=study.state_reason,
         cancel_requested=study.cancel_requested,
+        worker_id=study.worker_id,
+        heartbeat_at=study.heartbeat_at,
+        claims=study.claims,
         objective=objective,
         n_trials=study.spec["budget"]["n_trials"],
         trial_counts=TrialCounts(**repo.trial_counts(study.id)),
@@ -354,7 +357,7 @@ def trial_detail(repo: Repository, trial: Trial, base_url: str) -> TrialDetail:
         metrics=history,
         thresholds=thresholds(study),
         page_url=f"{base_url}/trials/{trial.id}",
-        checkpoints=[a for a in artifacts if a.kind in ("best", "last")],
+        checkpoints=[a for a in artifacts if is_checkpoint(a.kind)],
         samples=sorted(
             (a for a in artifacts if a.kind.startswith("samples-")), key=lambda a: a.step
         ),

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
+from prometheus_client import CollectorRegistry
 from sqlalchemy.orm import Session
 
 from service.artifacts import ArtifactStore
@@ -68,6 +69,14 @@ def get_view_cache(request: Request) -> ViewCache:
 
 
 ViewCacheDep = Annotated[ViewCache, Depends(get_view_cache)]
+
+
+def get_metrics_registry(request: Request) -> CollectorRegistry:
+    registry: CollectorRegistry = request.app.state.metrics_registry
+    return registry
+
+
+MetricsRegistryDep = Annotated[CollectorRegistry, Depends(get_metrics_registry)]
 
 
 def require_token(request: Request, settings: SettingsDep) -> None:

@@ -71,6 +71,8 @@ class Study(Base):
     optuna_study_name: Mapped[str] = mapped_column(String(200), unique=True)
     worker_id: Mapped[str | None] = mapped_column(String(200))
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    claims: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """How many times a worker has taken the study from the queue (1 + resumes)."""
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -103,9 +105,18 @@ class Trial(Base):
     prune_values: Mapped[dict[str, float | str] | None] = mapped_column(JSON)
     """The values that tripped the rule or pruner; non-finite ones as "nan", "inf", "-inf"."""
     node: Mapped[str | None] = mapped_column(String(200))
+    """Host name of the machine the trial ran on."""
+    ray_node_id: Mapped[str | None] = mapped_column(String(64))
+    """The Ray node it ran on (several nodes can share a host)."""
+    gpu_ids: Mapped[str | None] = mapped_column(String(200))
+    """The GPUs Ray gave it, comma-separated; empty when it had none."""
+    attempts: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    """1, plus one for each time Ray restarted it after its worker or node died."""
     run_info: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     """Facts about the run that are not metrics: dataset fingerprint, device, versions."""
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    """When its current attempt began training on a Ray worker (after any wait for resources)."""
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     study: Mapped[Study] = relationship(back_populates="trials")

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import CursorResult, and_, func, or_, select, update
+from sqlalchemy import CursorResult, and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from service.db.models import (
@@ -119,6 +119,7 @@ class Repository:
                 worker_id=worker_id,
                 heartbeat_at=now,
                 started_at=func.coalesce(Study.started_at, now),
+                claims=Study.claims + 1,
             )
             .execution_options(synchronize_session=False)
         )
@@ -344,24 +345,59 @@ class Repository:
         metrics: Mapping[str, float],
         value: float | None,
         best_step: int | None,
-        node: str | None,
-    ) -> None:
-        """Store one evaluation: every metric at ``step``, and the trial's running best."""
+        placement: Mapping[str, Any],
+    ) -> bool:
+        """Store one evaluation: every metric at ``step``, the trial's running best and where
+        it runs. False, storing nothing, when the trial is no longer running (a worker that
+        took the study over has failed it)."""
+        values: dict[str, Any] = {"last_step": step, **self._placement(placement)}
+        if best_step is not None:
+            values.update(value=value, best_step=best_step)
+        if not self._update_running_trial(trial_id, values):
+            return False
         self.session.add_all(
             Metric(trial_id=trial_id, step=step, name=name, value=_storable(v))
             for name, v in metrics.items()
         )
-        values: dict[str, Any] = {"last_step": step}
-        if best_step is not None:
-            values.update(value=value, best_step=best_step)
-        if node is not None:
-            values["node"] = node
-        self.session.execute(
-            update(Trial)
-            .where(Trial.id == trial_id)
-            .values(**values)
-            .execution_options(synchronize_session=False)
+        return True
+
+    def record_placement(self, trial_id: int, placement: Mapping[str, Any]) -> None:
+        self._update_running_trial(trial_id, self._placement(placement))
+
+    @staticmethod
+    def _placement(placement: Mapping[str, Any]) -> dict[str, Any]:
+        """Where and since when a trial runs, from what its Ray worker reports."""
+        values = {k: placement[k] for k in ("node", "ray_node_id", "gpu_ids") if k in placement}
+        if "started_at" in placement:
+            values["started_at"] = datetime.fromtimestamp(float(placement["started_at"]), UTC)
+        return values
+
+    def _update_running_trial(self, trial_id: int, values: Mapping[str, Any]) -> bool:
+        return (
+            self._rowcount(
+                update(Trial)
+                .where(Trial.id == trial_id, Trial.state == TrialState.running)
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+            == 1
         )
+
+    def restart_trial(self, trial_id: int, reason: str) -> None:
+        """Ray starts a trial again after its worker or node died: its earlier attempt's
+        evaluations and files no longer describe it."""
+        if self._update_running_trial(
+            trial_id,
+            {
+                "attempts": Trial.attempts + 1,
+                "value": None,
+                "best_step": None,
+                "last_step": None,
+                "reason": reason,
+            },
+        ):
+            self.session.execute(delete(Metric).where(Metric.trial_id == trial_id))
+            self.session.execute(delete(Artifact).where(Artifact.trial_id == trial_id))
 
     def add_run_info(self, trial_id: int, info: Mapping[str, str]) -> None:
         """Merge ``info`` into what the trial already keeps about its run."""
@@ -390,12 +426,14 @@ class Repository:
             .execution_options(synchronize_session=False)
         )
 
-    def fail_running_trials(self, study_id: int, reason: str) -> list[Trial]:
-        trials = list(
-            self.session.scalars(
-                select(Trial).where(Trial.study_id == study_id, Trial.state == TrialState.running)
-            )
-        )
+    def fail_running_trials(
+        self, study_id: int, reason: str, only: Sequence[int] | None = None
+    ) -> list[Trial]:
+        """Fail the study's running trials (``only`` those ids, when given)."""
+        query = select(Trial).where(Trial.study_id == study_id, Trial.state == TrialState.running)
+        if only is not None:
+            query = query.where(Trial.id.in_(list(only)))
+        trials = list(self.session.scalars(query))
         for trial in trials:
             trial.state = TrialState.failed
             trial.reason = reason
@@ -449,6 +487,68 @@ class Repository:
         if artifact is None:
             raise NotFound(f"Trial {trial_id} has no '{kind}' checkpoint (yet).")
         return artifact
+
+    # --- monitoring ----------------------------------------------------------------------
+
+    def count_studies_by_state(self) -> dict[str, int]:
+        """How many studies are in each state, every state present (0 when none)."""
+        counts = {state.value: 0 for state in StudyState}
+        rows = self.session.execute(select(Study.state, func.count(Study.id)).group_by(Study.state))
+        counts.update({state: int(n) for state, n in rows})
+        return counts
+
+    def count_trials_by_state(self) -> dict[str, int]:
+        """How many trials are in each state, over all studies, every state present."""
+        counts = {state.value: 0 for state in TrialState}
+        rows = self.session.execute(select(Trial.state, func.count(Trial.id)).group_by(Trial.state))
+        counts.update({state: int(n) for state, n in rows})
+        return counts
+
+    def count_pruned_trials_by_rule(self) -> dict[str | None, int]:
+        """Pruned trials by what stopped them (``pruned_by``; None where it was not recorded)."""
+        rows = self.session.execute(
+            select(Trial.pruned_by, func.count(Trial.id))
+            .where(Trial.state == TrialState.pruned)
+            .group_by(Trial.pruned_by)
+        )
+        return {pruned_by: int(n) for pruned_by, n in rows}
+
+    def trial_duration_histogram(
+        self, bounds: Sequence[float]
+    ) -> dict[str, tuple[list[int], float]]:
+        """Finished trials' durations (creation to finish) by final state, in one aggregate
+        query: for each state, the cumulative count at or under each bound followed by the
+        total count, and the sum of the durations in seconds."""
+        if self.session.get_bind().dialect.name == "sqlite":
+            # Julian-day floats are off by tens of microseconds; SQLite keeps milliseconds.
+            days = func.julianday(Trial.finished_at) - func.julianday(Trial.created_at)
+            seconds = func.round(days * 86400, 3)
+        else:
+            seconds = func.date_part("epoch", Trial.finished_at - Trial.created_at)
+        rows = self.session.execute(
+            select(
+                Trial.state,
+                func.count(Trial.id),
+                func.coalesce(func.sum(seconds), 0.0),
+                *(func.count(Trial.id).filter(seconds <= bound) for bound in bounds),
+            )
+            .where(Trial.finished_at.is_not(None))
+            .group_by(Trial.state)
+        )
+        return {
+            state: ([int(n) for n in at_or_under] + [int(count)], float(total))
+            for state, count, total, *at_or_under in rows
+        }
+
+    def running_studies_liveness(self) -> tuple[int, datetime | None]:
+        """The workers running at least one study, and the oldest heartbeat among running
+        studies (None when no study runs)."""
+        workers, oldest = self.session.execute(
+            select(func.count(Study.worker_id.distinct()), func.min(Study.heartbeat_at)).where(
+                Study.state == StudyState.running
+            )
+        ).one()
+        return int(workers), as_utc(oldest)
 
 
 def optuna_study_name(study_id: int) -> str:

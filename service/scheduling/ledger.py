@@ -6,7 +6,7 @@ All three run in the study's driver process, on Tune's event loop thread, so pla
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import optuna
 
@@ -24,6 +24,14 @@ class TrialRecord:
     monitor: StabilityMonitor | None = None
     prune_reason: str | None = None
     prune: PruneRecord | None = None
+    error: str | None = None
+    """The trainer's exception, when it raised one."""
+
+    def restart(self) -> None:
+        """Forget the lost attempt's evaluations: Ray runs the trial again from the start."""
+        self.best_value = self.best_step = self.last_step = None
+        if self.monitor is not None:
+            self.monitor = replace(self.monitor)  # fresh rule state, same rules
 
     def observe(self, step: int, value: float, direction: str) -> bool:
         """Note the objective at ``step``; True when it is the trial's best so far."""

@@ -21,6 +21,7 @@ from optuna.trial import TrialState as OptunaTrialState
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from service.db.models import PruneRecord
+from service.db.retry import retrying
 from service.scheduling.ledger import DriverSide, Ledger, TrialRecord
 from service.schemas.study import PrunerSpec
 
@@ -145,15 +146,19 @@ class PruningScheduler(DriverSide, FIFOScheduler):
         if verdict is not None:
             # The sampler learns from a pruned trial's last intermediate value; NaN ranks worst.
             last = value if value is not None and math.isfinite(value) else math.nan
-            record.optuna_trial.report(last, step)
+            retrying(lambda: record.optuna_trial.report(last, step), "reporting to Optuna")
             return self._stop(
                 record, f"stability/{verdict.rule}", step, verdict.values, verdict.message
             )
         if value is None:
             return TrialScheduler.CONTINUE
-        record.optuna_trial.report(value if math.isfinite(value) else math.nan, step)
-        if record.optuna_trial.should_prune():
-            reason = explain_prune(self.pruner_spec, self.study, record, objective, step, value)
+        reported = value if math.isfinite(value) else math.nan
+        retrying(lambda: record.optuna_trial.report(reported, step), "reporting to Optuna")
+        if retrying(record.optuna_trial.should_prune, "asking Optuna's pruner"):
+            reason = retrying(
+                lambda: explain_prune(self.pruner_spec, self.study, record, objective, step, value),
+                "explaining a prune",
+            )
             values = {objective: value}
             if record.best_value is not None:
                 values[f"{objective}_best"] = record.best_value
@@ -165,7 +170,9 @@ class PruningScheduler(DriverSide, FIFOScheduler):
     ) -> str:
         record.prune = PruneRecord(by=by, step=step, values=values)
         record.prune_reason = reason
-        record.optuna_trial.set_user_attr("gentune_pruned_by", by)
+        retrying(
+            lambda: record.optuna_trial.set_user_attr("gentune_pruned_by", by), "telling Optuna"
+        )
         log.info("study %s: trial %s pruned: %s", self.ledger.study_id, record.db_id, reason)
         return TrialScheduler.STOP
 

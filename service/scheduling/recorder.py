@@ -1,4 +1,8 @@
-"""Recorder: a Ray Tune callback that writes every evaluation and every outcome to the database."""
+"""Recorder: a Ray Tune callback that writes every evaluation and every outcome to the database.
+
+Each write is retried while the database is unreachable (``service.db.retry``): Tune's loop
+waits, the trials keep training, and no evaluation is dropped.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +10,18 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from ray import cloudpickle
+from ray.exceptions import NodeDiedError, RayActorError, WorkerCrashedError
 from ray.tune import Callback
 
 from service.db.models import PruneRecord, TrialState
 from service.db.repository import Repository
-from service.db.session import session_scope
+from service.db.retry import transact
 from service.scheduling.ledger import DriverSide, Ledger
+from service.scheduling.trial_entry import failure_text
 
 log = logging.getLogger(__name__)
+WORKER_OR_NODE_LOST = "Ray lost the trial's worker process or its node"
 
 
 class Recorder(DriverSide, Callback):
@@ -25,29 +33,44 @@ class Recorder(DriverSide, Callback):
         self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
     ) -> None:
         record = self.ledger.trials.get(trial.trial_id)
-        if record is None or "metrics" not in result:
+        if record is None:
+            return
+        if "trainer_error" in result:
+            record.error = str(result["trainer_error"])
+            transact(
+                self.database_url,
+                lambda repo: repo.record_placement(record.db_id, result),
+                f"recording where trial {record.db_id} ran",
+            )
+            return
+        if "metrics" not in result:
             return
         step = int(result["step"])
-        with session_scope(self.database_url) as session:
-            repo = Repository(session)
-            repo.record_progress(
+
+        def write(repo: Repository) -> None:
+            if not repo.record_progress(
                 record.db_id,
                 step,
                 result["metrics"],
                 record.best_value,
                 record.best_step,
-                result.get("node"),
-            )
-            for kind, (path, size) in result.get("saved", {}).items():
-                repo.upsert_artifact(record.db_id, kind, path, step, size)
+                result,
+            ):
+                return  # no longer this run's trial: a worker that took the study over failed it
+            for kind, (path, size, at_step) in result.get("saved", {}).items():
+                repo.upsert_artifact(record.db_id, kind, path, at_step, size)
             if result.get("run_info"):
                 repo.add_run_info(record.db_id, result["run_info"])
+
+        transact(self.database_url, write, f"recording trial {record.db_id} at step {step}")
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         record = self.ledger.trials.get(trial.trial_id)
         if record is None:
             return
-        if record.prune_reason is not None:
+        if record.error is not None:
+            state, reason = TrialState.failed, record.error
+        elif record.prune_reason is not None:
             state, reason = TrialState.pruned, record.prune_reason
         elif record.best_value is not None:
             state, reason = TrialState.completed, None
@@ -62,8 +85,22 @@ class Recorder(DriverSide, Callback):
             state.value,
             self.ledger.objective,
             record.best_value,
-            f": {reason}" if reason else "",
+            f": {reason.splitlines()[0]}" if reason else "",
         )
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """Ray lost the trial's worker or node and starts the trial again from the beginning."""
+        record = self.ledger.trials.get(trial.trial_id)
+        if record is None:
+            return
+        record.restart()
+        why = _error_text(trial).splitlines()[0]
+        transact(
+            self.database_url,
+            lambda repo: repo.restart_trial(record.db_id, f"started again after: {why}"),
+            f"restarting trial {record.db_id}",
+        )
+        log.warning("study %s: trial %s starts again: %s", self.ledger.study_id, record.db_id, why)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         record = self.ledger.trials.get(trial.trial_id)
@@ -79,17 +116,37 @@ class Recorder(DriverSide, Callback):
         reason: str | None,
         prune: PruneRecord | None = None,
     ) -> None:
-        with session_scope(self.database_url) as session:
-            Repository(session).finish_trial(trial_id, state, reason, prune)
+        transact(
+            self.database_url,
+            lambda repo: repo.finish_trial(trial_id, state, reason, prune),
+            f"finishing trial {trial_id}",
+        )
+
+
+LOST = (RayActorError, WorkerCrashedError, NodeDiedError)
+"""What Ray raises when a trial's worker process or its node is gone."""
 
 
 def _error_text(trial: Any) -> str:
-    """The trainer's exception, last line first, then the traceback (bounded)."""
+    """Why Ray failed the trial, as a reason; said plainly when its worker or node was lost."""
     text = ""
     if trial.error_file and Path(trial.error_file).is_file():  # the driver-side copy, written first
         text = Path(trial.error_file).read_text(errors="replace")
-    text = text or str(trial.get_error() or "") or "the trial's Ray worker failed"
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    if not lines:
-        return "the trial failed without a message"
-    return f"{lines[-1].strip()}\n\n{text[-4000:]}"
+    text = failure_text(text or str(trial.get_error() or "") or "the trial's Ray worker failed")
+    if _was_lost(trial):
+        attempts = trial.run_metadata.num_failures
+        return f"{WORKER_OR_NODE_LOST} (attempt {attempts}); Ray said: {text}"
+    return text
+
+
+def _was_lost(trial: Any) -> bool:
+    """Whether Ray's last error for ``trial`` says its worker or node went away."""
+    path = trial.pickled_error_file
+    if not path or not Path(path).is_file():
+        return False
+    try:
+        with open(path, "rb") as handle:
+            error = cloudpickle.load(handle)  # written by Tune in this process, not user input
+    except Exception:
+        return False
+    return isinstance(error, LOST)

@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from ray.tune.schedulers import TrialScheduler
 from service.config import Settings, export_data_root, get_settings
 from service.db.models import WORKER_LOST, StudyState
 from service.db.repository import Repository
+from service.db.retry import is_transient, retrying, transact
 from service.db.session import optuna_storage, session_scope
 from service.scheduling.ledger import DriverSide, Ledger
 from service.scheduling.pruning import PruningScheduler, build_pruner
@@ -40,6 +42,7 @@ from trainers.base import Trainer
 from trainers.registry import get_trainer
 
 log = logging.getLogger("gentune.runner")
+TAKEN_OVER = "the study was taken over by another worker"
 
 SchedulerFactory = Callable[[Ledger, optuna.Study], TrialScheduler]
 
@@ -72,14 +75,20 @@ class StudyStopper(DriverSide, tune.Stopper):
             self.reason = "stopped when the study's time budget ran out"
         elif now >= self._next_check:
             self._next_check = now + 1.0
-            with session_scope(self.settings.database_url) as session:
-                repo = Repository(session)
-                if repo.cancel_requested(self.study_id):
-                    self.reason = "study cancelled"
-                elif now >= self._next_beat:
-                    self._next_beat = now + self.settings.heartbeat_s
-                    if not repo.heartbeat(self.study_id, self.worker_id):
-                        self.reason = "the study was taken over by another worker"
+            try:
+                with session_scope(self.settings.database_url) as session:
+                    repo = Repository(session)
+                    if repo.cancel_requested(self.study_id):
+                        self.reason = "study cancelled"
+                    elif now >= self._next_beat:
+                        self._next_beat = now + self.settings.heartbeat_s
+                        if not repo.heartbeat(self.study_id, self.worker_id):
+                            self.reason = TAKEN_OVER
+            except Exception as error:
+                if not is_transient(error):
+                    raise
+                # Trials go on; their results wait in the Recorder until the database is back.
+                log.warning("study %s: cannot check for a cancel: %s", self.study_id, error)
         return self.reason is not None
 
 
@@ -95,10 +104,14 @@ def run_study(
     ``scheduler_factory`` replaces gentune's pruning scheduler (benchmarks compare it with
     Ray Tune's own schedulers this way)."""
     url = settings.database_url
-    with session_scope(url) as session:
-        study = Repository(session).get_study(study_id)
-        spec = StudySpec.model_validate(study.spec)
-        optuna_name = study.optuna_study_name
+    spec, optuna_name = transact(
+        url,
+        lambda repo: (
+            StudySpec.model_validate(repo.get_study(study_id).spec),
+            repo.get_study(study_id).optuna_study_name,
+        ),
+        f"loading study {study_id}",
+    )
     trainer = get_trainer(spec.trainer)
     if trainer is None:
         return _finish(
@@ -109,19 +122,23 @@ def run_study(
         )
 
     storage = optuna_storage(url)
-    existing = _recover_in_flight(url, study_id, storage, optuna_name)
-    optuna_study = optuna.create_study(
-        storage=storage,
-        study_name=optuna_name,
-        load_if_exists=True,
-        direction=spec.objective.direction,
-        sampler=build_sampler(spec.sampler, spec.search_space, seed_offset=existing),
-        pruner=build_pruner(pruner_for(spec, trainer)),
+    existing = retrying(
+        lambda: _recover_in_flight(url, study_id, storage, optuna_name), "recovering trials"
     )
-    optuna_study.set_user_attr("gentune_study_id", study_id)
+    optuna_study = retrying(
+        lambda: optuna.create_study(
+            storage=storage,
+            study_name=optuna_name,
+            load_if_exists=True,
+            direction=spec.objective.direction,
+            sampler=build_sampler(spec.sampler, spec.search_space, seed_offset=existing),
+            pruner=build_pruner(pruner_for(spec, trainer)),
+        ),
+        "opening the Optuna study",
+    )
+    retrying(lambda: optuna_study.set_user_attr("gentune_study_id", study_id), "telling Optuna")
 
-    with session_scope(url) as session:
-        used = Repository(session).budget_used(study_id)
+    used = transact(url, lambda repo: repo.budget_used(study_id), "counting trials")
     remaining = spec.budget.n_trials - used
     if spec.sampler.type == "grid":
         remaining = min(remaining, grid_size(spec) - used)
@@ -145,21 +162,32 @@ def run_study(
         _fit(spec, trainer, ledger, optuna_study, scheduler, stopper, settings, study_id, remaining)
 
     reason = stopper.reason
-    with session_scope(url) as session:
-        repo = Repository(session)
-        stragglers = repo.fail_running_trials(study_id, reason or "the trial never reported")
-    for trial in stragglers:
-        _tell_fail(optuna_study, trial.number)
+    # Only this run's own trials: after a takeover, the others belong to the new run.
+    mine = [record.db_id for record in ledger.trials.values()]
+    straggler_reason = WORKER_LOST if reason == TAKEN_OVER else reason
+    stragglers = transact(
+        url,
+        lambda repo: [
+            t.number
+            for t in repo.fail_running_trials(
+                study_id, straggler_reason or "the trial never reported", only=mine
+            )
+        ],
+        "failing unfinished trials",
+    )
+    for number in stragglers:
+        retrying(partial(_tell_fail, optuna_study, number), "telling Optuna")
 
+    if reason == TAKEN_OVER:
+        log.warning("study %s: %s; this run stops", study_id, TAKEN_OVER)
+        return StudyState.running
     if reason == WORKER_LOST:
-        with session_scope(url) as session:
-            Repository(session).requeue_study(study_id)
+        transact(url, lambda repo: repo.requeue_study(study_id), "requeueing the study")
         log.info("study %s: back in the queue; its worker is shutting down", study_id)
         return StudyState.queued
     if reason == "study cancelled":
         return _finish(url, study_id, StudyState.cancelled, "cancelled by request")
-    with session_scope(url) as session:
-        counts = Repository(session).trial_counts(study_id)
+    counts = transact(url, lambda repo: repo.trial_counts(study_id), "counting trials")
     if counts["completed"] == 0 and counts["pruned"] == 0 and counts["failed"] > 0:
         return _finish(
             url,
@@ -209,6 +237,7 @@ def _fit(
             storage_path=str(Path(settings.artifact_dir).resolve() / "tune"),
             callbacks=[Recorder(ledger, settings.database_url)],
             stop=stopper,
+            failure_config=tune.FailureConfig(max_failures=spec.budget.max_failures),
             verbose=0,
         ),
     )
@@ -245,11 +274,20 @@ def _tell_fail(study: optuna.Study, number: int) -> None:
 
 
 def _finish(url: str, study_id: int, state: StudyState, reason: str | None) -> StudyState:
-    with session_scope(url) as session:
-        repo = Repository(session)
-        repo.finish_study(repo.get_study(study_id), state, reason)
+    transact(
+        url,
+        lambda repo: repo.finish_study(repo.get_study(study_id), state, reason),
+        "finishing the study",
+    )
     log.info("study %s: %s%s", study_id, state.value, f" ({reason})" if reason else "")
     return state
+
+
+def _fail_crashed(repo: Repository, study_id: int, worker_id: str) -> None:
+    study = repo.get_study(study_id)
+    if study.state == StudyState.running and study.worker_id == worker_id:
+        repo.fail_running_trials(study_id, "the study's run crashed")
+        repo.finish_study(study, StudyState.failed, "the study's run crashed; see the worker's log")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -279,14 +317,11 @@ def main(argv: list[str] | None = None) -> int:
         run_study(args.study_id, args.worker_id, settings, hook)
     except Exception:
         log.exception("study %s: the run crashed", args.study_id)
-        with session_scope(settings.database_url) as session:
-            repo = Repository(session)
-            repo.fail_running_trials(args.study_id, "the study's run crashed")
-            study = repo.get_study(args.study_id)
-            if study.state == StudyState.running:
-                repo.finish_study(
-                    study, StudyState.failed, "the study's run crashed; see the worker's log"
-                )
+        transact(
+            settings.database_url,
+            lambda repo: _fail_crashed(repo, args.study_id, args.worker_id),
+            "failing the crashed study",
+        )
         return 1
     finally:
         ray.shutdown()

@@ -14,8 +14,7 @@ import optuna
 from optuna.trial import TrialState as OptunaTrialState
 from ray.tune.search import Searcher
 
-from service.db.repository import Repository
-from service.db.session import session_scope
+from service.db.retry import retrying, transact
 from service.scheduling.ledger import DriverSide, Ledger, TrialRecord
 from service.scheduling.stability import StabilityMonitor, watched_metrics
 from service.schemas.study import (
@@ -96,28 +95,32 @@ class OptunaSearcher(DriverSide, Searcher):
         self.distributions = {name: distribution(d) for name, d in spec.search_space.items()}
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
-        optuna_trial = self.study.ask(self.distributions)
+        optuna_trial = retrying(lambda: self.study.ask(self.distributions), "asking Optuna")
         params = dict(optuna_trial.params)
-        with session_scope(self.database_url) as session:
-            db_trial = Repository(session).create_trial(
-                self.ledger.study_id, optuna_trial.number, params, trial_id
-            )
-        self.ledger.trials[trial_id] = TrialRecord(
-            db_id=db_trial.id, optuna_trial=optuna_trial, monitor=self._monitor(params)
+        db_id = transact(
+            self.database_url,
+            lambda repo: (
+                repo.create_trial(self.ledger.study_id, optuna_trial.number, params, trial_id).id
+            ),
+            "creating a trial",
         )
-        optuna_trial.set_user_attr("gentune_trial_id", db_trial.id)
-        log.info("study %s: trial %s started with %s", self.ledger.study_id, db_trial.id, params)
+        self.ledger.trials[trial_id] = TrialRecord(
+            db_id=db_id, optuna_trial=optuna_trial, monitor=self._monitor(params)
+        )
+        retrying(lambda: optuna_trial.set_user_attr("gentune_trial_id", db_id), "telling Optuna")
+        log.info("study %s: trial %s started with %s", self.ledger.study_id, db_id, params)
         return {
             "params": params,
             "gentune": {
                 "study_id": self.ledger.study_id,
-                "trial_id": db_trial.id,
+                "trial_id": db_id,
                 "trainer": self.spec.trainer,
                 "fixed": self.spec.params,
                 "objective": self.ledger.objective,
                 "direction": self.ledger.direction,
                 "artifact_dir": self.artifact_dir,
                 "data_dir": self.data_dir,
+                "checkpoints": self.spec.checkpoints.model_dump(),
             },
         }
 
@@ -138,11 +141,14 @@ class OptunaSearcher(DriverSide, Searcher):
         if record is None:
             return
         number = record.optuna_trial.number
-        if error:
-            self.study.tell(number, state=OptunaTrialState.FAIL)
+        if error or record.error is not None:
+            outcome: dict[str, Any] = {"state": OptunaTrialState.FAIL}
         elif record.prune_reason is not None:
-            self.study.tell(number, state=OptunaTrialState.PRUNED)
+            outcome = {"state": OptunaTrialState.PRUNED}
         elif record.best_value is not None:
-            self.study.tell(number, record.best_value)
+            outcome = {"values": record.best_value}
         else:
-            self.study.tell(number, state=OptunaTrialState.FAIL)
+            outcome = {"state": OptunaTrialState.FAIL}
+        retrying(
+            lambda: self.study.tell(number, skip_if_finished=True, **outcome), "telling Optuna"
+        )

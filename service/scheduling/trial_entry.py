@@ -3,15 +3,20 @@
 It finds the trainer in the registry by name (never importing what the study names),
 validates the params, and hands the trainer a reporter that keeps the last and best
 checkpoints in the artifact store and forwards each evaluation to Tune.
+
+A trainer's own exception ends the trial as a result (``trainer_error``), not as a Tune
+error: Tune retries errors (``budget.max_failures``), and only a lost Ray worker or node is
+worth another attempt; a bug in a config fails the same way every time.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import platform
 import socket
 import subprocess
+import time
+import traceback
 from collections.abc import Callable, Mapping
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
@@ -23,7 +28,7 @@ import ray
 import torch
 from ray import tune
 
-from service.artifacts import ArtifactStore, artifact_path
+from service.artifacts import ArtifactStore, CheckpointRetention, artifact_path
 from trainers import DATA_DIR_ENV
 from trainers.base import Checkpoint
 from trainers.grids import grid_png
@@ -33,20 +38,25 @@ from trainers.registry import get_trainer
 class TuneReporter:
     """Reporter for trainers running under Ray Tune."""
 
-    def __init__(self, meta: Mapping[str, Any], run_info: Mapping[str, str]) -> None:
+    def __init__(
+        self, meta: Mapping[str, Any], run_info: Mapping[str, str], where: Mapping[str, Any]
+    ) -> None:
         self.study_id = int(meta["study_id"])
         self.trial_id = int(meta["trial_id"])
         self.objective = str(meta["objective"])
         self.maximize = meta["direction"] == "maximize"
         self.store = ArtifactStore(meta["artifact_dir"])
-        self.best: float | None = None
-        self.node = socket.gethostname()
+        keep = meta.get("checkpoints", {})
+        self.checkpoints = CheckpointRetention(
+            self.store,
+            self.study_id,
+            self.trial_id,
+            keep_best=int(keep.get("keep_best", 1)),
+            keep_last=bool(keep.get("keep_last", True)),
+            maximize=self.maximize,
+        )
+        self.placement = dict(where)
         self.unsent_info = dict(run_info)
-
-    def _improves(self, value: float | None) -> bool:
-        if value is None or not math.isfinite(value):
-            return False
-        return self.best is None or (value > self.best if self.maximize else value < self.best)
 
     def report(
         self,
@@ -56,26 +66,22 @@ class TuneReporter:
         samples: Callable[[], np.ndarray] | None = None,
     ) -> None:
         value = metrics.get(self.objective)
-        saved: dict[str, tuple[str, int]] = {}  # artifact kind -> (path, size)
+        saved: dict[str, tuple[str, int, int]] = {}  # artifact kind -> (path, size, step)
         if checkpoint is not None:
-            state = checkpoint()
-            for kind in ("last", "best") if self._improves(value) else ("last",):
-                path = artifact_path(self.study_id, self.trial_id, kind)
-                saved[kind] = (
-                    path,
-                    self.store.save_checkpoint(path, {**state, "metrics": dict(metrics)}),
+            saved.update(
+                self.checkpoints.save(
+                    step, value, lambda: {**checkpoint(), "metrics": dict(metrics)}
                 )
+            )
         if samples is not None:
             kind = f"samples-{step}"
             path = artifact_path(self.study_id, self.trial_id, kind)
-            saved[kind] = (path, self.store.write_bytes(path, grid_png(samples(), scale=4)))
-        if self._improves(value):
-            self.best = value
+            saved[kind] = (path, self.store.write_bytes(path, grid_png(samples(), scale=4)), step)
         result = {
             "step": step,
             "metrics": {k: float(v) for k, v in metrics.items()},
             "saved": saved,
-            "node": self.node,
+            **self.placement,
         }
         if self.unsent_info:
             result["run_info"], self.unsent_info = self.unsent_info, {}
@@ -89,6 +95,24 @@ class TuneReporter:
     def describe_run(self, info: Mapping[str, str]) -> None:
         """Kept with the trial; sent to the driver with the next report."""
         self.unsent_info.update(info)
+
+
+def placement() -> dict[str, Any]:
+    """Where this trial runs since when: host, Ray node and the GPUs Ray assigned it."""
+    return {
+        "started_at": time.time(),
+        "node": socket.gethostname(),
+        "ray_node_id": ray.get_runtime_context().get_node_id(),
+        "gpu_ids": ",".join(str(gpu) for gpu in ray.get_gpu_ids()),
+    }
+
+
+def failure_text(text: str) -> str:
+    """An error as a trial's reason: its last line first, then the traceback (bounded)."""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    if not lines:
+        return "the trial failed without a message"
+    return f"{lines[-1].strip()}\n\n{text[-4000:]}"
 
 
 def device_info(device: torch.device) -> dict[str, str]:
@@ -139,9 +163,13 @@ def run_trial(config: dict[str, Any]) -> None:
     # Tune runs a trial in a folder of its own, so the data root travels as an absolute path.
     os.environ[DATA_DIR_ENV] = meta["data_dir"]
     trainer = get_trainer(meta["trainer"])
-    if trainer is None:
+    if trainer is None:  # this node's install lacks the plugin: another node may have it
         raise RuntimeError(f"trainer {meta['trainer']!r} is not registered on this Ray worker")
-    params = trainer.parse_params({**meta["fixed"], **config["params"]})
-    use_cuda = torch.cuda.is_available() and len(ray.get_gpu_ids()) > 0
-    device = torch.device("cuda" if use_cuda else "cpu")
-    trainer.train(params, device, TuneReporter(meta, device_info(device)))
+    where = placement()
+    try:
+        params = trainer.parse_params({**meta["fixed"], **config["params"]})
+        use_cuda = torch.cuda.is_available() and len(ray.get_gpu_ids()) > 0
+        device = torch.device("cuda" if use_cuda else "cpu")
+        trainer.train(params, device, TuneReporter(meta, device_info(device), where))
+    except Exception:  # Tune stopping a trial raises SystemExit, which passes through
+        tune.report({"trainer_error": failure_text(traceback.format_exc()), **where})

@@ -4,6 +4,10 @@ With ``GENTUNE_RAY_ADDRESS`` unset it starts a local Ray and shares it with its 
 processes; otherwise they all join the given cluster. On start it puts back in the queue the
 studies it left running (its processes died with it), and it takes over studies of other
 workers that stopped heartbeating.
+
+An unreachable database pauses the polling, not the worker: it retries until the database
+answers, and judges other workers' heartbeats only once it has itself been connected for
+``stale_after_s`` (during an outage nobody could heartbeat).
 """
 
 from __future__ import annotations
@@ -16,11 +20,13 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from datetime import timedelta
 
 from service.config import Settings, export_data_root
 from service.db.models import StudyState
 from service.db.repository import Repository
+from service.db.retry import first_line, is_transient, retrying, transact
 from service.db.session import migrate, redacted, session_scope
 
 log = logging.getLogger("gentune.worker")
@@ -44,6 +50,7 @@ def start_local_ray(num_cpus: int | None = None) -> str:
     import ray
 
     context = ray.init(
+        address="local",  # a new instance even where `ray start` left a cluster address behind
         num_cpus=num_cpus,
         include_dashboard=False,
         logging_level=logging.WARNING,
@@ -59,11 +66,13 @@ class Worker:
         self.worker_id = worker_id or settings.worker_id or default_worker_id()
         self.children: dict[int, subprocess.Popen[bytes]] = {}
         self.stop_event = threading.Event()
+        self.connected_since = time.monotonic()
+        self.database_down = False
 
     def run(self) -> None:
         """Poll the queue until ``stop_event`` is set, then stop the studies it runs."""
         url = self.settings.database_url
-        migrate(url)
+        retrying(lambda: migrate(url), "migrating the schema")
         ray_address = self.settings.ray_address or start_local_ray()
         env = {
             **os.environ,
@@ -72,8 +81,9 @@ class Worker:
             "GENTUNE_ARTIFACT_DIR": self.settings.artifact_dir,
             "GENTUNE_DATA_DIR": export_data_root(self.settings),
         }
-        with session_scope(url) as session:
-            requeued = Repository(session).requeue_studies_of_worker(self.worker_id)
+        requeued = transact(
+            url, lambda repo: repo.requeue_studies_of_worker(self.worker_id), "requeueing"
+        )
         if requeued:
             log.info("worker %s: resuming studies %s", self.worker_id, requeued)
         log.info(
@@ -84,12 +94,32 @@ class Worker:
         )
         try:
             while not self.stop_event.is_set():
-                self._reap()
-                self._take_over_stale()
-                self._claim(env)
+                self._poll(env)
                 self.stop_event.wait(self.settings.worker_poll_s)
         finally:
             self._stop_children()
+
+    def _poll(self, env: dict[str, str]) -> None:
+        try:
+            self._reap()
+            if time.monotonic() - self.connected_since >= self.settings.stale_after_s:
+                self._take_over_stale()
+            self._claim(env)
+        except Exception as error:
+            if not is_transient(error):
+                raise
+            if not self.database_down:
+                log.warning(
+                    "worker %s: database unreachable (%s); its studies go on, polling paused",
+                    self.worker_id,
+                    first_line(error),
+                )
+            self.database_down = True
+            self.connected_since = time.monotonic()
+            return
+        if self.database_down:
+            log.warning("worker %s: database reachable again", self.worker_id)
+            self.database_down = False
 
     def _claim(self, env: dict[str, str]) -> None:
         while len(self.children) < self.settings.worker_max_studies:
@@ -131,6 +161,9 @@ class Worker:
             log.warning(
                 "worker %s: studies %s stopped heartbeating; queued again", self.worker_id, stale
             )
+        for study_id in set(stale) & set(self.children):
+            # Its own study process hung: end it, so the study runs once, in a new process.
+            self.children.pop(study_id).kill()
 
     def _stop_children(self) -> None:
         for process in self.children.values():

@@ -59,6 +59,13 @@ class StudyOut(BaseModel):
     state: Literal["queued", "running", "completed", "failed", "cancelled"]
     state_reason: str | None
     cancel_requested: bool
+    worker_id: str | None = Field(None, description="The worker running it (or that last did).")
+    heartbeat_at: UtcDatetime | None = Field(
+        None, description="Its worker's last sign of life while it runs."
+    )
+    claims: int = Field(
+        0, description="Times a worker took it from the queue: 1, plus one per resume."
+    )
     objective: dict[str, str]
     n_trials: int
     trial_counts: TrialCounts
@@ -92,11 +99,23 @@ class TrialOut(BaseModel):
         None,
         description='The values that tripped it; non-finite ones as "nan", "inf" or "-inf".',
     )
-    node: str | None
+    node: str | None = Field(description="Host name of the machine the trial ran on.")
+    ray_node_id: str | None = Field(
+        None, description="The Ray node it ran on (several can share a host)."
+    )
+    gpu_ids: str | None = Field(
+        None, description="GPUs Ray assigned to it, comma-separated; empty when none."
+    )
+    attempts: int = Field(
+        1, description="1, plus one for each restart after its Ray worker or node died."
+    )
     run_info: dict[str, str] = Field(
         description="Facts about the run: dataset and its fingerprint, device, versions."
     )
     created_at: UtcDatetime
+    started_at: UtcDatetime | None = Field(
+        None, description="When its current attempt began training (after waiting for resources)."
+    )
     finished_at: UtcDatetime | None
 
 

@@ -350,6 +350,22 @@ class Budget(StrictModel):
     timeout_s: float | None = Field(
         None, gt=0, le=30 * 24 * 3600, description="Stop starting trials after this many seconds."
     )
+    max_failures: int = Field(
+        1,
+        ge=0,
+        le=10,
+        description="Times a trial starts again after its Ray worker or node died under it; "
+        "a trainer's own exception is never retried.",
+    )
+
+
+class Checkpoints(StrictModel):
+    """What each trial keeps on disk; the rest is deleted as the trial goes."""
+
+    keep_best: int = Field(
+        1, ge=0, le=20, description="Checkpoints of the trial's best evaluations, by objective."
+    )
+    keep_last: bool = Field(True, description="Also the latest checkpoint.")
 
 
 class Resources(StrictModel):
@@ -389,6 +405,7 @@ class StudySpec(StrictModel):
     stability: StabilitySpec = Field(default_factory=StabilitySpec)
     budget: Budget = Field(default_factory=Budget)
     resources: Resources = Field(default_factory=Resources)
+    checkpoints: Checkpoints = Field(default_factory=Checkpoints)
 
     @model_validator(mode="after")
     def _check_overlap(self) -> StudySpec:

@@ -138,7 +138,9 @@ def add_trial(
         best = -math.inf
         for step, value in enumerate(values, start=1):
             best = max(best, value)
-            repo.record_progress(trial.id, step, {"mode_score": value}, best, step, "node-a")
+            repo.record_progress(
+                trial.id, step, {"mode_score": value}, best, step, {"node": "node-a"}
+            )
         if state != TrialState.running:
             repo.finish_trial(trial.id, state, reason, prune)
         return trial.id
@@ -396,7 +398,7 @@ def test_watch_of_an_ended_study_returns_at_once_with_its_reason_and_minimized_o
         repo = Repository(session)
         for number, value in enumerate([0.3, 0.1, 0.2]):
             trial = repo.create_trial(study_id, number, {}, None)
-            repo.record_progress(trial.id, 1, {"frechet": value}, value, 1, None)
+            repo.record_progress(trial.id, 1, {"frechet": value}, value, 1, {})
             repo.finish_trial(trial.id, TrialState.completed)
         repo.create_trial(study_id, 3, {}, None)  # lost with its worker, no value
     finish_study(settings, study_id, StudyState.failed, "worker lost and no retries left")

@@ -48,7 +48,7 @@ def _study_with_trials(client: TestClient, settings: Settings) -> tuple[int, lis
                     {"mode_score": value, "g_loss": 1.0 + step},
                     best,
                     step,
-                    "node-a",
+                    {"node": "node-a"},
                 )
             if state == TrialState.pruned:
                 repo.finish_trial(
@@ -88,7 +88,7 @@ def test_views_are_cached_until_the_study_changes(client: TestClient, settings: 
     unchanged = client.get(url, headers={"If-None-Match": etag})
     assert unchanged.status_code == 304
     with session_scope(settings.database_url) as session:
-        Repository(session).record_progress(ids[4], 1, {"mode_score": 0.95}, 0.95, 1, None)
+        Repository(session).record_progress(ids[4], 1, {"mode_score": 0.95}, 0.95, 1, {})
     changed = client.get(url, headers={"If-None-Match": etag})
     assert changed.status_code == 200
     assert changed.headers["etag"] != etag

@@ -1,0 +1,133 @@
+"""The artifact store: atomic checkpoint writes, and the retention policy bounding disk use."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from service.artifacts import ArtifactStore, CheckpointRetention, artifact_path
+
+
+def _retention(store: ArtifactStore, keep_best: int, keep_last: bool) -> CheckpointRetention:
+    return CheckpointRetention(
+        store, 1, 7, keep_best=keep_best, keep_last=keep_last, maximize=False
+    )
+
+
+def _files(store: ArtifactStore) -> list[str]:
+    folder = store.resolve(artifact_path(1, 7, "x")).parent
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def test_keeps_the_best_k_and_the_last_and_deletes_the_rest(tmp_path: Path) -> None:
+    store = ArtifactStore(tmp_path)
+    keeper = _retention(store, keep_best=2, keep_last=True)
+    values = {1: 5.0, 2: 3.0, 3: 4.0, 4: 1.0, 5: float("nan"), 6: 2.0, 7: 9.0}
+    kinds: dict[str, tuple[str, int, int]] = {}
+    for step, value in values.items():
+        kinds = keeper.save(step, value, lambda step=step: {"step": step})
+    assert {kind: Path(path).name for kind, (path, _, _) in kinds.items()} == {
+        "best": "checkpoint-4.pt",
+        "best-2": "checkpoint-6.pt",
+        "last": "checkpoint-7.pt",
+    }
+    assert _files(store) == ["checkpoint-4.pt", "checkpoint-6.pt", "checkpoint-7.pt"]
+    for kind, (path, size, step) in kinds.items():
+        assert store.load_checkpoint(path)["step"] == step, kind
+        assert size == store.resolve(path).stat().st_size
+
+
+def test_a_policy_of_only_the_best_writes_only_improvements(tmp_path: Path) -> None:
+    store = ArtifactStore(tmp_path)
+    keeper = _retention(store, keep_best=1, keep_last=False)
+    built: list[int] = []
+
+    def state(step: int) -> dict[str, int]:
+        built.append(step)
+        return {"step": step}
+
+    for step, value in enumerate([3.0, 2.0, 2.5, 4.0, 1.0], start=1):
+        keeper.save(step, value, lambda step=step: state(step))
+    assert built == [1, 2, 5], "a checkpoint that would be deleted at once is never built"
+    assert _files(store) == ["checkpoint-5.pt"]
+    assert _retention(ArtifactStore(tmp_path / "none"), 0, False).save(1, 1.0, dict) == {}
+
+
+def test_a_new_attempt_sweeps_what_an_earlier_one_left(tmp_path: Path) -> None:
+    store = ArtifactStore(tmp_path)
+    folder = store.resolve(artifact_path(1, 7, "x")).parent
+    folder.mkdir(parents=True)
+    (folder / "checkpoint-40.pt").write_bytes(b"from the lost attempt")
+    (folder / ".checkpoint-41.pt.k2j3.tmp").write_bytes(b"half a file")
+    (folder / "samples-40.png").write_bytes(b"a sample grid stays")
+    _retention(store, keep_best=1, keep_last=True).save(1, 2.0, lambda: {"step": 1})
+    assert _files(store) == ["checkpoint-1.pt", "samples-40.png"]
+
+
+def test_readers_never_see_a_half_written_checkpoint(tmp_path: Path) -> None:
+    store = ArtifactStore(tmp_path)
+    path = "studies/1/trials/1/checkpoint-1.pt"
+    store.save_checkpoint(path, {"size": 0, "weights": torch.zeros(1)})
+    stop = threading.Event()
+
+    def rewrite() -> None:
+        size = 1
+        while not stop.is_set():
+            size = size * 4 % 3_000_001 + 1
+            store.save_checkpoint(path, {"size": size, "weights": torch.ones(size)})
+
+    writer = threading.Thread(target=rewrite)
+    writer.start()
+    reads = 0
+    try:
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            checkpoint = store.load_checkpoint(path)  # raises on a truncated file
+            assert checkpoint["weights"].numel() == max(checkpoint["size"], 1)
+            reads += 1
+    finally:
+        stop.set()
+        writer.join()
+    assert reads > 10
+
+
+WRITE_FOREVER = """
+import sys
+from service.artifacts import ArtifactStore
+store = ArtifactStore(sys.argv[1])
+chunk = b"x" * (64 * 1024 * 1024)
+while True:
+    store.write_bytes("studies/1/trials/7/checkpoint-1.pt", chunk * 4)
+"""
+
+
+def test_a_writer_killed_mid_write_leaves_the_previous_file_whole(tmp_path: Path) -> None:
+    store = ArtifactStore(tmp_path)
+    path = artifact_path(1, 7, "checkpoint-1")
+    store.save_checkpoint(path, {"step": 1})
+    folder = store.resolve(path).parent
+    writer = subprocess.Popen([sys.executable, "-c", WRITE_FOREVER, str(tmp_path)])
+    try:
+        deadline = time.monotonic() + 60
+        while not any(p.name.endswith(".tmp") and p.stat().st_size for p in folder.iterdir()):
+            assert time.monotonic() < deadline, "the writer never started writing"
+            time.sleep(0.01)
+    finally:
+        os.kill(writer.pid, signal.SIGKILL)
+        writer.wait()
+    leftovers = [p for p in folder.iterdir() if p.name.endswith(".tmp")]
+    final = store.resolve(path)
+    if final.stat().st_size == 256 * 1024 * 1024:
+        pytest.skip("the writer finished a whole file before the kill; nothing to check")
+    assert store.load_checkpoint(path) == {"step": 1}, "the previous checkpoint is intact"
+    assert leftovers, "the kill landed mid-write, leaving its temporary file"
+    _retention(store, keep_best=1, keep_last=True).save(2, 1.0, lambda: {"step": 2})
+    assert sorted(p.name for p in folder.iterdir()) == ["checkpoint-2.pt"]
