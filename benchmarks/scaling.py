@@ -11,7 +11,7 @@ GPU (``--gpu``, on a machine with CUDA): one node with one GPU; the study runs w
 Every configuration runs the same trials: a random sampler with a fixed seed, no pruner and
 no stability rules, so each trial trains its full length.
 
-    .venv/bin/python benchmarks/scaling.py [--trials 8] [--cpus-per-node 1] [--gpu]
+    .venv/bin/python benchmarks/scaling.py [--trials 8] [--epochs 8] [--cpus-per-node 1] [--gpu]
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ RAY = str(Path(sys.executable).parent / "ray")
 LIST_NODES = "import sys, ray; ray.init(address=sys.argv[1]); print(len(ray.nodes()))"
 
 
-def study(trials: int, concurrent: int, gpu: float) -> StudySpec:
+def study(trials: int, concurrent: int, gpu: float, epochs: int) -> StudySpec:
     """gan2d on ring8: a few seconds of single-threaded training per trial on CPU."""
     return StudySpec.model_validate(
         {
@@ -50,7 +50,7 @@ def study(trials: int, concurrent: int, gpu: float) -> StudySpec:
             "trainer": "gan2d",
             "params": {
                 "dataset": "ring8",
-                "epochs": 4,
+                "epochs": epochs,
                 "iters_per_epoch": 150,
                 "eval_samples": 1000,
             },
@@ -154,15 +154,18 @@ def report(label: str, seconds: float, trials: int) -> float:
     return per_hour
 
 
-def cpu_scaling(trials: int, cpus: int, home: Path) -> None:
-    print(f"gan2d ring8, {trials} trials of 1 CPU each; Ray nodes of {cpus} CPU(s) on this host")
+def cpu_scaling(trials: int, epochs: int, cpus: int, home: Path) -> None:
+    print(
+        f"gan2d ring8, {trials} trials of {epochs} epochs and 1 CPU each; "
+        f"Ray nodes of {cpus} CPU(s) on this host"
+    )
     rates = []
     for nodes in (1, 2):
         cluster = Cluster(home)
         try:
             for _ in range(nodes):
                 cluster.add(cpus=cpus, gpus=0)
-            spec = study(trials, nodes * cpus, 0.0)
+            spec = study(trials, nodes * cpus, 0.0, epochs)
             seconds, done = run(spec, cluster.address, home, f"cpu-{nodes}")
             rates.append(report(f"{nodes} node(s), {nodes * cpus} at once", seconds, done))
         finally:
@@ -170,7 +173,7 @@ def cpu_scaling(trials: int, cpus: int, home: Path) -> None:
     print(f"ratio, 2 nodes to 1: {rates[1] / rates[0]:.2f}x")
 
 
-def gpu_packing(trials: int, home: Path) -> None:
+def gpu_packing(trials: int, epochs: int, home: Path) -> None:
     import torch
 
     if not torch.cuda.is_available():
@@ -181,7 +184,7 @@ def gpu_packing(trials: int, home: Path) -> None:
     try:
         cluster.add(cpus=max(4, os.cpu_count() or 4), gpus=1)
         for packed in (1, 2, 4):
-            spec = study(trials, packed, 1 / packed)
+            spec = study(trials, packed, 1 / packed, epochs)
             seconds, done = run(spec, cluster.address, home, f"gpu-{packed}")
             rates.append(report(f"{packed} trial(s) per GPU", seconds, done))
     finally:
@@ -192,6 +195,7 @@ def gpu_packing(trials: int, home: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=8, help="of 150 steps each")
     parser.add_argument("--cpus-per-node", type=int, default=1)
     parser.add_argument("--gpu", action="store_true", help="GPU packing instead of CPU nodes")
     args = parser.parse_args()
@@ -202,9 +206,9 @@ def main() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="gentune-scaling-") as tmp:
         if args.gpu:
-            gpu_packing(args.trials, Path(tmp))
+            gpu_packing(args.trials, args.epochs, Path(tmp))
         else:
-            cpu_scaling(args.trials, args.cpus_per_node, Path(tmp))
+            cpu_scaling(args.trials, args.epochs, args.cpus_per_node, Path(tmp))
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import pytest
 from tests.conftest import new_database_url
 from tests.e2e.conftest import Service, free_port, service_env, start, stop
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 
 RAY = str(Path(sys.executable).parent / "ray")
 RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}

@@ -32,8 +32,11 @@ function drawSummary(trial) {
     ["State", badge(trial.state)],
     ["Value", trial.value === null ? "–" : `${fmt(trial.value)} at step ${trial.best_step}`],
     ["Last step", trial.last_step === null ? "–" : trial.last_step],
-    ["Node", trial.node || "–"],
-    ["Duration", duration(elapsed(trial.created_at, trial.finished_at))],
+    ["Node", trial.node ? `${trial.node}${trial.ray_node_id ? ` (Ray ${trial.ray_node_id.slice(0, 8)})` : ""}` : "–"],
+    ["GPUs", trial.gpu_ids || "none"],
+    ["Attempts", trial.attempts],
+    ["Waited", trial.started_at ? duration(elapsed(trial.created_at, trial.started_at)) : "–"],
+    ["Trained", trial.started_at ? duration(elapsed(trial.started_at, trial.finished_at)) : "–"],
   ];
   fill($("#facts"), facts.map(([label, value]) => el("div", {}, el("b", {}, label), el("span", {}, value))));
   if (trial.state === "pruned" || trial.state === "failed") {
