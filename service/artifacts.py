@@ -39,6 +39,7 @@ class ArtifactStore:
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
+            os.chmod(tmp, 0o644)  # mkstemp makes it 0600; an API under another uid reads it too
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -65,8 +66,10 @@ class CheckpointRetention:
 
     Each kept evaluation is one file, ``checkpoint-<step>.pt``, written once; the kinds
     ``best``, ``best-2`` … ``best-k`` and ``last`` name files among them (``best`` and ``last``
-    are often the same file). Files of evaluations that fell out of the kept set, and
-    leftovers of an earlier attempt of the trial, are deleted after each save.
+    are often the same file). A file that falls out of the kept set is deleted one save later:
+    until the study's driver has recorded the new set, the database still points at the old
+    one, and a download must not find it gone. Leftovers of an earlier attempt of the trial go
+    at its first save; ``sweep_checkpoints`` tidies the trial's folder once it has ended.
     """
 
     def __init__(
@@ -89,6 +92,8 @@ class CheckpointRetention:
         """(value, step) of the kept best evaluations, best first."""
         self.sizes: dict[int, int] = {}
         self.last: int | None = None
+        self.reported: set[int] = set()
+        """Steps of the kept set the previous save returned (the database may point at them)."""
 
     def _enters_top(self, value: float | None) -> bool:
         if self.keep_best == 0 or value is None or not math.isfinite(value):
@@ -115,31 +120,44 @@ class CheckpointRetention:
             del self.ranked[self.keep_best :]
         if self.keep_last:
             self.last = step
-        self._delete_unkept()
         kinds = {
             ("best" if rank == 1 else f"best-{rank}"): kept_step
             for rank, (_, kept_step) in enumerate(self.ranked, start=1)
         }
         if self.last is not None:
             kinds["last"] = self.last
+        kept = set(kinds.values())
+        for gone in sweep_checkpoints(
+            self.store, self.study_id, self.trial_id, kept | self.reported
+        ):
+            self.sizes.pop(gone, None)
+        self.reported = kept
         return {kind: (self._path(s), self.sizes[s], s) for kind, s in kinds.items()}
 
     def _path(self, step: int) -> str:
         return artifact_path(self.study_id, self.trial_id, f"checkpoint-{step}")
 
-    def _delete_unkept(self) -> None:
-        kept = {s for _, s in self.ranked} | ({self.last} if self.last is not None else set())
-        folder = self.store.resolve(artifact_path(self.study_id, self.trial_id, "x")).parent
-        for path in folder.iterdir():
-            match = CHECKPOINT_FILE.match(path.name)
-            if match is None:
-                continue
-            step = int(match.group(1))
-            if match.group(2) is not None:  # left by a writer killed mid-write
-                path.unlink(missing_ok=True)
-            elif step not in kept:
-                path.unlink(missing_ok=True)
-                self.sizes.pop(step, None)
+
+def sweep_checkpoints(
+    store: ArtifactStore, study_id: int, trial_id: int, keep: set[int]
+) -> list[int]:
+    """Delete a trial's checkpoint files but those of the steps in ``keep``, and any temporary
+    file a writer killed mid-write left; return the steps deleted."""
+    folder = store.resolve(artifact_path(study_id, trial_id, "x")).parent
+    if not folder.is_dir():
+        return []
+    deleted = []
+    for path in folder.iterdir():
+        match = CHECKPOINT_FILE.match(path.name)
+        if match is None:
+            continue
+        step = int(match.group(1))
+        if match.group(2) is not None:  # left by a writer killed mid-write
+            path.unlink(missing_ok=True)
+        elif step not in keep:
+            path.unlink(missing_ok=True)
+            deleted.append(step)
+    return deleted
 
 
 def artifact_path(study_id: int, trial_id: int, kind: str) -> str:

@@ -72,6 +72,9 @@ class Study(Base):
     worker_id: Mapped[str | None] = mapped_column(String(200))
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     claims: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    submitted_by: Mapped[str | None] = mapped_column(String(64))
+    """The name of the token that submitted it (None on a service without tokens)."""
+    cancelled_by: Mapped[str | None] = mapped_column(String(64))
     """How many times a worker has taken the study from the queue (1 + resumes)."""
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -49,12 +49,15 @@ class Repository:
 
     # --- studies -------------------------------------------------------------------------
 
-    def create_study(self, name: str, trainer: str, spec: Mapping[str, Any]) -> Study:
+    def create_study(
+        self, name: str, trainer: str, spec: Mapping[str, Any], submitted_by: str | None = None
+    ) -> Study:
         # The Optuna name derives from the id, known only after the insert.
         study = Study(
             name=name,
             trainer=trainer,
             spec=dict(spec),
+            submitted_by=submitted_by,
             state=StudyState.queued,
             optuna_study_name=f"pending-{uuid.uuid4().hex}",
         )
@@ -81,13 +84,14 @@ class Repository:
         studies = self.session.scalars(query.order_by(Study.id.desc()).offset(offset).limit(limit))
         return list(studies), int(self.session.scalar(count_query) or 0)
 
-    def request_cancel(self, study_id: int) -> Study:
+    def request_cancel(self, study_id: int, by: str | None = None) -> Study:
         """Queued studies are cancelled at once; running ones are flagged for their worker."""
         study = self.get_study(study_id)
         if study.state in FINISHED_STUDY_STATES:
             raise Conflict(
                 f"Study {study_id} is already {study.state}; there is nothing to cancel."
             )
+        study.cancelled_by = by
         if study.state == StudyState.queued:
             self.finish_study(study, StudyState.cancelled, "cancelled before it started")
         else:
@@ -137,8 +141,26 @@ class Repository:
         cutoff = utcnow() - silent_for
         return self._requeue(and_(Study.state == StudyState.running, Study.heartbeat_at < cutoff))
 
-    def requeue_study(self, study_id: int) -> None:
-        self._requeue(and_(Study.id == study_id, Study.state == StudyState.running))
+    def requeue_study(self, study_id: int, worker_id: str) -> bool:
+        """Put a study this worker runs back in the queue; False when it is no longer its own."""
+        return bool(self._requeue(self._run_by(study_id, worker_id)))
+
+    def requeue_orphans(self, worker_id: str, alive: Sequence[int]) -> list[int]:
+        """Put back in the queue this worker's running studies that have no process (a claim
+        whose commit landed while the worker saw the connection fail)."""
+        return self._requeue(
+            and_(
+                Study.state == StudyState.running,
+                Study.worker_id == worker_id,
+                Study.id.not_in(list(alive)),
+            )
+        )
+
+    @staticmethod
+    def _run_by(study_id: int, worker_id: str) -> Any:
+        return and_(
+            Study.id == study_id, Study.worker_id == worker_id, Study.state == StudyState.running
+        )
 
     def _requeue(self, condition: Any) -> list[int]:
         ids = list(self.session.scalars(select(Study.id).where(condition).with_for_update()))
@@ -155,11 +177,7 @@ class Repository:
         """Refresh a study's heartbeat; False when the study is no longer this worker's."""
         updated = self._rowcount(
             update(Study)
-            .where(
-                Study.id == study_id,
-                Study.worker_id == worker_id,
-                Study.state == StudyState.running,
-            )
+            .where(self._run_by(study_id, worker_id))
             .values(heartbeat_at=utcnow())
             .execution_options(synchronize_session=False)
         )
@@ -173,6 +191,29 @@ class Repository:
     def cancel_requested(self, study_id: int) -> bool:
         return bool(self.session.scalar(select(Study.cancel_requested).where(Study.id == study_id)))
 
+    def finish_run(
+        self, study_id: int, worker_id: str, state: StudyState, reason: str | None
+    ) -> bool:
+        """End a study this worker runs; False, changing nothing, when it is no longer its own
+        (another worker took it over while this one was silent)."""
+        finished = self._rowcount(
+            update(Study)
+            .where(self._run_by(study_id, worker_id))
+            .values(state=state, state_reason=reason, finished_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        return finished == 1
+
+    def owns_study(self, study_id: int, worker_id: str) -> bool:
+        """Whether this worker still runs the study, holding its row until the transaction ends
+        (on Postgres), so a takeover cannot slip in between the check and what follows."""
+        return (
+            self.session.scalar(
+                select(Study.id).where(self._run_by(study_id, worker_id)).with_for_update()
+            )
+            is not None
+        )
+
     def finish_study(self, study: Study, state: StudyState, reason: str | None = None) -> None:
         study.state = state
         study.state_reason = reason
@@ -184,6 +225,11 @@ class Repository:
     def create_trial(
         self, study_id: int, number: int, params: Mapping[str, Any], tune_trial_id: str | None
     ) -> Trial:
+        existing = self.session.scalars(
+            select(Trial).where(Trial.study_id == study_id, Trial.number == number)
+        ).first()
+        if existing is not None:  # a retry whose first commit landed but was never acknowledged
+            return existing
         trial = Trial(
             study_id=study_id,
             number=number,
@@ -355,6 +401,8 @@ class Repository:
             values.update(value=value, best_step=best_step)
         if not self._update_running_trial(trial_id, values):
             return False
+        # Safe to repeat: a retried write whose first commit landed replaces, never duplicates.
+        self.session.execute(delete(Metric).where(Metric.trial_id == trial_id, Metric.step == step))
         self.session.add_all(
             Metric(trial_id=trial_id, step=step, name=name, value=_storable(v))
             for name, v in metrics.items()
@@ -383,13 +431,13 @@ class Repository:
             == 1
         )
 
-    def restart_trial(self, trial_id: int, reason: str) -> None:
-        """Ray starts a trial again after its worker or node died: its earlier attempt's
-        evaluations and files no longer describe it."""
+    def restart_trial(self, trial_id: int, attempt: int, reason: str) -> None:
+        """Ray starts a trial again (its ``attempt``-th run) after its worker or node died: its
+        earlier attempt's evaluations and files no longer describe it."""
         if self._update_running_trial(
             trial_id,
             {
-                "attempts": Trial.attempts + 1,
+                "attempts": attempt,
                 "value": None,
                 "best_step": None,
                 "last_step": None,

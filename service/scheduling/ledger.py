@@ -26,9 +26,14 @@ class TrialRecord:
     prune: PruneRecord | None = None
     error: str | None = None
     """The trainer's exception, when it raised one."""
+    reported_until: int | None = None
+    """After a restart: the last step an earlier attempt reported to Optuna. Optuna keeps the
+    first value reported at a step, so steps up to this one are not judged by its pruner."""
 
     def restart(self) -> None:
         """Forget the lost attempt's evaluations: Ray runs the trial again from the start."""
+        if self.last_step is not None:
+            self.reported_until = max(self.last_step, self.reported_until or self.last_step)
         self.best_value = self.best_step = self.last_step = None
         if self.monitor is not None:
             self.monitor = replace(self.monitor)  # fresh rule state, same rules
@@ -51,6 +56,8 @@ class Ledger:
     study_id: int
     objective: str
     direction: str
+    worker_id: str = ""
+    """The worker this run belongs to: new trials are created only while it owns the study."""
     trials: dict[str, TrialRecord] = field(default_factory=dict)
     """By Tune trial id."""
 

@@ -150,8 +150,8 @@ class PruningScheduler(DriverSide, FIFOScheduler):
             return self._stop(
                 record, f"stability/{verdict.rule}", step, verdict.values, verdict.message
             )
-        if value is None:
-            return TrialScheduler.CONTINUE
+        if value is None or (record.reported_until is not None and step <= record.reported_until):
+            return TrialScheduler.CONTINUE  # no objective, or a step an earlier attempt reported
         reported = value if math.isfinite(value) else math.nan
         retrying(lambda: record.optuna_trial.report(reported, step), "reporting to Optuna")
         if retrying(record.optuna_trial.should_prune, "asking Optuna's pruner"):

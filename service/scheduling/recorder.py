@@ -14,6 +14,7 @@ from ray import cloudpickle
 from ray.exceptions import NodeDiedError, RayActorError, WorkerCrashedError
 from ray.tune import Callback
 
+from service.artifacts import ArtifactStore, is_checkpoint, sweep_checkpoints
 from service.db.models import PruneRecord, TrialState
 from service.db.repository import Repository
 from service.db.retry import transact
@@ -25,9 +26,10 @@ WORKER_OR_NODE_LOST = "Ray lost the trial's worker process or its node"
 
 
 class Recorder(DriverSide, Callback):
-    def __init__(self, ledger: Ledger, database_url: str) -> None:
+    def __init__(self, ledger: Ledger, database_url: str, artifact_dir: str | None = None) -> None:
         self.ledger = ledger
         self.database_url = database_url
+        self.store = ArtifactStore(artifact_dir) if artifact_dir else None
 
     def on_trial_result(
         self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
@@ -95,9 +97,10 @@ class Recorder(DriverSide, Callback):
             return
         record.restart()
         why = _error_text(trial).splitlines()[0]
+        attempt = trial.run_metadata.num_failures + 1  # Tune counted the failure already
         transact(
             self.database_url,
-            lambda repo: repo.restart_trial(record.db_id, f"started again after: {why}"),
+            lambda repo: repo.restart_trial(record.db_id, attempt, f"started again after: {why}"),
             f"restarting trial {record.db_id}",
         )
         log.warning("study %s: trial %s starts again: %s", self.ledger.study_id, record.db_id, why)
@@ -116,11 +119,16 @@ class Recorder(DriverSide, Callback):
         reason: str | None,
         prune: PruneRecord | None = None,
     ) -> None:
-        transact(
-            self.database_url,
-            lambda repo: repo.finish_trial(trial_id, state, reason, prune),
-            f"finishing trial {trial_id}",
-        )
+        def finish(repo: Repository) -> set[int]:
+            repo.finish_trial(trial_id, state, reason, prune)
+            return {a.step for a in repo.artifacts_of_trial(trial_id) if is_checkpoint(a.kind)}
+
+        recorded = transact(self.database_url, finish, f"finishing trial {trial_id}")
+        if self.store is not None:
+            # The trial's last save kept its previous set too, until this run recorded the new
+            # one; now only what the database points at stays. (A no-op where this process
+            # does not see the artifact store.)
+            sweep_checkpoints(self.store, self.ledger.study_id, trial_id, recorded)
 
 
 LOST = (RayActorError, WorkerCrashedError, NodeDiedError)

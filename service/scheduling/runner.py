@@ -117,11 +117,12 @@ def run_study(
         return _finish(
             url,
             study_id,
+            worker_id,
             StudyState.failed,
             f"trainer '{spec.trainer}' is not registered on worker {worker_id}",
         )
 
-    storage = optuna_storage(url)
+    storage = retrying(lambda: optuna_storage(url), "connecting to Optuna's storage")
     existing = retrying(
         lambda: _recover_in_flight(url, study_id, storage, optuna_name), "recovering trials"
     )
@@ -146,7 +147,7 @@ def run_study(
     stopper = StudyStopper(study_id, worker_id, settings, spec.budget.timeout_s)
     if stopper_hook is not None:
         stopper_hook.append(stopper)
-    ledger = Ledger(study_id, spec.objective.metric, spec.objective.direction)
+    ledger = Ledger(study_id, spec.objective.metric, spec.objective.direction, worker_id)
     if remaining > 0 and not stopper.stop_all():
         log.info(
             "study %s: running %d trials (%d at once)",
@@ -179,23 +180,31 @@ def run_study(
         retrying(partial(_tell_fail, optuna_study, number), "telling Optuna")
 
     if reason == TAKEN_OVER:
-        log.warning("study %s: %s; this run stops", study_id, TAKEN_OVER)
-        return StudyState.running
+        return _taken_over(study_id)
     if reason == WORKER_LOST:
-        transact(url, lambda repo: repo.requeue_study(study_id), "requeueing the study")
+        if not transact(
+            url, lambda repo: repo.requeue_study(study_id, worker_id), "requeueing the study"
+        ):
+            return _taken_over(study_id)
         log.info("study %s: back in the queue; its worker is shutting down", study_id)
         return StudyState.queued
     if reason == "study cancelled":
-        return _finish(url, study_id, StudyState.cancelled, "cancelled by request")
+        return _finish(url, study_id, worker_id, StudyState.cancelled, "cancelled by request")
     counts = transact(url, lambda repo: repo.trial_counts(study_id), "counting trials")
     if counts["completed"] == 0 and counts["pruned"] == 0 and counts["failed"] > 0:
         return _finish(
             url,
             study_id,
+            worker_id,
             StudyState.failed,
             f"all {counts['failed']} trials failed; see the trials' reasons",
         )
-    return _finish(url, study_id, StudyState.completed, reason)
+    return _finish(url, study_id, worker_id, StudyState.completed, reason)
+
+
+def _taken_over(study_id: int) -> StudyState:
+    log.warning("study %s: %s; this run stops", study_id, TAKEN_OVER)
+    return StudyState.running
 
 
 def _fit(
@@ -235,7 +244,7 @@ def _fit(
         run_config=tune.RunConfig(
             name=f"gentune-study-{study_id}",
             storage_path=str(Path(settings.artifact_dir).resolve() / "tune"),
-            callbacks=[Recorder(ledger, settings.database_url)],
+            callbacks=[Recorder(ledger, settings.database_url, settings.artifact_dir)],
             stop=stopper,
             failure_config=tune.FailureConfig(max_failures=spec.budget.max_failures),
             verbose=0,
@@ -273,21 +282,25 @@ def _tell_fail(study: optuna.Study, number: int) -> None:
     study.tell(number, state=OptunaTrialState.FAIL, skip_if_finished=True)
 
 
-def _finish(url: str, study_id: int, state: StudyState, reason: str | None) -> StudyState:
-    transact(
+def _finish(
+    url: str, study_id: int, worker_id: str, state: StudyState, reason: str | None
+) -> StudyState:
+    if not transact(
         url,
-        lambda repo: repo.finish_study(repo.get_study(study_id), state, reason),
+        lambda repo: repo.finish_run(study_id, worker_id, state, reason),
         "finishing the study",
-    )
+    ):
+        return _taken_over(study_id)
     log.info("study %s: %s%s", study_id, state.value, f" ({reason})" if reason else "")
     return state
 
 
 def _fail_crashed(repo: Repository, study_id: int, worker_id: str) -> None:
-    study = repo.get_study(study_id)
-    if study.state == StudyState.running and study.worker_id == worker_id:
+    if repo.owns_study(study_id, worker_id):
         repo.fail_running_trials(study_id, "the study's run crashed")
-        repo.finish_study(study, StudyState.failed, "the study's run crashed; see the worker's log")
+        repo.finish_run(
+            study_id, worker_id, StudyState.failed, "the study's run crashed; see the worker's log"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

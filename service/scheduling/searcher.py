@@ -14,6 +14,7 @@ import optuna
 from optuna.trial import TrialState as OptunaTrialState
 from ray.tune.search import Searcher
 
+from service.db.repository import Repository
 from service.db.retry import retrying, transact
 from service.scheduling.ledger import DriverSide, Ledger, TrialRecord
 from service.scheduling.stability import StabilityMonitor, watched_metrics
@@ -95,15 +96,25 @@ class OptunaSearcher(DriverSide, Searcher):
         self.distributions = {name: distribution(d) for name, d in spec.search_space.items()}
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
-        optuna_trial = retrying(lambda: self.study.ask(self.distributions), "asking Optuna")
+        optuna_trial = self._ask()
         params = dict(optuna_trial.params)
-        db_id = transact(
-            self.database_url,
-            lambda repo: (
-                repo.create_trial(self.ledger.study_id, optuna_trial.number, params, trial_id).id
-            ),
-            "creating a trial",
-        )
+        study_id, worker_id = self.ledger.study_id, self.ledger.worker_id
+
+        def create(repo: Repository) -> int | None:
+            if worker_id and not repo.owns_study(study_id, worker_id):
+                return None
+            return repo.create_trial(study_id, optuna_trial.number, params, trial_id).id
+
+        db_id = transact(self.database_url, create, "creating a trial")
+        if db_id is None:  # taken over while this run was silent: the new run owns the budget
+            retrying(
+                lambda: self.study.tell(
+                    optuna_trial.number, state=OptunaTrialState.FAIL, skip_if_finished=True
+                ),
+                "telling Optuna",
+            )
+            log.warning("study %s: no longer this worker's; no new trials", study_id)
+            return Searcher.FINISHED  # type: ignore[return-value]  # Tune documents this
         self.ledger.trials[trial_id] = TrialRecord(
             db_id=db_id, optuna_trial=optuna_trial, monitor=self._monitor(params)
         )
@@ -123,6 +134,27 @@ class OptunaSearcher(DriverSide, Searcher):
                 "checkpoints": self.spec.checkpoints.model_dump(),
             },
         }
+
+    def _ask(self) -> optuna.Trial:
+        """``study.ask``, retried through outages. Optuna's ask is several commits, so a retry
+        first fails the trial a broken attempt may have left RUNNING (else it would hold a
+        grid point, or a constant liar's place, for ever)."""
+        tries = 0
+
+        def attempt() -> optuna.Trial:
+            nonlocal tries
+            tries += 1
+            if tries > 1:
+                ours = {record.optuna_trial.number for record in self.ledger.trials.values()}
+                running = (OptunaTrialState.RUNNING,)
+                for left in self.study.get_trials(deepcopy=False, states=running):
+                    if left.number not in ours:
+                        self.study.tell(
+                            left.number, state=OptunaTrialState.FAIL, skip_if_finished=True
+                        )
+            return self.study.ask(self.distributions)
+
+        return retrying(attempt, "asking Optuna")
 
     def _monitor(self, params: dict[str, Any]) -> StabilityMonitor | None:
         if not self.rules:

@@ -31,6 +31,8 @@ from service.db.session import migrate, redacted, session_scope
 
 log = logging.getLogger("gentune.worker")
 PR_SET_PDEATHSIG = 1
+STARTUP_GRACE_S = 60.0
+"""How long a worker heartbeats for a study process it has just started."""
 
 
 def default_worker_id() -> str:
@@ -65,6 +67,8 @@ class Worker:
         self.settings = settings
         self.worker_id = worker_id or settings.worker_id or default_worker_id()
         self.children: dict[int, subprocess.Popen[bytes]] = {}
+        self.started: dict[int, float] = {}
+        """When each child was started (monotonic), for its start-up heartbeats."""
         self.stop_event = threading.Event()
         self.connected_since = time.monotonic()
         self.database_down = False
@@ -101,7 +105,10 @@ class Worker:
 
     def _poll(self, env: dict[str, str]) -> None:
         try:
+            if self.database_down:
+                self._requeue_orphans()
             self._reap()
+            self._beat_for_starting_children()
             if time.monotonic() - self.connected_since >= self.settings.stale_after_s:
                 self._take_over_stale()
             self._claim(env)
@@ -134,23 +141,49 @@ class Worker:
                 env=env,
                 preexec_fn=_die_with_parent,
             )
+            self.started[study_id] = time.monotonic()
+
+    def _requeue_orphans(self) -> None:
+        """After an outage: a claim may have committed while the worker saw it fail."""
+        with session_scope(self.settings.database_url) as session:
+            orphans = Repository(session).requeue_orphans(self.worker_id, list(self.children))
+        if orphans:
+            log.warning(
+                "worker %s: studies %s had no process; queued again", self.worker_id, orphans
+            )
+
+    def _beat_for_starting_children(self) -> None:
+        """Heartbeat for study processes still starting (imports, Ray, Optuna), which cannot
+        yet heartbeat themselves; after ``STARTUP_GRACE_S`` each is on its own, so a hung run
+        is still noticed."""
+        now = time.monotonic()
+        starting = [i for i, at in self.started.items() if now - at < STARTUP_GRACE_S]
+        if not starting:
+            return
+        with session_scope(self.settings.database_url) as session:
+            repo = Repository(session)
+            for study_id in starting:
+                repo.heartbeat(study_id, self.worker_id)
 
     def _reap(self) -> None:
         for study_id, process in list(self.children.items()):
             code = process.poll()
             if code is None:
                 continue
-            del self.children[study_id]
-            if code != 0:
+            if code != 0:  # recorded before the child is forgotten, so an outage cannot lose it
                 self._fail_if_running(study_id, f"the study's process exited with code {code}")
+            self._forget(study_id)
+
+    def _forget(self, study_id: int) -> subprocess.Popen[bytes]:
+        self.started.pop(study_id, None)
+        return self.children.pop(study_id)
 
     def _fail_if_running(self, study_id: int, reason: str) -> None:
         with session_scope(self.settings.database_url) as session:
             repo = Repository(session)
-            study = repo.get_study(study_id)
-            if study.state == StudyState.running and study.worker_id == self.worker_id:
+            if repo.owns_study(study_id, self.worker_id):
                 repo.fail_running_trials(study_id, reason)
-                repo.finish_study(study, StudyState.failed, reason)
+                repo.finish_run(study_id, self.worker_id, StudyState.failed, reason)
 
     def _take_over_stale(self) -> None:
         with session_scope(self.settings.database_url) as session:
@@ -163,7 +196,7 @@ class Worker:
             )
         for study_id in set(stale) & set(self.children):
             # Its own study process hung: end it, so the study runs once, in a new process.
-            self.children.pop(study_id).kill()
+            self._forget(study_id).kill()
 
     def _stop_children(self) -> None:
         for process in self.children.values():
@@ -175,3 +208,4 @@ class Worker:
                 process.kill()
                 log.warning("worker %s: study %s did not stop in time", self.worker_id, study_id)
         self.children.clear()
+        self.started.clear()

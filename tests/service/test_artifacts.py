@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from service.artifacts import ArtifactStore, CheckpointRetention, artifact_path
+from service.artifacts import ArtifactStore, CheckpointRetention, artifact_path, sweep_checkpoints
 
 
 def _retention(store: ArtifactStore, keep_best: int, keep_last: bool) -> CheckpointRetention:
@@ -57,8 +57,28 @@ def test_a_policy_of_only_the_best_writes_only_improvements(tmp_path: Path) -> N
     for step, value in enumerate([3.0, 2.0, 2.5, 4.0, 1.0], start=1):
         keeper.save(step, value, lambda step=step: state(step))
     assert built == [1, 2, 5], "a checkpoint that would be deleted at once is never built"
+    # Step 2's file outlives its save by one: the database pointed at it until step 5 landed.
+    assert _files(store) == ["checkpoint-2.pt", "checkpoint-5.pt"]
+    sweep_checkpoints(store, 1, 7, {5})  # the trial ended; its driver recorded step 5
     assert _files(store) == ["checkpoint-5.pt"]
     assert _retention(ArtifactStore(tmp_path / "none"), 0, False).save(1, 1.0, dict) == {}
+
+
+def test_a_file_the_database_may_still_point_at_is_deleted_one_save_later(
+    tmp_path: Path,
+) -> None:
+    store = ArtifactStore(tmp_path)
+    keeper = _retention(store, keep_best=1, keep_last=True)
+    keeper.save(1, 1.0, lambda: {"step": 1})
+    keeper.save(2, 2.0, lambda: {"step": 2})  # best 1, last 2
+    keeper.save(3, 0.5, lambda: {"step": 3})  # best and last 3: steps 1 and 2 leave the set
+    assert _files(store) == ["checkpoint-1.pt", "checkpoint-2.pt", "checkpoint-3.pt"]
+    keeper.save(4, 0.9, lambda: {"step": 4})
+    assert _files(store) == ["checkpoint-3.pt", "checkpoint-4.pt"]
+    # The trial ended and its driver recorded best 3, last 4: nothing else may stay.
+    assert sweep_checkpoints(store, 1, 7, {3, 4}) == []
+    assert sweep_checkpoints(store, 1, 7, {4}) == [3]
+    assert _files(store) == ["checkpoint-4.pt"]
 
 
 def test_a_new_attempt_sweeps_what_an_earlier_one_left(tmp_path: Path) -> None:
@@ -131,3 +151,17 @@ def test_a_writer_killed_mid_write_leaves_the_previous_file_whole(tmp_path: Path
     assert leftovers, "the kill landed mid-write, leaving its temporary file"
     _retention(store, keep_best=1, keep_last=True).save(2, 1.0, lambda: {"step": 2})
     assert sorted(p.name for p in folder.iterdir()) == ["checkpoint-2.pt"]
+
+
+def test_paths_that_leave_the_store_are_refused(tmp_path: Path) -> None:
+    store = ArtifactStore(tmp_path / "store")
+    (tmp_path / "store" / "studies").mkdir(parents=True)
+    (tmp_path / "secret").write_text("outside")
+    (tmp_path / "store" / "studies" / "out").symlink_to(tmp_path)  # a link pointing out
+    for path in ("../secret", "/etc/passwd", "studies/../../secret", "studies/out/secret"):
+        with pytest.raises(ValueError, match="leaves the artifact store"):
+            store.resolve(path)
+        with pytest.raises(ValueError, match="leaves the artifact store"):
+            store.write_bytes(path, b"x")
+    assert (tmp_path / "secret").read_text() == "outside"
+    assert store.resolve("studies/1/trials/2/checkpoint-3.pt").is_relative_to(store.root)
