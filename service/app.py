@@ -7,22 +7,33 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from a2wsgi import WSGIMiddleware
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from optuna.exceptions import StorageInternalError
 from sqlalchemy.exc import DBAPIError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service import __version__
-from service.api import health, metrics, studies, trainers, trials
+from service.api import health, metrics, session, studies, trainers, trials
+from service.api.body_limit import BodyLimit
+from service.api.deps import require_reader
+from service.auth import LoginThrottle, ReadGuard, Tokens
 from service.config import Settings, export_data_root, get_settings
 from service.dashboard import pages
 from service.dashboard.optuna import OptunaDashboardUnderPrefix
 from service.db.retry import first_line, is_transient
 from service.db.session import migrate
-from service.errors import GentuneError, InvalidInput, field_errors_from_pydantic
+from service.errors import (
+    GentuneError,
+    InvalidInput,
+    TooManyRequests,
+    Unauthorized,
+    field_errors_from_pydantic,
+)
 from service.monitoring import install_metrics
 from service.study_views import ViewCache
 
@@ -54,19 +65,25 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     )
     app.state.settings = settings
     app.state.view_cache = ViewCache()
-    for module in (studies, trials, trainers, health):
-        app.include_router(module.router, prefix=API_PREFIX)
+    app.state.tokens = tokens = Tokens(settings)  # a bad token file stops the start here
+    app.state.login_throttle = LoginThrottle()
+    readers = [Depends(require_reader)]
+    for module in (studies, trials, trainers):
+        app.include_router(module.router, prefix=API_PREFIX, dependencies=readers)
+    app.include_router(health.router, prefix=API_PREFIX)
+    app.include_router(session.router, prefix=API_PREFIX)
     app.include_router(pages.router)
-    app.include_router(metrics.router)
+    app.include_router(metrics.router, dependencies=readers)
     install_metrics(app, settings.database_url)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     # a2wsgi's and Starlette's type stubs disagree on the WSGI/ASGI callables; both are standard.
     optuna_dashboard = WSGIMiddleware(OptunaDashboardUnderPrefix(settings.database_url))  # type: ignore[arg-type]
-    app.mount("/optuna", optuna_dashboard)  # type: ignore[arg-type]
+    app.mount("/optuna", ReadGuard(optuna_dashboard, tokens, settings.protect_reads))  # type: ignore[arg-type]
     _install_error_handlers(app)
     return app
 
 
-def _error(status: int, detail: str, errors: list[dict[str, str]] | None = None) -> JSONResponse:
+def _error(status: int, detail: str, errors: list[dict[str, Any]] | None = None) -> JSONResponse:
     return JSONResponse(status_code=status, content={"detail": detail, "errors": errors or []})
 
 
@@ -74,7 +91,31 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(GentuneError)
     async def gentune_error(_: Request, exc: GentuneError) -> JSONResponse:
         errors = exc.errors if isinstance(exc, InvalidInput) else []
-        return _error(exc.status_code, exc.message, [e.__dict__ for e in errors])
+        response = _error(exc.status_code, exc.message, [e.__dict__ for e in errors])
+        if isinstance(exc, Unauthorized):
+            response.headers["WWW-Authenticate"] = 'Bearer realm="gentune"'
+        if isinstance(exc, TooManyRequests):
+            response.headers["Retry-After"] = str(exc.retry_after_s)
+        return response
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """Starlette's and FastAPI's own errors, in the service's error shape."""
+        if exc.status_code == 400 and exc.detail == "There was an error parsing the body":
+            message = (
+                "could not be read as JSON: it is not UTF-8 text, nests too deeply or holds "
+                "a number too long to parse"
+            )
+            response = _error(
+                422,
+                f"Invalid request. body {message}",
+                [{"field": "body", "message": message, "line": None}],
+            )
+        else:
+            response = _error(exc.status_code, str(exc.detail))
+        for name, value in (exc.headers or {}).items():
+            response.headers[name] = value
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -82,7 +123,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         if isinstance(body, bytes | str):
             try:
                 body = json.loads(body)
-            except ValueError:
+            except (ValueError, RecursionError):  # not JSON, or nested past Python's stack
                 body = None
         errors = field_errors_from_pydantic(exc.errors(), body)
         summary = "; ".join(

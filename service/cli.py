@@ -43,7 +43,7 @@ UrlOption = Annotated[
 ]
 TokenOption = Annotated[
     str | None,
-    typer.Option("--token", envvar="GENTUNE_API_TOKEN", help="API token for mutating requests."),
+    typer.Option("--token", envvar="GENTUNE_API_TOKEN", help="API token (sent on reads too)."),
 ]
 DEFAULT_URL = "http://127.0.0.1:8000"
 StudyStateName = Literal["queued", "running", "completed", "failed", "cancelled"]
@@ -72,11 +72,17 @@ def serve(
     import uvicorn
 
     from service.app import create_app
+    from service.auth import TokenFileError
     from service.db.session import migrate
     from service.scheduling.worker import _die_with_parent
 
     _logging()
     settings = get_settings()
+    try:
+        api = create_app(settings, run_migrations=False)
+    except TokenFileError as error:
+        console.print(f"[red]gentune: cannot start: {error}[/red]")
+        raise typer.Exit(2) from None
     migrate(settings.database_url)
     worker_process = None
     if worker:
@@ -88,9 +94,7 @@ def serve(
         f"{redacted(settings.database_url)}, artifacts in {settings.artifact_dir}"
     )
     try:
-        uvicorn.run(
-            create_app(settings, run_migrations=False), host=host, port=port, log_level="info"
-        )
+        uvicorn.run(api, host=host, port=port, log_level="info")
     finally:
         if worker_process is not None:
             worker_process.send_signal(signal.SIGTERM)
@@ -490,6 +494,7 @@ def try_trainer(
 def _send(
     method: str, url: str, path: str, token: str | None = None, **kwargs: Any
 ) -> httpx.Response:
+    token = token or os.environ.get("GENTUNE_API_TOKEN")  # reads too, where they are protected
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     headers.update(kwargs.pop("headers", {}))
     kwargs.setdefault("timeout", 30)

@@ -32,7 +32,27 @@ class Settings(BaseSettings):
         None, description="Address of an existing Ray cluster; unset starts a local Ray."
     )
     api_token: SecretStr | None = Field(
-        None, description="When set, mutating endpoints need 'Authorization: Bearer <token>'."
+        None,
+        description="A token (named 'default'): when set, changing anything needs "
+        "'Authorization: Bearer <token>' or the dashboard's login.",
+    )
+    api_tokens_file: str | None = Field(
+        None,
+        description="A YAML file of named tokens ('alice: <token>'), re-read when it changes; "
+        "studies record the name that submitted them.",
+    )
+    protect_reads: bool = Field(
+        False,
+        description="With tokens set: every read (API, dashboard, /optuna, /metrics) needs a "
+        "token too; /health stays open.",
+    )
+    cookie_secure: bool = Field(
+        False,
+        description="Mark the login cookie Secure even when the request reached the service "
+        "over plain HTTP (behind a proxy that ends TLS).",
+    )
+    session_max_age_s: int = Field(
+        7 * 24 * 3600, ge=60, description="How long a dashboard login lasts."
     )
     public_url: str | None = Field(
         None, description="Base URL used in links the API returns; default: the request's."
@@ -55,6 +75,27 @@ class Settings(BaseSettings):
     max_trials: int = Field(10_000, ge=1, description="Largest n_trials a study may ask for.")
     max_concurrent: int = Field(64, ge=1, description="Largest budget.max_concurrent.")
     page_size_max: int = Field(500, ge=1, description="Largest page size of list endpoints.")
+    max_body_bytes: int = Field(
+        1_048_576, ge=1024, description="Largest request body; larger ones get 413."
+    )
+    max_grid_points: int = Field(
+        1_000_000, ge=1, description="Most points a grid study's search space may span."
+    )
+    max_search_space_params: int = Field(
+        64, ge=1, description="Most parameters one study may search."
+    )
+    max_eval_samples: int = Field(
+        50_000, ge=1, description="Largest sample count per evaluation (params named *samples)."
+    )
+    max_string_length: int = Field(
+        4096, ge=64, description="Longest string (value or key) in a study definition."
+    )
+    max_nesting_depth: int = Field(
+        32, ge=8, le=200, description="Deepest nesting of a study definition."
+    )
+    max_definition_values: int = Field(
+        100_000, ge=100, description="Most values in a definition, YAML aliases expanded."
+    )
 
 
 @lru_cache

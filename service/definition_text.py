@@ -36,14 +36,21 @@ class DefinitionText:
         return [replace(e, line=e.line or self.line_of(e.field)) for e in errors]
 
 
-def parse_definition_text(text: str) -> DefinitionText:
-    """Parse YAML/JSON text safely; a syntax error becomes a 422 naming its line."""
+def parse_definition_text(
+    text: str, max_depth: int = 32, max_values: int = 100_000
+) -> DefinitionText:
+    """Parse YAML/JSON text safely; a syntax error becomes a 422 naming its line. Nesting
+    deeper than ``max_depth``, or more than ``max_values`` values once YAML aliases are
+    expanded (a few lines of ``&a``/``*a`` can stand for billions), is refused before
+    anything is built."""
     if len(text) > MAX_DEFINITION_CHARS:
         raise InvalidInput(
             [FieldError("body", f"is longer than {MAX_DEFINITION_CHARS:,} characters")]
         )
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+        if node is not None:
+            _check_size(node, max_depth, max_values)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -52,6 +59,8 @@ def parse_definition_text(text: str) -> DefinitionText:
         raise InvalidInput(
             [FieldError("body", f"is not valid YAML or JSON: {problem}", line=line)]
         ) from exc
+    except RecursionError:
+        raise InvalidInput([FieldError("body", f"nests deeper than {max_depth} levels")]) from None
     if not isinstance(data, dict):
         raise InvalidInput(
             [FieldError("body", "must be a mapping of fields (name, trainer, search_space, ...)")]
@@ -62,9 +71,54 @@ def parse_definition_text(text: str) -> DefinitionText:
     return DefinitionText(data, lines)
 
 
-def spec_from_text(text: str) -> tuple[StudySpec, DefinitionText]:
+def _check_size(root: yaml.Node, max_depth: int, max_values: int) -> None:
+    """Depth and alias-expanded size of a composed YAML document, without recursion."""
+    expanded: dict[int, int] = {}  # node id -> values it stands for, aliases expanded
+    stack: list[tuple[yaml.Node, int, bool]] = [(root, 1, False)]
+    while stack:
+        node, depth, children_done = stack.pop()
+        if id(node) in expanded:
+            continue
+        line = node.start_mark.line + 1
+        if depth > max_depth:
+            raise InvalidInput(
+                [FieldError("body", f"nests deeper than {max_depth} levels", line=line)]
+            )
+        children = _children(node)
+        if not children_done and children:
+            stack.append((node, depth, True))
+            stack.extend(
+                (child, depth + 1, False) for child in children if id(child) not in expanded
+            )
+            continue
+        total = 1 + sum(expanded.get(id(child), 1) for child in children)
+        if total > max_values:
+            raise InvalidInput(
+                [
+                    FieldError(
+                        "body",
+                        f"stands for more than {max_values:,} values once its YAML aliases "
+                        "are expanded",
+                        line=line,
+                    )
+                ]
+            )
+        expanded[id(node)] = total
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def spec_from_text(
+    text: str, max_depth: int = 32, max_values: int = 100_000
+) -> tuple[StudySpec, DefinitionText]:
     """A ``StudySpec`` from text; schema errors carry the lines of their fields."""
-    parsed = parse_definition_text(text)
+    parsed = parse_definition_text(text, max_depth, max_values)
     try:
         return StudySpec.model_validate(parsed.data), parsed
     except ValidationError as exc:

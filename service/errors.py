@@ -39,6 +39,18 @@ class Unauthorized(GentuneError):
     status_code = 401
 
 
+class Forbidden(GentuneError):
+    status_code = 403
+
+
+class TooManyRequests(GentuneError):
+    status_code = 429
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class ServiceUnavailable(GentuneError):
     status_code = 503
 

@@ -47,15 +47,24 @@ from service.schemas.study import (
 from trainers.base import Trainer
 from trainers.registry import get_trainer, trainer_names
 
-MAX_GRID_POINTS = 1_000_000
-
 
 def validate_spec(spec: StudySpec, settings: Settings) -> Trainer:
     """Check ``spec`` against its trainer and the service's limits; raise ``InvalidInput``.
 
     Returns the trainer so callers need not look it up again.
     """
-    errors: list[FieldError] = []
+    errors: list[FieldError] = _check_document(spec, settings)
+    if errors:
+        raise InvalidInput(errors)  # nothing else is worth checking in an oversized document
+    if len(spec.search_space) > settings.max_search_space_params:
+        errors.append(
+            FieldError(
+                "search_space",
+                f"searches {len(spec.search_space)} parameters; at most "
+                f"{settings.max_search_space_params} are allowed (GENTUNE_MAX_SEARCH_SPACE_PARAMS)",
+            )
+        )
+    errors += _check_sample_counts(spec, settings)
     if spec.budget.n_trials > settings.max_trials:
         errors.append(
             FieldError(
@@ -103,12 +112,93 @@ def validate_spec(spec: StudySpec, settings: Settings) -> Trainer:
             )
         )
     if spec.sampler.type == "grid":
-        errors += _check_grid(spec)
+        errors += _check_grid(spec, settings)
     if not param_errors:
         errors += _check_stability(spec, trainer)
     if errors:
         raise InvalidInput(errors)
     return trainer
+
+
+def _check_document(spec: StudySpec, settings: Settings) -> list[FieldError]:
+    """Depth and string lengths over the whole definition (params may hold anything), walked
+    without recursion. Only the first of each kind is reported."""
+    errors: list[FieldError] = []
+    too_deep = too_long = False
+    stack: list[tuple[str, Any, int]] = [("", spec.model_dump(mode="json"), 0)]
+    while stack and not (too_deep and too_long):
+        path, value, depth = stack.pop()
+        if depth > settings.max_nesting_depth and not too_deep:
+            too_deep = True
+            errors.append(
+                FieldError(
+                    path or "body",
+                    f"nests deeper than {settings.max_nesting_depth} levels "
+                    "(GENTUNE_MAX_NESTING_DEPTH)",
+                )
+            )
+            continue
+        if isinstance(value, dict):
+            for key, item in value.items():
+                child = f"{path}.{key}" if path else str(key)
+                if len(str(key)) > settings.max_string_length and not too_long:
+                    too_long = True
+                    errors.append(
+                        FieldError(
+                            path or "body",
+                            f"has a key of {len(str(key)):,} characters; "
+                            + _string_limit(settings),
+                        )
+                    )
+                stack.append((child, item, depth + 1))
+        elif isinstance(value, list):
+            stack.extend((f"{path}.{i}", item, depth + 1) for i, item in enumerate(value))
+        elif isinstance(value, str) and len(value) > settings.max_string_length and not too_long:
+            too_long = True
+            errors.append(
+                FieldError(
+                    path,
+                    f"is {len(value):,} characters long; " + _string_limit(settings),
+                )
+            )
+    return errors
+
+
+def _string_limit(settings: Settings) -> str:
+    return f"at most {settings.max_string_length:,} are allowed (GENTUNE_MAX_STRING_LENGTH)"
+
+
+def _check_sample_counts(spec: StudySpec, settings: Settings) -> list[FieldError]:
+    """Params named ``*samples`` (images generated and scored per evaluation) are bounded:
+    a typo of three zeros must not tie a GPU up for hours."""
+    limit = settings.max_eval_samples
+    errors: list[FieldError] = []
+    for name, value in spec.params.items():
+        if name.endswith("samples") and isinstance(value, int | float) and value > limit:
+            errors.append(
+                FieldError(
+                    f"params.{name}",
+                    f"is {value:,}; at most {limit:,} samples per evaluation are allowed "
+                    "(GENTUNE_MAX_EVAL_SAMPLES)",
+                )
+            )
+    for name, dist in spec.search_space.items():
+        if not name.endswith("samples"):
+            continue
+        if isinstance(dist, CategoricalParam):
+            values = [c for c in dist.choices if isinstance(c, int | float)]
+            field = f"search_space.{name}.choices"
+        else:
+            values, field = [dist.high], f"search_space.{name}.high"
+        if values and max(values) > limit:
+            errors.append(
+                FieldError(
+                    field,
+                    f"reaches {max(values):,}; at most {limit:,} samples per evaluation are "
+                    "allowed (GENTUNE_MAX_EVAL_SAMPLES)",
+                )
+            )
+    return errors
 
 
 PRUNER_ADAPTER: TypeAdapter[PrunerSpec] = TypeAdapter(PrunerSpec)
@@ -245,12 +335,14 @@ def _suggested_type(kind: str) -> str:
     return "type: int" if kind == "integer" else "type: categorical with choices"
 
 
-def _check_grid(spec: StudySpec) -> list[FieldError]:
+def _check_grid(spec: StudySpec, settings: Settings) -> list[FieldError]:
     errors: list[FieldError] = []
     if not spec.search_space:
         return [FieldError("search_space", "a grid search needs at least one searched parameter")]
+    counts: dict[str, int] = {}
     for name, dist in spec.search_space.items():
-        if grid_values(dist) is None:
+        count = grid_count(dist)
+        if count is None:
             errors.append(
                 FieldError(
                     f"search_space.{name}",
@@ -258,14 +350,19 @@ def _check_grid(spec: StudySpec) -> list[FieldError]:
                     "float ranges (and no log scale), or categorical choices",
                 )
             )
+        else:
+            counts[name] = count
     if errors:
         return errors
-    points = grid_size(spec)
-    if points > MAX_GRID_POINTS:
+    points = math.prod(counts.values())
+    if points > settings.max_grid_points:
+        sizes = " × ".join(f"{name} {count:,}" for name, count in counts.items())
         errors.append(
             FieldError(
                 "search_space",
-                f"the grid has {points:,} points; at most {MAX_GRID_POINTS:,} are allowed",
+                f"the grid has {points:,} points ({sizes}); at most "
+                f"{settings.max_grid_points:,} are allowed (GENTUNE_MAX_GRID_POINTS): "
+                "use larger steps or fewer choices, or a sampler such as tpe",
             )
         )
     return errors
@@ -273,25 +370,33 @@ def _check_grid(spec: StudySpec) -> list[FieldError]:
 
 def grid_size(spec: StudySpec) -> int:
     """Points on the grid a grid study spans (every param must have grid values)."""
-    return math.prod(len(grid_values(dist) or ()) for dist in spec.search_space.values())
+    return math.prod(grid_count(dist) or 0 for dist in spec.search_space.values())
+
+
+def grid_count(dist: ParamSpec) -> int | None:
+    """How many values ``dist`` has on a grid (counted, never listed), or None when it has no
+    finite grid."""
+    if isinstance(dist, CategoricalParam):
+        return len(dist.choices)
+    if dist.log or dist.step is None:
+        return None
+    if isinstance(dist, IntParam):
+        return (dist.high - dist.low) // dist.step + 1
+    return math.floor((dist.high - dist.low) / dist.step + 1e-9) + 1
 
 
 def grid_values(dist: ParamSpec) -> list[Any] | None:
-    """Every value of ``dist`` on a grid, or None when it has no finite grid."""
+    """Every value of ``dist`` on a grid, or None when it has no finite grid. Call it on a
+    validated study only: validation bounds the grid's size."""
+    count = grid_count(dist)
+    if count is None:
+        return None
     if isinstance(dist, CategoricalParam):
         return list(dist.choices)
     if isinstance(dist, IntParam):
-        if dist.log:
-            return None
-        if (dist.high - dist.low) // dist.step > MAX_GRID_POINTS:
-            return list(range(MAX_GRID_POINTS + 1))  # large enough to be refused
         return list(range(dist.low, dist.high + 1, dist.step))
-    if dist.log or dist.step is None:
-        return None
-    n = math.floor((dist.high - dist.low) / dist.step + 1e-9) + 1
-    if n > MAX_GRID_POINTS:
-        return list(range(MAX_GRID_POINTS + 1))
-    return [dist.low + i * dist.step for i in range(n)]
+    assert dist.step is not None
+    return [dist.low + i * dist.step for i in range(count)]
 
 
 def distribution(spec: ParamSpec) -> BaseDistribution:
@@ -323,6 +428,8 @@ def describe_study(repo: Repository, study: Study, base_url: str) -> StudyOut:
         worker_id=study.worker_id,
         heartbeat_at=study.heartbeat_at,
         claims=study.claims,
+        submitted_by=study.submitted_by,
+        cancelled_by=study.cancelled_by,
         objective=objective,
         n_trials=study.spec["budget"]["n_trials"],
         trial_counts=TrialCounts(**repo.trial_counts(study.id)),

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from fastapi import Depends, Query, Request
 from prometheus_client import CollectorRegistry
 from sqlalchemy.orm import Session
 
 from service.artifacts import ArtifactStore
+from service.auth import (
+    CSRF_COOKIE,
+    CSRF_HEADER,
+    TOKEN_COOKIE,
+    Principal,
+    Tokens,
+    authenticate,
+    check_csrf,
+)
 from service.config import Settings
 from service.db.repository import Repository
 from service.db.session import session_scope
@@ -79,17 +88,70 @@ def get_metrics_registry(request: Request) -> CollectorRegistry:
 MetricsRegistryDep = Annotated[CollectorRegistry, Depends(get_metrics_registry)]
 
 
-def require_token(request: Request, settings: SettingsDep) -> None:
-    """With GENTUNE_API_TOKEN set, mutating requests need ``Authorization: Bearer <token>``."""
-    if settings.api_token is None:
-        return
-    scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    expected = settings.api_token.get_secret_value()
-    if scheme.lower() != "bearer" or not secrets.compare_digest(given.encode(), expected.encode()):
+def get_tokens(request: Request) -> Tokens:
+    tokens: Tokens = request.app.state.tokens
+    return tokens
+
+
+def _principal(request: Request, tokens: Tokens) -> Principal | None:
+    return authenticate(
+        tokens, request.headers.get("authorization"), request.cookies.get(TOKEN_COOKIE)
+    )
+
+
+def require_writer(request: Request, settings: SettingsDep) -> Principal | None:
+    """With tokens set, a change needs a token: a bearer header, or the dashboard's login
+    cookie with its CSRF header. Returns who it is (None when the service has no tokens)."""
+    tokens = get_tokens(request)
+    if not tokens.enabled:
+        return None
+    principal = _principal(request, tokens)
+    if principal is None:
         raise Unauthorized(
-            "This endpoint needs the header 'Authorization: Bearer <token>' "
-            "with the service's API token (GENTUNE_API_TOKEN)."
+            "This needs a token: send 'Authorization: Bearer <token>' "
+            "(GENTUNE_API_TOKEN for the CLI), or log in on the dashboard."
         )
+    if principal.via == "cookie":
+        check_csrf(
+            request.headers.get(CSRF_HEADER),
+            request.cookies.get(CSRF_COOKIE),
+            request.headers.get("origin"),
+            own_hosts(request, settings),
+        )
+    return principal
+
+
+def own_hosts(request: Request, settings: Settings) -> set[str]:
+    """Host names (with ports) this service is reached at, for Origin checks."""
+    own = {request.headers.get("host", "")}
+    if settings.public_url:
+        own.add(urlsplit(settings.public_url).netloc)
+    return own
+
+
+WriterDep = Annotated[Principal | None, Depends(require_writer)]
+
+
+def require_reader(request: Request, settings: SettingsDep) -> Principal | None:
+    """With GENTUNE_PROTECT_READS (and tokens) set, reading needs a token too."""
+    tokens = get_tokens(request)
+    if not (tokens.enabled and settings.protect_reads):
+        return None
+    principal = _principal(request, tokens)
+    if principal is None:
+        raise Unauthorized(
+            "This service lets only token holders read (GENTUNE_PROTECT_READS): send "
+            "'Authorization: Bearer <token>', or log in on the dashboard."
+        )
+    return principal
+
+
+def reader_of_page(request: Request) -> Principal | None:
+    """For pages: who the login cookie names, or None (no exception, pages redirect)."""
+    tokens = get_tokens(request)
+    cookie = request.cookies.get(TOKEN_COOKIE)
+    name = tokens.identify(cookie) if cookie else None
+    return Principal(name, "cookie") if name else None
 
 
 class Paging:

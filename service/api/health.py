@@ -7,12 +7,12 @@ from sqlalchemy import text
 
 from service import __version__
 from service.api.deps import SessionDep
-from service.schemas.api import HealthOut
+from service.schemas.api import UNREACHABLE_DATABASE, HealthOut, error_responses
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/health")
+@router.get("/health", responses=error_responses({503: UNREACHABLE_DATABASE}))
 def health(session: SessionDep) -> HealthOut:
     session.execute(text("SELECT 1"))
     return HealthOut(status="ok", database="ok", version=__version__)

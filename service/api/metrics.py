@@ -7,6 +7,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.api.deps import MetricsRegistryDep
 from service.monitoring import METRICS_PATH
+from service.schemas.api import error_responses
 
 router = APIRouter(tags=["monitoring"])
 
@@ -14,7 +15,10 @@ router = APIRouter(tags=["monitoring"])
 @router.get(
     METRICS_PATH,
     response_class=Response,
-    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text."}},
+    responses={
+        200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text."},
+        **error_responses({401: "A token is needed (GENTUNE_PROTECT_READS)."}),
+    },
 )
 def metrics(registry: MetricsRegistryDep) -> Response:
     """Metrics for Prometheus to scrape: studies, trials, pruning and trial durations read

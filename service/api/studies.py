@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, get_args
 
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response, status
 from pydantic import BaseModel
 
 from service import study_views
@@ -15,21 +15,23 @@ from service.api.deps import (
     RepositoryDep,
     SettingsDep,
     ViewCacheDep,
+    WriterDep,
     raw_body,
-    require_token,
 )
 from service.db.repository import FINISHED_STUDY_STATES, TRIAL_SORT_KEYS
 from service.definition_text import spec_from_text
 from service.errors import FieldError, InvalidInput
 from service.schemas.api import (
+    MAX_ID,
+    UNREACHABLE_DATABASE,
     BestOut,
     CurvesOut,
-    ErrorOut,
     ImportancesOut,
     Page,
     StudyOut,
     TrialColumns,
     TrialOut,
+    error_responses,
 )
 from service.schemas.study import StudySpec
 from service.studies import (
@@ -40,29 +42,102 @@ from service.studies import (
     validate_spec,
 )
 
-router = APIRouter(prefix="/studies", tags=["studies"])
+router = APIRouter(
+    prefix="/studies",
+    tags=["studies"],
+    responses=error_responses(
+        {
+            401: "A token is needed (GENTUNE_PROTECT_READS).",
+            422: "The input is not valid; errors name the fields.",
+            503: UNREACHABLE_DATABASE,
+        }
+    ),
+)
 
 StudyStateFilter = Literal["queued", "running", "completed", "failed", "cancelled"]
 TrialStateFilter = Literal["running", "completed", "pruned", "failed"]
 TrialSortKey = Literal["number", "value", "state", "last_step", "created_at", "finished_at"]
+StudyId = Annotated[int, Path(ge=1, le=MAX_ID, description="The study's id.")]
 assert set(get_args(TrialSortKey)) == set(TRIAL_SORT_KEYS)
-NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: {"model": ErrorOut, "description": "No such study."}
+NOT_FOUND = error_responses({404: "No such study."})
+WRITE_ERROR_TEXTS = {
+    401: "A token is needed.",
+    403: "A login cookie without the CSRF header.",
 }
+WRITE_ERRORS = error_responses(WRITE_ERROR_TEXTS)
+SUBMIT_ERRORS = error_responses(
+    {**WRITE_ERROR_TEXTS, 413: "The body is larger than GENTUNE_MAX_BODY_BYTES."}
+)
+
+
+def _links(**operations: str) -> dict[str, Any]:
+    """OpenAPI links from a response with a study in it to operations on that study."""
+    return {
+        name: {"operationId": operation_id, "parameters": {"study_id": "$response.body#/id"}}
+        for name, operation_id in operations.items()
+    }
+
+
+SUBMITTED: dict[int | str, dict[str, Any]] = {
+    201: {
+        "description": "The study, queued.",
+        "links": _links(
+            GetStudy="get_study",
+            ListTrials="list_trials",
+            TrialColumns="trial_columns",
+            MetricCurves="metric_curves",
+            ParamImportances="param_importances",
+            GetBest="get_best",
+            CancelStudy="cancel_study",
+        ),
+    }
+}
+EXAMPLE_SPEC: dict[str, Any] = {
+    "name": "ring8-gan",
+    "trainer": "gan2d",
+    "params": {"dataset": "ring8", "epochs": 3, "iters_per_epoch": 20},
+    "search_space": {
+        "lr_g": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
+        "loss": {"type": "categorical", "choices": ["bce", "hinge"]},
+    },
+    "objective": {"metric": "mode_score", "direction": "maximize"},
+    "sampler": {"type": "tpe", "seed": 0},
+    "budget": {"n_trials": 4, "max_concurrent": 2},
+}
+EXAMPLE_YAML = """\
+name: ring8-gan
+trainer: gan2d
+params: {dataset: ring8, epochs: 3, iters_per_epoch: 20}
+search_space:
+  lr_g: {type: float, low: 0.0001, high: 0.01, log: true}
+  loss: {type: categorical, choices: [bce, hinge]}
+objective: {metric: mode_score, direction: maximize}
+sampler: {type: tpe, seed: 0}
+budget: {n_trials: 4, max_concurrent: 2}
+"""
 
 
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
-    dependencies=[Depends(require_token)],
-    responses={401: {"model": ErrorOut}, 422: {"model": ErrorOut}},
+    operation_id="submit_study",
+    responses={**SUBMITTED, **SUBMIT_ERRORS},
 )
 def submit_study(
-    spec: StudySpec, repo: RepositoryDep, settings: SettingsDep, base_url: BaseUrlDep
+    spec: Annotated[
+        StudySpec,
+        Body(openapi_examples={"ring8": {"summary": "A small GAN study", "value": EXAMPLE_SPEC}}),
+    ],
+    repo: RepositoryDep,
+    settings: SettingsDep,
+    base_url: BaseUrlDep,
+    who: WriterDep,
 ) -> StudyOut:
     """Validate a study definition against its trainer and queue it."""
     trainer = validate_spec(spec, settings)
-    study = repo.create_study(spec.name, spec.trainer, resolved_definition(spec, trainer))
+    study = repo.create_study(
+        spec.name, spec.trainer, resolved_definition(spec, trainer), who.name if who else None
+    )
     return describe_study(repo, study, base_url)
 
 
@@ -71,8 +146,11 @@ YAML_BODY: dict[str, Any] = {
         "required": True,
         "description": "A study definition as YAML or JSON text (the files in search_spaces/).",
         "content": {
-            "application/yaml": {"schema": {"type": "string"}},
-            "text/plain": {"schema": {"type": "string"}},
+            "application/yaml": {
+                "schema": {"$ref": "#/components/schemas/StudySpec"},
+                "example": EXAMPLE_SPEC,
+            },
+            "text/plain": {"schema": {"type": "string"}, "example": EXAMPLE_YAML},
         },
     }
 }
@@ -81,8 +159,8 @@ YAML_BODY: dict[str, Any] = {
 @router.post(
     "/yaml",
     status_code=status.HTTP_201_CREATED,
-    dependencies=[Depends(require_token)],
-    responses={401: {"model": ErrorOut}, 422: {"model": ErrorOut}},
+    operation_id="submit_study_text",
+    responses={**SUBMITTED, **SUBMIT_ERRORS},
     openapi_extra=YAML_BODY,
 )
 def submit_study_text(
@@ -90,22 +168,25 @@ def submit_study_text(
     repo: RepositoryDep,
     settings: SettingsDep,
     base_url: BaseUrlDep,
+    who: WriterDep,
 ) -> StudyOut:
     """Submit a definition as YAML or JSON text; each error names its field and line."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidInput([FieldError("body", "is not UTF-8 text")]) from exc
-    spec, parsed = spec_from_text(text)
+    spec, parsed = spec_from_text(text, settings.max_nesting_depth, settings.max_definition_values)
     try:
         trainer = validate_spec(spec, settings)
     except InvalidInput as exc:
         raise InvalidInput(parsed.locate(exc.errors)) from exc
-    study = repo.create_study(spec.name, spec.trainer, resolved_definition(spec, trainer))
+    study = repo.create_study(
+        spec.name, spec.trainer, resolved_definition(spec, trainer), who.name if who else None
+    )
     return describe_study(repo, study, base_url)
 
 
-@router.get("")
+@router.get("", operation_id="list_studies")
 def list_studies(
     repo: RepositoryDep,
     base_url: BaseUrlDep,
@@ -116,24 +197,34 @@ def list_studies(
     return Page(data=[describe_study(repo, s, base_url) for s in studies], count=count)
 
 
-@router.get("/{study_id}", responses=NOT_FOUND)
-def get_study(study_id: int, repo: RepositoryDep, base_url: BaseUrlDep) -> StudyOut:
+@router.get("/{study_id}", operation_id="get_study", responses=NOT_FOUND)
+def get_study(study_id: StudyId, repo: RepositoryDep, base_url: BaseUrlDep) -> StudyOut:
     return describe_study(repo, repo.get_study(study_id), base_url)
 
 
 @router.post(
     "/{study_id}/cancel",
-    dependencies=[Depends(require_token)],
-    responses={**NOT_FOUND, 401: {"model": ErrorOut}, 409: {"model": ErrorOut}},
+    operation_id="cancel_study",
+    responses={
+        200: {
+            "description": "The study, cancelled or flagged for its worker to cancel.",
+            "links": _links(GetStudy="get_study", CancelStudy="cancel_study"),
+        },
+        **NOT_FOUND,
+        **WRITE_ERRORS,
+        **error_responses({409: "The study has already finished."}),
+    },
 )
-def cancel_study(study_id: int, repo: RepositoryDep, base_url: BaseUrlDep) -> StudyOut:
+def cancel_study(
+    study_id: StudyId, repo: RepositoryDep, base_url: BaseUrlDep, who: WriterDep
+) -> StudyOut:
     """Cancel a study: queued ones at once, running ones as soon as their worker sees it."""
-    return describe_study(repo, repo.request_cancel(study_id), base_url)
+    return describe_study(repo, repo.request_cancel(study_id, who.name if who else None), base_url)
 
 
-@router.get("/{study_id}/trials", responses=NOT_FOUND)
+@router.get("/{study_id}/trials", operation_id="list_trials", responses=NOT_FOUND)
 def list_trials(
-    study_id: int,
+    study_id: StudyId,
     repo: RepositoryDep,
     paging: PagingDep,
     state: Annotated[TrialStateFilter | None, Query()] = None,
@@ -163,9 +254,30 @@ def _cached(
     return Response(content=body, media_type="application/json", headers=headers)
 
 
-@router.get("/{study_id}/columns", response_model=TrialColumns, responses=NOT_FOUND)
+CACHED_VIEW: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The view, computed at most once per change of the study.",
+        "headers": {
+            "ETag": {
+                "description": "Send it back in If-None-Match to get a 304 while nothing changed.",
+                "required": True,
+                "schema": {"type": "string"},
+            }
+        },
+    },
+    304: {"description": "Nothing changed since the ETag sent in If-None-Match."},
+    **NOT_FOUND,
+}
+
+
+@router.get(
+    "/{study_id}/columns",
+    operation_id="trial_columns",
+    response_model=TrialColumns,
+    responses=CACHED_VIEW,
+)
 def trial_columns(
-    study_id: int, request: Request, repo: RepositoryDep, cache: ViewCacheDep
+    study_id: StudyId, request: Request, repo: RepositoryDep, cache: ViewCacheDep
 ) -> Response:
     """Every trial's number, state, value, best-so-far and params as columns: one request
     for a progress curve or a parallel-coordinates plot of the whole study."""
@@ -180,9 +292,14 @@ def trial_columns(
     )
 
 
-@router.get("/{study_id}/curves", response_model=CurvesOut, responses=NOT_FOUND)
+@router.get(
+    "/{study_id}/curves",
+    operation_id="metric_curves",
+    response_model=CurvesOut,
+    responses=CACHED_VIEW,
+)
 def metric_curves(
-    study_id: int,
+    study_id: StudyId,
     request: Request,
     repo: RepositoryDep,
     cache: ViewCacheDep,
@@ -206,9 +323,14 @@ def metric_curves(
     )
 
 
-@router.get("/{study_id}/importances", response_model=ImportancesOut, responses=NOT_FOUND)
+@router.get(
+    "/{study_id}/importances",
+    operation_id="param_importances",
+    response_model=ImportancesOut,
+    responses=CACHED_VIEW,
+)
 def param_importances(
-    study_id: int, request: Request, repo: RepositoryDep, cache: ViewCacheDep
+    study_id: StudyId, request: Request, repo: RepositoryDep, cache: ViewCacheDep
 ) -> Response:
     """Optuna's parameter importances (fANOVA) over the completed trials."""
     study = repo.get_study(study_id)
@@ -228,10 +350,9 @@ def param_importances(
 
 @router.get(
     "/{study_id}/best",
-    responses={
-        404: {"model": ErrorOut, "description": "No such study, or no completed trial yet."}
-    },
+    operation_id="get_best",
+    responses=error_responses({404: "No such study, or no completed trial yet."}),
 )
-def get_best(study_id: int, repo: RepositoryDep, base_url: BaseUrlDep) -> BestOut:
+def get_best(study_id: StudyId, repo: RepositoryDep, base_url: BaseUrlDep) -> BestOut:
     """The best completed trial: its config, value, metrics and checkpoint URL."""
     return best_of_study(repo, repo.get_study(study_id), base_url)

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service.schemas.api import MetricInfo, Page, TrainerOut
+from service.schemas.api import MetricInfo, Page, TrainerOut, error_responses
 from trainers.registry import trainer_classes
 
-router = APIRouter(prefix="/trainers", tags=["trainers"])
+router = APIRouter(
+    prefix="/trainers",
+    tags=["trainers"],
+    responses=error_responses({401: "A token is needed (GENTUNE_PROTECT_READS)."}),
+)
 
 
 @router.get("")

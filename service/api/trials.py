@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path as Path_
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import FileResponse
@@ -11,22 +11,40 @@ from fastapi.responses import FileResponse
 from service.api.deps import ArtifactStoreDep, BaseUrlDep, RepositoryDep
 from service.artifacts import media_type
 from service.errors import NotFound
-from service.schemas.api import ArtifactOut, ErrorOut, Page, TrialDetail
+from service.schemas.api import (
+    MAX_ID,
+    UNREACHABLE_DATABASE,
+    ArtifactOut,
+    Page,
+    TrialDetail,
+    error_responses,
+)
 from service.studies import describe_artifacts, trial_detail
 
-router = APIRouter(prefix="/trials", tags=["trials"])
-NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: {"model": ErrorOut, "description": "No such trial or checkpoint."}
-}
+router = APIRouter(
+    prefix="/trials",
+    tags=["trials"],
+    responses=error_responses(
+        {
+            401: "A token is needed (GENTUNE_PROTECT_READS).",
+            422: "The input is not valid; errors name the fields.",
+            503: UNREACHABLE_DATABASE,
+        }
+    ),
+)
+NOT_FOUND = error_responses({404: "No such trial or checkpoint."})
+TrialId = Annotated[int, Path(ge=1, le=MAX_ID, description="The trial's id.")]
 
 
 @router.get("/{trial_id}", responses=NOT_FOUND)
-def get_trial(trial_id: int, repo: RepositoryDep, base_url: BaseUrlDep) -> TrialDetail:
+def get_trial(trial_id: TrialId, repo: RepositoryDep, base_url: BaseUrlDep) -> TrialDetail:
     return trial_detail(repo, repo.get_trial(trial_id), base_url)
 
 
 @router.get("/{trial_id}/artifacts", responses=NOT_FOUND)
-def list_artifacts(trial_id: int, repo: RepositoryDep, base_url: BaseUrlDep) -> Page[ArtifactOut]:
+def list_artifacts(
+    trial_id: TrialId, repo: RepositoryDep, base_url: BaseUrlDep
+) -> Page[ArtifactOut]:
     """A trial's files: its best and last checkpoints and a sample grid per evaluation."""
     repo.get_trial(trial_id)
     artifacts = describe_artifacts(repo, trial_id, base_url)
@@ -45,7 +63,7 @@ def list_artifacts(trial_id: int, repo: RepositoryDep, base_url: BaseUrlDep) -> 
     },
 )
 def download_artifact(
-    trial_id: int,
+    trial_id: TrialId,
     kind: Annotated[str, Path(max_length=64, pattern=r"^[a-z0-9-]+$")],
     repo: RepositoryDep,
     store: ArtifactStoreDep,
@@ -77,7 +95,7 @@ def download_artifact(
     },
 )
 def download_checkpoint(
-    trial_id: int,
+    trial_id: TrialId,
     repo: RepositoryDep,
     store: ArtifactStoreDep,
     kind: Annotated[Literal["best", "last"], Query(description="Which checkpoint.")] = "best",

@@ -17,7 +17,10 @@ from typing import Annotated
 import plotly
 from fastapi import APIRouter, Request, Response
 from fastapi import Path as PathParam
+from fastapi.responses import RedirectResponse
 
+from service.api.deps import get_tokens, reader_of_page
+from service.auth import login_url
 from service.errors import NotFound
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -96,7 +99,15 @@ def _send(request: Request, asset: Asset, headers: dict[str, str]) -> Response:
 
 
 def _page(request: Request, name: str) -> Response:
+    settings = request.app.state.settings
+    if settings.protect_reads and get_tokens(request).enabled and not reader_of_page(request):
+        return RedirectResponse(login_url(request.url.path), status_code=303)
     return _send(request, ASSETS.get(name), PAGE_HEADERS)
+
+
+@router.get("/login")
+def login_page(request: Request) -> Response:
+    return _send(request, ASSETS.get("login.html"), PAGE_HEADERS)
 
 
 @router.get("/")

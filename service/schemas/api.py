@@ -19,6 +19,11 @@ UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
 out (a browser would read a naive ISO time as local time)."""
 
 
+MAX_ID = 2**31 - 1
+"""Largest id a study or trial can have (their ids are 32-bit INTEGER columns); a larger one
+in a path is refused as invalid rather than sent to the database, which cannot compare it."""
+
+
 class Page(BaseModel, Generic[T]):
     data: list[T]
     count: int = Field(description="Items matching the query, over all pages.")
@@ -37,6 +42,25 @@ class ErrorItem(BaseModel):
 class ErrorOut(BaseModel):
     detail: str
     errors: list[ErrorItem] = Field(default_factory=list)
+
+
+RETRY_AFTER = {
+    "description": "Seconds to wait before trying again.",
+    "required": True,
+    "schema": {"type": "integer"},
+}
+UNREACHABLE_DATABASE = "The database is unreachable (restarting or down); nothing was changed."
+
+
+def error_responses(descriptions: dict[int, str]) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` of a route for the errors it can answer, each with ErrorOut's body, so
+    that its OpenAPI schema documents every status it sends (a 503 with its Retry-After)."""
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status, description in descriptions.items():
+        responses[status] = {"model": ErrorOut, "description": description}
+        if status in (429, 503):
+            responses[status]["headers"] = {"Retry-After": RETRY_AFTER}
+    return responses
 
 
 class TrialCounts(BaseModel):
@@ -66,6 +90,10 @@ class StudyOut(BaseModel):
     claims: int = Field(
         0, description="Times a worker took it from the queue: 1, plus one per resume."
     )
+    submitted_by: str | None = Field(
+        None, description="The name of the token that submitted it (null without tokens)."
+    )
+    cancelled_by: str | None = Field(None, description="The name of the token that cancelled it.")
     objective: dict[str, str]
     n_trials: int
     trial_counts: TrialCounts

@@ -15,10 +15,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
-from tests.e2e.conftest import UNSTABLE_RING_STUDY, Service
+from tests.conftest import new_database_url
+from tests.e2e.conftest import (
+    UNSTABLE_RING_STUDY,
+    Service,
+    free_port,
+    service_env,
+    start,
+    stop,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -214,3 +223,67 @@ def test_studies_page_and_optuna_dashboard_load(
     name = f"gentune-{listed[0]['id']}"
     tab.get_by_text(name).first.wait_for(timeout=20_000)
     assert console.errors == []
+
+
+def test_login_guards_a_protected_dashboard_and_a_forged_change_is_refused(
+    tmp_path: Path, page: tuple[Any, Console]
+) -> None:
+    token = "a-browser-test-token-0123456789"
+    database_url, cleanup = new_database_url(tmp_path)
+    env = {
+        **service_env(database_url, tmp_path / "artifacts"),
+        "GENTUNE_API_TOKEN": token,
+        "GENTUNE_PROTECT_READS": "true",
+    }
+    port = free_port()
+    api = start(["serve", "--port", str(port), "--no-worker"], env, tmp_path / "api.log")
+    url = f"http://127.0.0.1:{port}"
+    bearer = {"Authorization": f"Bearer {token}"}
+    tab, console = page
+    try:
+        Service(url, database_url, tmp_path, env, tmp_path / "api.log").wait_for(
+            lambda: _answers(f"{url}/api/v1/health"), 60, "the API"
+        )
+        tab.goto(f"{url}/")
+        tab.wait_for_url(re.compile(r"/login\?next=%2F$"))
+        tab.fill("#token", "not-the-token")
+        tab.click("#login")
+        tab.locator("#login-result .error").wait_for(timeout=10_000)
+        tab.fill("#token", token)
+        tab.click("#login")
+        tab.wait_for_url(f"{url}/")
+        tab.locator("#session strong").wait_for(timeout=10_000)
+        assert tab.locator("#session").inner_text().startswith("Logged in as default")
+        cookies = {c["name"]: c for c in tab.context.cookies()}
+        assert (
+            cookies["gentune_token"]["httpOnly"]
+            and cookies["gentune_token"]["sameSite"] == "Strict"
+        )
+        assert tab.evaluate("document.cookie").find(token) == -1, "scripts cannot read the token"
+
+        tab.fill("#definition", yaml.safe_dump({**RING_STUDY, "name": "logged-in"}))
+        tab.click("#submit")
+        tab.wait_for_url(re.compile(r"/studies/\d+$"))
+        study_id = int(tab.url.rsplit("/", 1)[1])
+        study = httpx.get(f"{url}/api/v1/studies/{study_id}", headers=bearer).json()
+        assert study["submitted_by"] == "default"
+
+        # What a forged request looks like: the cookie goes along, the CSRF header does not.
+        status = tab.evaluate(
+            f"fetch('/api/v1/studies/{study_id}/cancel', {{method: 'POST'}}).then(r => r.status)"
+        )
+        assert status == 403
+        study = httpx.get(f"{url}/api/v1/studies/{study_id}", headers=bearer).json()
+        assert not study["cancel_requested"], "the forged cancel changed nothing"
+        errors = [e for e in console.errors if not re.search(r"status of (401|403)", e)]
+        assert errors == []
+    finally:
+        stop(api)
+        cleanup()  # type: ignore[operator]
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url).status_code == 200
+    except httpx.HTTPError:
+        return False

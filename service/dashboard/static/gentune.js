@@ -2,7 +2,7 @@
 // Every value from the API reaches the page through textContent or attributes, never HTML.
 
 export const API = "/api/v1";
-const TOKEN_KEY = "gentune-token";
+const CSRF_COOKIE = "gentune_csrf";
 
 export class ApiError extends Error {
   constructor(status, body) {
@@ -12,30 +12,60 @@ export class ApiError extends Error {
   }
 }
 
-export function token() {
-  return sessionStorage.getItem(TOKEN_KEY) || "";
+function cookie(name) {
+  const found = document.cookie.split("; ").find((part) => part.startsWith(`${name}=`));
+  return found ? decodeURIComponent(found.slice(name.length + 1)) : "";
 }
 
-export function setToken(value) {
-  if (value) sessionStorage.setItem(TOKEN_KEY, value);
-  else sessionStorage.removeItem(TOKEN_KEY);
+/** The login page, coming back here afterwards. */
+export function loginUrl() {
+  return `/login?next=${encodeURIComponent(window.location.pathname + window.location.search)}`;
 }
 
-/** Call the REST API; resolves to the JSON body, rejects with an ApiError in the API's words. */
+/** Call the REST API; resolves to the JSON body, rejects with an ApiError in the API's words.
+ * The login cookie goes along by itself; a change also sends the CSRF cookie's value in a
+ * header, which a page of another site cannot read. */
 export async function api(path, options = {}) {
   const headers = { Accept: "application/json", ...(options.headers || {}) };
-  if (options.method && options.method !== "GET" && token()) {
-    headers.Authorization = `Bearer ${token()}`;
+  if (options.method && options.method !== "GET" && cookie(CSRF_COOKIE)) {
+    headers["X-CSRF-Token"] = cookie(CSRF_COOKIE);
   }
-  const response = await fetch(API + path, { ...options, headers });
+  const response = await fetch(API + path, { ...options, headers, credentials: "same-origin" });
   let body = null;
   try {
     body = await response.json();
   } catch (_) {
     body = null;
   }
-  if (!response.ok) throw new ApiError(response.status, body);
+  if (!response.ok) {
+    const error = new ApiError(response.status, body);
+    if (response.status === 401) error.message += " Log in to go on.";
+    throw error;
+  }
   return body;
+}
+
+/** Fill the header's login corner: who is logged in and a way out, or a way in. */
+async function showSession() {
+  const corner = document.querySelector("#session");
+  if (!corner) return;
+  let session;
+  try {
+    session = await api("/session");
+  } catch (_) {
+    return;
+  }
+  if (!session.auth) return;
+  if (session.name) {
+    const out = el("a", { href: "#", onclick: async (event) => {
+      event.preventDefault();
+      await fetch(`${API}/session`, { method: "DELETE", credentials: "same-origin" });
+      window.location.assign(session.protect_reads ? loginUrl() : window.location.href);
+    } }, "Log out");
+    fill(corner, "Logged in as ", el("strong", {}, session.name), " · ", out);
+  } else {
+    fill(corner, el("a", { href: loginUrl() }, "Log in"), " to submit or cancel studies");
+  }
 }
 
 /** Build an element: el("a", {href: url, class: "x"}, "text", child...). */
@@ -256,3 +286,5 @@ export function showMissing(error) {
 export function showError(target, error) {
   fill(target, el("div", { class: "notice error" }, error.message || String(error)));
 }
+
+showSession();

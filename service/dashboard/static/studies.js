@@ -1,7 +1,7 @@
 // The studies page: every study with its progress, and a form to submit a definition.
 import {
-  $, api, badge, countsText, duration, el, elapsed, fill, fmt, latestOnly, live, progressBar, setToken,
-  showError, token,
+  $, api, badge, countsText, duration, el, elapsed, fill, fmt, latestOnly, live, progressBar,
+  showError,
 } from "/assets/gentune.js";
 
 const PAGE_SIZE = 25;
@@ -102,7 +102,6 @@ function showErrors(errors) {
 }
 
 async function submit() {
-  setToken($("#token").value.trim());
   const result = $("#submit-result");
   fill(result);
   showErrors([]);
@@ -137,7 +136,6 @@ $("#definition-file").addEventListener("change", async (event) => {
   fill($("#submit-result"));
 });
 $("#submit").addEventListener("click", submit);
-$("#token").value = token();
 $("#state-filter").addEventListener("change", () => { offset = 0; refresh(); });
 drawGutter();
 live(refresh, 3000);

@@ -38,6 +38,8 @@ function drawSummary() {
     ["Elapsed", duration(elapsed(study.started_at, study.finished_at))],
     ["Created", new Date(study.created_at).toLocaleString()],
   ];
+  if (study.submitted_by) facts.push(["Submitted by", study.submitted_by]);
+  if (study.cancelled_by) facts.push(["Cancelled by", study.cancelled_by]);
   fill($("#facts"), facts.map(([label, value]) => el("div", {}, el("b", {}, label), el("span", {}, value))));
   $("#cancel").hidden = FINISHED.has(study.state) || study.cancel_requested;
   if (!$("#definition").textContent) $("#definition").textContent = toYaml(study.definition);

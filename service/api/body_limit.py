@@ -1,0 +1,112 @@
+"""Refuses request bodies over ``max_body_bytes`` with 413, before any route reads them.
+
+A declared ``Content-Length`` over the limit is refused before the app sees it; a body sent
+without one (chunked) is counted as it arrives and cut off at the limit. Either way the rest of
+the body is read and dropped (up to ``DRAIN_BYTES``) before the answer: a client still sending
+when the connection closed would see a reset instead of the 413. A client that asked
+``Expect: 100-continue`` has sent nothing yet, so nothing is read.
+"""
+
+from __future__ import annotations
+
+import json
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+DRAIN_BYTES = 64 * 2**20
+"""Most of an oversized body read and dropped so its sender gets the answer; past this the
+connection is closed on it."""
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class BodyLimit:
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None:
+            if not declared.strip().isdigit():
+                await self._refuse(send, 400, "The Content-Length header is not a number.")
+                return
+            if int(declared) > self.max_bytes:
+                if not _expects_continue(scope):
+                    await _drain(receive, int(declared))
+                await self._refuse(send, 413, self._message(int(declared)))
+                return
+        seen = 0
+        started = False
+        more = True
+
+        async def counted() -> Message:
+            nonlocal seen, more
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                more = message.get("more_body", False)
+                if seen > self.max_bytes:
+                    raise _TooLarge
+            return message
+
+        async def watched(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counted, watched)
+        except _TooLarge:
+            if not started:
+                if more:  # another receive() after the last part would wait for a disconnect
+                    await _drain(receive, DRAIN_BYTES)
+                await self._refuse(send, 413, self._message(seen))
+
+    def _message(self, size: int) -> str:
+        return (
+            f"The request body is {size:,} bytes or more; this service takes at most "
+            f"{self.max_bytes:,} (GENTUNE_MAX_BODY_BYTES)."
+        )
+
+    @staticmethod
+    async def _refuse(send: Send, status: int, detail: str) -> None:
+        body = json.dumps(
+            {"detail": detail, "errors": [{"field": "body", "message": detail, "line": None}]}
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+def _expects_continue(scope: Scope) -> bool:
+    return dict(scope["headers"]).get(b"expect", b"").lower() == b"100-continue"
+
+
+async def _drain(receive: Receive, size: int) -> None:
+    """Read and drop what is left of a body, up to ``DRAIN_BYTES`` of it."""
+    if size > DRAIN_BYTES:
+        return
+    read = 0
+    while read <= DRAIN_BYTES:
+        message = await receive()
+        if message["type"] != "http.request":
+            return
+        read += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return

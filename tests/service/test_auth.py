@@ -1,0 +1,182 @@
+"""Tokens: named tokens from a file, protected reads, the dashboard's cookie login and CSRF."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+
+from service.app import create_app
+from service.auth import CSRF_COOKIE, TOKEN_COOKIE, TokenFileError
+from service.config import Settings
+from tests.conftest import ring_spec
+
+ALICE = "alice-token-0123456789abcdef"
+BOB = "bob-token-0123456789abcdef"
+
+
+def _token_file(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "tokens.yaml"
+    path.write_text(text)
+    path.chmod(0o600)
+    return str(path)
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_studies_record_which_named_token_submitted_and_cancelled_them(
+    settings: Settings, tmp_path: Path
+) -> None:
+    tokens = _token_file(tmp_path, f"alice: {ALICE}\nbob: {BOB}\n")
+    with TestClient(create_app(settings.model_copy(update={"api_tokens_file": tokens}))) as client:
+        made = client.post("/api/v1/studies", json=ring_spec(), headers=_bearer(ALICE))
+        assert made.status_code == 201, made.text
+        assert made.json()["submitted_by"] == "alice"
+        study_id = made.json()["id"]
+        cancelled = client.post(f"/api/v1/studies/{study_id}/cancel", headers=_bearer(BOB))
+        assert cancelled.json()["cancelled_by"] == "bob"
+        assert client.get(f"/api/v1/studies/{study_id}").json()["submitted_by"] == "alice"
+
+
+def test_a_token_removed_from_the_file_stops_working_without_a_restart(
+    settings: Settings, tmp_path: Path
+) -> None:
+    tokens = _token_file(tmp_path, f"alice: {ALICE}\nbob: {BOB}\n")
+    with TestClient(create_app(settings.model_copy(update={"api_tokens_file": tokens}))) as client:
+        assert client.post("/api/v1/studies", json=ring_spec(), headers=_bearer(BOB)).is_success
+        Path(tokens).write_text(f"alice: {ALICE}\n")
+        os.utime(tokens, ns=(1, 1))  # a new mtime even within the clock's resolution
+        refused = client.post("/api/v1/studies", json=ring_spec(), headers=_bearer(BOB))
+        assert refused.status_code == 401
+        Path(tokens).write_text("alice: [not, a, token")  # half-saved: the last good set stays
+        os.utime(tokens, ns=(2, 2))
+        assert client.post("/api/v1/studies", json=ring_spec(), headers=_bearer(ALICE)).is_success
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("- just a list", "mapping of names to tokens"),
+        ("alice: short", "16 to 512 characters"),
+        (f"'bad name!': {ALICE}", "letters, digits"),
+        (f"alice: {ALICE}\nbob: {ALICE}\n", "shares its token"),
+        ("alice: [unclosed", "not valid YAML"),
+    ],
+)
+def test_a_bad_token_file_stops_the_start_with_what_is_wrong(
+    settings: Settings, tmp_path: Path, text: str, says: str
+) -> None:
+    tokens = _token_file(tmp_path, text)
+    with pytest.raises(TokenFileError, match=says):
+        create_app(settings.model_copy(update={"api_tokens_file": tokens}))
+    with pytest.raises(TokenFileError, match="No such file"):
+        create_app(settings.model_copy(update={"api_tokens_file": str(tmp_path / "none")}))
+
+
+def test_protected_reads_need_a_token_everywhere_but_health_and_login(
+    settings: Settings,
+) -> None:
+    guarded = settings.model_copy(update={"api_token": SecretStr(ALICE), "protect_reads": True})
+    with TestClient(create_app(guarded), follow_redirects=False) as client:
+        for path in (
+            "/api/v1/studies",
+            "/api/v1/trainers",
+            "/api/v1/trials/1",
+            "/metrics",
+            "/optuna/api/studies",
+        ):
+            answer = client.get(path)
+            assert answer.status_code == 401, path
+            assert answer.headers["WWW-Authenticate"].startswith("Bearer"), path
+            assert client.get(path, headers=_bearer(ALICE)).status_code in (200, 404), path
+        page = client.get("/studies/3?x=1")
+        assert page.status_code == 303
+        assert page.headers["location"] == "/login?next=%2Fstudies%2F3"
+        optuna_page = client.get("/optuna/dashboard", headers={"Accept": "text/html"})
+        assert optuna_page.status_code == 303
+        for path in ("/api/v1/health", "/login", "/assets/login.js", "/api/v1/session"):
+            assert client.get(path).status_code == 200, path
+
+
+def test_reads_stay_open_unless_protected(settings: Settings) -> None:
+    guarded = settings.model_copy(update={"api_token": SecretStr(ALICE)})
+    with TestClient(create_app(guarded)) as client:
+        assert client.get("/api/v1/studies").status_code == 200
+        assert client.get("/").status_code == 200
+        assert client.get("/api/v1/session").json() == {
+            "auth": True,
+            "protect_reads": False,
+            "name": None,
+        }
+
+
+def test_dashboard_login_keeps_the_token_in_an_httponly_strict_cookie_and_needs_csrf(
+    settings: Settings,
+) -> None:
+    guarded = settings.model_copy(update={"api_token": SecretStr(ALICE), "protect_reads": True})
+    with TestClient(create_app(guarded), follow_redirects=False) as client:
+        wrong = client.post("/api/v1/session", json={"token": "nope"})
+        assert wrong.status_code == 401
+        assert TOKEN_COOKIE not in client.cookies
+
+        login = client.post("/api/v1/session", json={"token": ALICE})
+        assert login.status_code == 200, login.text
+        assert login.json() == {"auth": True, "protect_reads": True, "name": "default"}
+        set_cookies = login.headers.get_list("set-cookie")
+        token_cookie = next(c for c in set_cookies if c.startswith(TOKEN_COOKIE))
+        csrf_cookie = next(c for c in set_cookies if c.startswith(CSRF_COOKIE))
+        assert "HttpOnly" in token_cookie and "SameSite=strict" in token_cookie
+        assert "HttpOnly" not in csrf_cookie and "SameSite=strict" in csrf_cookie
+
+        # Reads and pages with the cookie alone.
+        assert client.get("/api/v1/studies").status_code == 200
+        assert client.get("/").status_code == 200
+        assert client.get("/api/v1/session").json()["name"] == "default"
+
+        before = client.get("/api/v1/studies").json()["count"]
+        # A change with the cookie but no CSRF header, as a form on another site would send.
+        forged = client.post("/api/v1/studies", json=ring_spec())
+        assert forged.status_code == 403
+        assert "CSRF" in forged.json()["detail"]
+        csrf = {"X-CSRF-Token": client.cookies[CSRF_COOKIE]}
+        wrong_origin = client.post(
+            "/api/v1/studies",
+            json=ring_spec(),
+            headers={**csrf, "Origin": "https://evil.example"},
+        )
+        assert wrong_origin.status_code == 403
+        made = client.post(
+            "/api/v1/studies", json=ring_spec(), headers={**csrf, "Origin": "http://testserver"}
+        )
+        assert made.status_code == 201, made.text
+        assert made.json()["submitted_by"] == "default"
+        count = client.get("/api/v1/studies").json()["count"]
+        assert count == before + 1, "the refused changes stored nothing"
+
+        assert client.delete("/api/v1/session").status_code == 204
+        client.cookies.clear()  # what the browser does with the expired cookies
+        assert client.get("/api/v1/studies").status_code == 401
+
+
+def test_logins_are_throttled_after_repeated_failures(settings: Settings) -> None:
+    guarded = settings.model_copy(update={"api_token": SecretStr(ALICE)})
+    with TestClient(create_app(guarded)) as client:
+        answers = [
+            client.post("/api/v1/session", json={"token": f"guess-{i}"}).status_code
+            for i in range(11)
+        ]
+        assert answers == [401] * 10 + [429]
+        limited = client.post("/api/v1/session", json={"token": ALICE})
+        assert limited.status_code == 429, "even the right token waits out the lockout"
+        assert int(limited.headers["Retry-After"]) > 0
+
+
+def test_login_without_tokens_says_there_is_none(client: TestClient) -> None:
+    answer = client.post("/api/v1/session", json={"token": ALICE})
+    assert answer.status_code == 409
+    assert "no tokens" in answer.json()["detail"]
