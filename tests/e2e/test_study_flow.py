@@ -27,6 +27,7 @@ pytestmark = pytest.mark.slow
 RING8_FILE = Path(__file__).resolve().parents[2] / "search_spaces" / "gan2d_ring8.yaml"
 
 
+@pytest.mark.one_database  # three minutes of training; what it stores, shorter tests cover
 def test_shipped_ring8_study_finds_a_generator_that_covers_the_ring(
     service: Service, tmp_path: Path
 ) -> None:
@@ -159,6 +160,7 @@ def test_shipped_ring8_study_finds_a_generator_that_covers_the_ring(
     assert study["optuna_study_name"] in listed.stdout
 
 
+@pytest.mark.one_database  # the trial records it checks are the same on Postgres
 def test_stability_rules_stop_divergent_trials_early_and_say_why(service: Service) -> None:
     """Learning rates of 0.3 blow the ring GAN up in its first epoch; the default rules stop
     such trials with their rule, step and values, and leave the healthy config alone."""
@@ -223,6 +225,7 @@ def test_stability_rules_stop_divergent_trials_early_and_say_why(service: Servic
     assert f"trial {blown['id']}: {blown['reason'][:40]}" in cli.stdout, cli.stdout
 
 
+@pytest.mark.one_database  # the trial records it checks are the same on Postgres
 def test_a_trainer_exception_fails_only_its_trial(service: Service) -> None:
     """A plugin trainer found via the gentune.trainers entry point; one config raises."""
     spec = {
@@ -249,10 +252,12 @@ def test_a_trainer_exception_fails_only_its_trial(service: Service) -> None:
         if trial["params"]["fail_at"] == 2:
             assert trial["state"] == "failed"
             assert "quadratic trainer asked to fail at step 2" in trial["reason"]
+            assert trial["attempts"] == 1, "a trainer's own error is never retried"
         else:
             assert trial["state"] == "completed"
 
 
+@pytest.mark.one_database  # the trial records it checks are the same on Postgres
 def test_cancel_stops_running_trials_promptly(service: Service) -> None:
     spec = {
         "name": "long",
@@ -302,6 +307,7 @@ SHORTENED = {"epochs": 2, "eval_samples": 100, "sampling_steps": 4}
 """What CI trims from a shipped image study; its space, sampler and pruner stay as shipped."""
 
 
+@pytest.mark.one_database
 @pytest.mark.parametrize("file", ["dcgan_digits.yaml", "vae_digits.yaml", "ddpm_digits.yaml"])
 def test_shipped_image_study_runs_and_its_best_checkpoint_draws_a_grid(
     service: Service, tmp_path: Path, file: str
@@ -363,6 +369,7 @@ def test_shipped_image_study_runs_and_its_best_checkpoint_draws_a_grid(
         assert picture.size == (4 * (6 * 17 + 1), 4 * (6 * 17 + 1))
 
 
+@pytest.mark.one_database  # the trial records it checks are the same on Postgres
 def test_image_folder_study_reads_the_data_root_in_every_trial(service: Service) -> None:
     """GENTUNE_DATA_DIR is relative here, while Tune runs trials in folders of their own."""
     folder = service.artifact_dir.parent / "data" / "faces"
