@@ -301,6 +301,40 @@ def best(
 
 
 @app.command()
+def refine(
+    study_id: int,
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+    factor: Annotated[
+        float,
+        typer.Option(min=0.01, max=1.0, help="Each numeric range's new width, as a share."),
+    ] = 0.5,
+    trials: Annotated[
+        int | None, typer.Option(min=1, help="The follow-up's n_trials; default: the same.")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option(help="Write the definition to this file instead of printing.")
+    ] = None,
+    submit: Annotated[bool, typer.Option(help="Submit the follow-up study at once.")] = False,
+) -> None:
+    """A follow-up study narrowed around a study's best trial, warm-started from its best
+    trials: printed as YAML (or written to --output) to edit, or submitted with --submit."""
+    params: dict[str, Any] = {"factor": factor}
+    if trials is not None:
+        params["n_trials"] = trials
+    definition = _request("GET", url, f"/studies/{study_id}/refined", token, params=params)
+    text = yaml.safe_dump(definition, sort_keys=False)
+    if output is not None:
+        output.write_text(text, encoding="utf-8")
+        _say(f"wrote {output}; submit it with: gentune submit {output}")
+    elif not submit:
+        _say(text, end="")
+    if submit:
+        study = _request("POST", url, "/studies", token, json=definition)
+        _say(f"study {study['id']} ({study['name']}) queued: {study['page_url']}")
+
+
+@app.command()
 def cancel(study_id: int, url: UrlOption = DEFAULT_URL, token: TokenOption = None) -> None:
     """Cancel a queued study at once, or ask a running study's worker to stop it."""
     study = _request("POST", url, f"/studies/{study_id}/cancel", token)

@@ -44,6 +44,7 @@ from service.schemas.study import (
     StabilitySpec,
     StudySpec,
 )
+from service.warm_start import check_points
 from trainers.base import Trainer
 from trainers.registry import get_trainer, trainer_names
 
@@ -113,6 +114,7 @@ def validate_spec(spec: StudySpec, settings: Settings) -> Trainer:
         )
     if spec.sampler.type == "grid":
         errors += _check_grid(spec, settings)
+    errors += check_points(spec)
     if not param_errors:
         errors += _check_stability(spec, trainer)
     if errors:

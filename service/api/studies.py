@@ -41,6 +41,7 @@ from service.studies import (
     resolved_definition,
     validate_spec,
 )
+from service.warm_start import refined_definition, resolve_warm_start
 
 router = APIRouter(
     prefix="/studies",
@@ -89,6 +90,7 @@ SUBMITTED: dict[int | str, dict[str, Any]] = {
             ParamImportances="param_importances",
             GetBest="get_best",
             CancelStudy="cancel_study",
+            RefinedDefinition="refined_definition",
         ),
     }
 }
@@ -135,6 +137,7 @@ def submit_study(
 ) -> StudyOut:
     """Validate a study definition against its trainer and queue it."""
     trainer = validate_spec(spec, settings)
+    spec = resolve_warm_start(repo, spec)
     study = repo.create_study(
         spec.name, spec.trainer, resolved_definition(spec, trainer), who.name if who else None
     )
@@ -178,6 +181,7 @@ def submit_study_text(
     spec, parsed = spec_from_text(text, settings.max_nesting_depth, settings.max_definition_values)
     try:
         trainer = validate_spec(spec, settings)
+        spec = resolve_warm_start(repo, spec)
     except InvalidInput as exc:
         raise InvalidInput(parsed.locate(exc.errors)) from exc
     study = repo.create_study(
@@ -356,3 +360,31 @@ def param_importances(
 def get_best(study_id: StudyId, repo: RepositoryDep, base_url: BaseUrlDep) -> BestOut:
     """The best completed trial: its config, value, metrics and checkpoint URL."""
     return best_of_study(repo, repo.get_study(study_id), base_url)
+
+
+@router.get(
+    "/{study_id}/refined",
+    operation_id="refined_definition",
+    response_model=StudySpec,
+    response_model_exclude_none=True,
+    responses=error_responses(
+        {404: "No such study.", 409: "The study has no completed trial to refine around."}
+    ),
+)
+def get_refined_definition(
+    study_id: StudyId,
+    repo: RepositoryDep,
+    factor: Annotated[
+        float,
+        Query(gt=0, le=1, description="Each numeric range's new width, as a share of its old."),
+    ] = 0.5,
+    n_trials: Annotated[
+        int | None,
+        Query(ge=1, le=100_000, description="The follow-up's budget; default: the same."),
+    ] = None,
+) -> dict[str, Any]:
+    """A follow-up study's definition, to submit as it is or edited: this study's, with
+    numeric ranges narrowed around its best trial and a warm start from its best trials."""
+    study = repo.get_study(study_id)
+    best = repo.best_trial(study.id, study.spec["objective"]["direction"])
+    return refined_definition(study, best, factor, n_trials)

@@ -115,6 +115,9 @@ class Trial(Base):
     """The GPUs Ray gave it, comma-separated; empty when it had none."""
     attempts: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     """1, plus one for each time Ray restarted it after its worker or node died."""
+    origin: Mapped[str | None] = mapped_column(String(200))
+    """Where a config given in advance came from (``points_to_evaluate[0]``, ``warm start:
+    study 3 trial 17``); null for the sampler's own suggestions."""
     run_info: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     """Facts about the run that are not metrics: dataset fingerprint, device, versions."""
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

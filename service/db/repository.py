@@ -223,7 +223,12 @@ class Repository:
     # --- trials --------------------------------------------------------------------------
 
     def create_trial(
-        self, study_id: int, number: int, params: Mapping[str, Any], tune_trial_id: str | None
+        self,
+        study_id: int,
+        number: int,
+        params: Mapping[str, Any],
+        tune_trial_id: str | None,
+        origin: str | None = None,
     ) -> Trial:
         existing = self.session.scalars(
             select(Trial).where(Trial.study_id == study_id, Trial.number == number)
@@ -236,6 +241,7 @@ class Repository:
             params=dict(params),
             tune_trial_id=tune_trial_id,
             state=TrialState.running,
+            origin=origin,
         )
         self.session.add(trial)
         self.session.flush()
@@ -372,17 +378,29 @@ class Repository:
         )
 
     def best_trial(self, study_id: int, direction: str) -> Trial | None:
+        best = self.best_trials(study_id, direction, 1)
+        return best[0] if best else None
+
+    def best_trials(self, study_id: int, direction: str, limit: int) -> list[Trial]:
+        """The study's completed trials with a value, best first (ties: the earlier first)."""
         order = Trial.value.desc() if direction == "maximize" else Trial.value.asc()
-        return self.session.scalars(
-            select(Trial)
-            .where(
-                Trial.study_id == study_id,
-                Trial.state == TrialState.completed,
-                Trial.value.is_not(None),
+        return list(
+            self.session.scalars(
+                select(Trial)
+                .where(
+                    Trial.study_id == study_id,
+                    Trial.state == TrialState.completed,
+                    Trial.value.is_not(None),
+                )
+                .order_by(order, Trial.number)
+                .limit(limit)
             )
-            .order_by(order, Trial.number)
-            .limit(1)
-        ).first()
+        )
+
+    def trials_by_id(self, trial_ids: Sequence[int]) -> list[Trial]:
+        if not trial_ids:
+            return []
+        return list(self.session.scalars(select(Trial).where(Trial.id.in_(list(trial_ids)))))
 
     def record_progress(
         self,

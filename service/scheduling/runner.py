@@ -38,6 +38,8 @@ from service.scheduling.stability import resolve_rules
 from service.scheduling.trial_entry import run_trial
 from service.schemas.study import StudySpec
 from service.studies import grid_size, pruner_for
+from service.warm_start import ORIGIN, first_configs
+from service.warm_start import trial_ids as warm_start_trials
 from trainers.base import Trainer
 from trainers.registry import get_trainer
 
@@ -138,6 +140,13 @@ def run_study(
         "opening the Optuna study",
     )
     retrying(lambda: optuna_study.set_user_attr("gentune_study_id", study_id), "telling Optuna")
+    if spec.points_to_evaluate or spec.warm_start is not None:
+        configs = transact(
+            url,
+            lambda repo: first_configs(spec, repo.trials_by_id(warm_start_trials(spec))),
+            "loading the warm start's trials",
+        )
+        retrying(lambda: _enqueue_first(optuna_study, configs), "telling Optuna")
 
     used = transact(url, lambda repo: repo.budget_used(study_id), "counting trials")
     remaining = spec.budget.n_trials - used
@@ -200,6 +209,15 @@ def run_study(
             f"all {counts['failed']} trials failed; see the trials' reasons",
         )
     return _finish(url, study_id, worker_id, StudyState.completed, reason)
+
+
+def _enqueue_first(optuna_study: optuna.Study, configs: list[tuple[str, dict[str, Any]]]) -> None:
+    """Queue in Optuna the configs to run before the sampler's own, once: on a resumed run
+    those already queued (asked or not) are known by their origin and not queued again."""
+    queued = {t.user_attrs.get(ORIGIN) for t in optuna_study.get_trials(deepcopy=False)}
+    for origin, params in configs:
+        if origin not in queued:
+            optuna_study.enqueue_trial(params, user_attrs={ORIGIN: origin})
 
 
 def _taken_over(study_id: int) -> StudyState:

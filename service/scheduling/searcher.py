@@ -25,6 +25,7 @@ from service.schemas.study import (
     StudySpec,
 )
 from service.studies import distribution, grid_values
+from service.warm_start import ORIGIN
 from trainers.base import Trainer
 
 log = logging.getLogger(__name__)
@@ -98,12 +99,13 @@ class OptunaSearcher(DriverSide, Searcher):
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         optuna_trial = self._ask()
         params = dict(optuna_trial.params)
+        origin = optuna_trial.user_attrs.get(ORIGIN)  # set on configs queued in advance
         study_id, worker_id = self.ledger.study_id, self.ledger.worker_id
 
         def create(repo: Repository) -> int | None:
             if worker_id and not repo.owns_study(study_id, worker_id):
                 return None
-            return repo.create_trial(study_id, optuna_trial.number, params, trial_id).id
+            return repo.create_trial(study_id, optuna_trial.number, params, trial_id, origin).id
 
         db_id = transact(self.database_url, create, "creating a trial")
         if db_id is None:  # taken over while this run was silent: the new run owns the budget
@@ -119,7 +121,13 @@ class OptunaSearcher(DriverSide, Searcher):
             db_id=db_id, optuna_trial=optuna_trial, monitor=self._monitor(params)
         )
         retrying(lambda: optuna_trial.set_user_attr("gentune_trial_id", db_id), "telling Optuna")
-        log.info("study %s: trial %s started with %s", self.ledger.study_id, db_id, params)
+        log.info(
+            "study %s: trial %s started with %s%s",
+            self.ledger.study_id,
+            db_id,
+            params,
+            f" ({origin})" if origin else "",
+        )
         return {
             "params": params,
             "gentune": {

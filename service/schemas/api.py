@@ -137,6 +137,11 @@ class TrialOut(BaseModel):
     attempts: int = Field(
         1, description="1, plus one for each restart after its Ray worker or node died."
     )
+    origin: str | None = Field(
+        None,
+        description="Where a config given in advance came from (points_to_evaluate[i], warm "
+        "start: study S trial T); null for the sampler's own suggestions.",
+    )
     run_info: dict[str, str] = Field(
         description="Facts about the run: dataset and its fingerprint, device, versions."
     )

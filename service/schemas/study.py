@@ -379,6 +379,23 @@ class Resources(StrictModel):
         return self
 
 
+class WarmStart(StrictModel):
+    """Start from what an earlier study learned: its best trials' configs run first."""
+
+    from_study: int = Field(ge=1, le=2**31 - 1, description="The earlier study's id.")
+    top_k: int = Field(
+        5, ge=1, le=100, description="How many of its best completed trials to run again."
+    )
+    trials: list[int] | None = Field(
+        None,
+        max_length=100,
+        description="Filled in at submit: the ids of the trials taken, best first, so the "
+        "stored definition starts the same way when submitted again. Given, only these "
+        "trials of from_study are taken.",
+    )
+
+
+Point = dict[Annotated[str, Field(max_length=200)], Any]
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 
 
@@ -406,6 +423,15 @@ class StudySpec(StrictModel):
     budget: Budget = Field(default_factory=Budget)
     resources: Resources = Field(default_factory=Resources)
     checkpoints: Checkpoints = Field(default_factory=Checkpoints)
+    points_to_evaluate: list[Point] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Configs to run first, in order (values for some or all searched params; "
+        "the sampler fills in the rest).",
+    )
+    warm_start: WarmStart | None = Field(
+        None, description="Run an earlier study's best configs first (after points_to_evaluate)."
+    )
 
     @model_validator(mode="after")
     def _check_overlap(self) -> StudySpec:

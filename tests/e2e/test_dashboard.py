@@ -8,6 +8,7 @@ CI (CI=true), where a missing browser is a failure.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterator
@@ -203,6 +204,50 @@ def test_trial_page_draws_every_metric_thresholds_and_samples(
     assert {"code", "torch", "optuna", "device"} <= set(trial["run_info"])
     assert tab.locator("#checkpoints a").count() == len(trial["checkpoints"]) == 2
     shot(tab, "trial")
+    assert console.errors == []
+
+
+def test_refine_from_the_study_page_runs_the_best_config_first(
+    service: Service, page: tuple[Any, Console]
+) -> None:
+    """Refine…: the follow-up definition opens in the form; submitted, it runs the earlier
+    best config first and its trial page says where that config came from."""
+    tab, console = page
+    spec = {
+        "name": "browser-quadratic",
+        "trainer": "quadratic",
+        "params": {"epochs": 4},
+        "search_space": {"lr": {"type": "float", "low": 0.01, "high": 0.4}},
+        "objective": {"metric": "loss", "direction": "minimize"},
+        "sampler": {"type": "random", "seed": 1},
+        "budget": {"n_trials": 3, "max_concurrent": 1},
+    }
+    source = service.api("POST", "/studies", json=spec).json()
+    assert service.wait_for_study(source["id"], ("completed",), 120)
+    best = service.api("GET", f"/studies/{source['id']}/best").json()
+    tab.goto(f"{service.url}/studies/{source['id']}")
+    tab.wait_for_selector("#refine:not([hidden])", timeout=20_000)
+    tab.click("#refine")
+    tab.wait_for_function(
+        "() => document.querySelector('#definition').value"
+        " || document.querySelector('#submit-result').textContent",
+        timeout=10_000,
+    )
+    assert tab.input_value("#definition"), (tab.inner_text("#submit-result"), console.errors)
+    definition = json.loads(tab.input_value("#definition"))
+    assert definition["name"] == "browser-quadratic-refined"
+    assert definition["warm_start"]["from_study"] == source["id"]
+    definition["budget"] = {"n_trials": 1, "max_concurrent": 1}  # edited before submitting
+    tab.fill("#definition", json.dumps(definition, indent=2))
+    tab.click("#submit")
+    tab.wait_for_url("**/studies/*", timeout=15_000)
+    study_id = int(tab.url.rstrip("/").split("/")[-1])
+    assert service.wait_for_study(study_id, ("completed", "failed"), 300)["state"] == "completed"
+    trial = service.api("GET", f"/studies/{study_id}/trials").json()["data"][0]
+    origin = f"warm start: study {source['id']} trial {best['trial_id']}"
+    assert trial["origin"] == origin and trial["params"] == best["params"]
+    tab.goto(f"{service.url}/trials/{trial['id']}")
+    tab.wait_for_selector(f"#facts span:text-is('{origin}')", timeout=20_000)
     assert console.errors == []
 
 

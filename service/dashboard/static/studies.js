@@ -136,6 +136,23 @@ $("#definition-file").addEventListener("change", async (event) => {
   fill($("#submit-result"));
 });
 $("#submit").addEventListener("click", submit);
+
+// /?refine=ID (the study page's Refine button): the follow-up definition, ready to edit.
+async function loadRefined(sourceId) {
+  const result = $("#submit-result");
+  try {
+    const definition = await api(`/studies/${encodeURIComponent(sourceId)}/refined`);
+    editor.value = JSON.stringify(definition, null, 2) + "\n";  // JSON is YAML too
+    showErrors([]);
+    fill(result, el("div", { class: "notice" },
+      `The definition of study ${sourceId} narrowed around its best trial, warm-started from its best trials: edit it and submit.`));
+    editor.scrollIntoView();
+  } catch (error) {
+    showError(result, error);
+  }
+}
+const refineFrom = new URLSearchParams(window.location.search).get("refine");
+if (refineFrom) loadRefined(refineFrom);
 $("#state-filter").addEventListener("change", () => { offset = 0; refresh(); });
 drawGutter();
 live(refresh, 3000);

@@ -214,6 +214,9 @@ async function drawBest() {
   );
   $("#copy-config").disabled = false;
   $("#download-config").disabled = false;
+  const refine = $("#refine");
+  refine.hidden = false;
+  refine.setAttribute("href", `/?refine=${studyId}#submit-panel`);
   const link = $("#download-checkpoint");
   link.hidden = !best.checkpoint_url;
   if (best.checkpoint_url) link.setAttribute("href", `${API}/trials/${best.trial_id}/checkpoint?kind=best`);

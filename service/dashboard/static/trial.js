@@ -35,6 +35,7 @@ function drawSummary(trial) {
     ["Node", trial.node ? `${trial.node}${trial.ray_node_id ? ` (Ray ${trial.ray_node_id.slice(0, 8)})` : ""}` : "–"],
     ["GPUs", trial.gpu_ids || "none"],
     ["Attempts", trial.attempts],
+    ["Config from", trial.origin || "the sampler"],
     ["Waited", trial.started_at ? duration(elapsed(trial.created_at, trial.started_at)) : "–"],
     ["Trained", trial.started_at ? duration(elapsed(trial.started_at, trial.finished_at)) : "–"],
   ];
