@@ -335,6 +335,100 @@ def refine(
 
 
 @app.command()
+def export(
+    study_id: int,
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+    out: Annotated[Path, typer.Option(help="Folder to write the files in.")] = Path("."),
+) -> None:
+    """Write a study's record: study-ID.json (definition, trials, configs, every metric at
+    every step), study-ID.trials.csv (one row per trial) and study-ID.metrics.csv."""
+    out.mkdir(parents=True, exist_ok=True)
+    for fmt, suffix in (
+        ("json", "json"),
+        ("trials.csv", "trials.csv"),
+        ("metrics.csv", "metrics.csv"),
+    ):
+        try:
+            response = _send(
+                "GET",
+                url,
+                f"/studies/{study_id}/export",
+                token,
+                params={"format": fmt},
+                timeout=300,
+            )
+        except httpx.HTTPError as exc:
+            _fail(f"cannot reach the gentune service at {url}: {exc}")
+        if response.status_code >= 400:
+            _json_or_fail(response)
+        path = out / f"study-{study_id}.{suffix}"
+        path.write_bytes(response.content)
+        _say(f"wrote {path} ({len(response.content):,} bytes)")
+
+
+@app.command()
+def reproduce(
+    trial_id: int,
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+    tolerance: Annotated[
+        float, typer.Option(min=0.0, help="Allowed difference, relative to max(1, |value|).")
+    ] = 1e-4,
+) -> None:
+    """Run a finished trial again in this process, on CPU, from its manifest (config, seed,
+    torch threads) and compare every recorded metric at every step; exit 1 on a difference."""
+    import torch
+
+    from service.reproduce import COMPARED_FACTS, ReproduceError, compare, run_again
+    from service.scheduling.trial_entry import device_info
+    from trainers.registry import get_trainer
+
+    export_data_root(get_settings())
+    manifest = _request("GET", url, f"/trials/{trial_id}/manifest", token)
+    if manifest["state"] == "running":
+        _fail(f"trial {trial_id} is still running; reproduce it once it has ended")
+    device = torch.device("cpu")
+    last = max((p["step"] for ps in manifest["metrics"].values() for p in ps), default=0)
+    _say(
+        f"trial {trial_id} ({manifest['trainer']}, {manifest['state']}, seed "
+        f"{manifest['seed']}): training again on CPU up to step {last}"
+    )
+    try:
+        again, said = run_again(
+            manifest, device, on_step=lambda step: _say(f"  step {step}/{last}", to=err_console)
+        )
+    except ReproduceError as exc:
+        _fail(str(exc))
+    here = {**device_info(device), **said}
+    facts = Table("fact", "recorded", "here", title="run")
+    for key in COMPARED_FACTS:
+        recorded, now = manifest["run_info"].get(key, "–"), here.get(key, "–")
+        facts.add_row(key, recorded, now if now == recorded else f"[yellow]{now}[/yellow]")
+    _print_table(facts)
+    trainer = get_trainer(manifest["trainer"])
+    timing = {name for name, spec in trainer.metrics.items() if spec.timing} if trainer else set()
+    checks = compare(manifest["metrics"], again, tolerance, timing)
+    table = Table("metric", "steps", "largest difference", "at step", "", title="metrics")
+    for check in checks:
+        verdict = "[green]same[/green]" if check.ok else f"[red]differs[/red] {check.note}"
+        table.add_row(
+            check.name, str(check.steps), f"{check.max_diff:.3g}", str(check.worst_step), verdict
+        )
+    _print_table(table)
+    skipped = sorted(set(manifest["metrics"]) & timing)
+    if skipped:
+        _say(f"not compared (timings, different on every run): {', '.join(skipped)}")
+    differ = [c.name for c in checks if not c.ok]
+    if differ:
+        _fail(f"trial {trial_id} did not reproduce within {tolerance:g}: {', '.join(differ)}")
+    _say(
+        f"trial {trial_id} reproduced: {len(checks)} metrics at every recorded step within "
+        f"{tolerance:g} (largest difference {max((c.max_diff for c in checks), default=0):.3g})"
+    )
+
+
+@app.command()
 def cancel(study_id: int, url: UrlOption = DEFAULT_URL, token: TokenOption = None) -> None:
     """Cancel a queued study at once, or ask a running study's worker to stop it."""
     study = _request("POST", url, f"/studies/{study_id}/cancel", token)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, get_args
 
@@ -21,6 +22,7 @@ from service.api.deps import (
 from service.db.repository import FINISHED_STUDY_STATES, TRIAL_SORT_KEYS
 from service.definition_text import spec_from_text
 from service.errors import FieldError, InvalidInput
+from service.export import export_json, metrics_csv, trials_csv
 from service.schemas.api import (
     MAX_ID,
     UNREACHABLE_DATABASE,
@@ -388,3 +390,53 @@ def get_refined_definition(
     study = repo.get_study(study_id)
     best = repo.best_trial(study.id, study.spec["objective"]["direction"])
     return refined_definition(study, best, factor, n_trials)
+
+
+EXPORT_FORMATS = {
+    "json": ("application/json", "json"),
+    "trials.csv": ("text/csv; charset=utf-8", "trials.csv"),
+    "metrics.csv": ("text/csv; charset=utf-8", "metrics.csv"),
+}
+
+
+@router.get(
+    "/{study_id}/export",
+    operation_id="export_study",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The study's record as a download.",
+            "content": {
+                "application/json": {"schema": {"type": "object"}},
+                "text/csv": {"schema": {"type": "string"}},
+            },
+        },
+        **NOT_FOUND,
+    },
+)
+def export_study(
+    study_id: StudyId,
+    repo: RepositoryDep,
+    base_url: BaseUrlDep,
+    format: Annotated[
+        Literal["json", "trials.csv", "metrics.csv"],
+        Query(
+            description="json: the study, each trial's config and every metric at every step; "
+            "trials.csv: one row per trial; metrics.csv: one row per trial, step and metric."
+        ),
+    ] = "json",
+) -> Response:
+    """The study's whole record as a file, to keep or to analyse elsewhere."""
+    study = repo.get_study(study_id)
+    if format == "json":
+        body = json.dumps(export_json(repo, study, base_url), allow_nan=False)
+    elif format == "trials.csv":
+        body = trials_csv(repo, study)
+    else:
+        body = metrics_csv(repo, study)
+    media_type, suffix = EXPORT_FORMATS[format]
+    return Response(
+        body,
+        media_type=media_type,
+        headers={"Content-Disposition": f'attachment; filename="study-{study_id}.{suffix}"'},
+    )

@@ -15,6 +15,7 @@ from service.schemas.api import (
     MAX_ID,
     UNREACHABLE_DATABASE,
     ArtifactOut,
+    ManifestOut,
     Page,
     TrialDetail,
     error_responses,
@@ -39,6 +40,28 @@ TrialId = Annotated[int, Path(ge=1, le=MAX_ID, description="The trial's id.")]
 @router.get("/{trial_id}", responses=NOT_FOUND)
 def get_trial(trial_id: TrialId, repo: RepositoryDep, base_url: BaseUrlDep) -> TrialDetail:
     return trial_detail(repo, repo.get_trial(trial_id), base_url)
+
+
+@router.get("/{trial_id}/manifest", responses=NOT_FOUND)
+def get_manifest(trial_id: TrialId, repo: RepositoryDep, base_url: BaseUrlDep) -> ManifestOut:
+    """What the trial ran with and what it reported: ``gentune reproduce`` runs it again
+    from this and compares."""
+    trial = repo.get_trial(trial_id)
+    detail = trial_detail(repo, trial, base_url)
+    study = repo.get_study(trial.study_id)
+    seed = detail.config.get("seed")
+    return ManifestOut(
+        trial_id=trial.id,
+        study_id=study.id,
+        number=trial.number,
+        state=detail.state,
+        trainer=study.trainer,
+        config=detail.config,
+        seed=seed if isinstance(seed, int) else None,
+        objective=study.spec["objective"],
+        run_info=detail.run_info,
+        metrics=detail.metrics,
+    )
 
 
 @router.get("/{trial_id}/artifacts", responses=NOT_FOUND)

@@ -513,6 +513,25 @@ class Repository:
             query = query.where(Metric.name.in_(list(names)))
         return list(self.session.scalars(query.order_by(Metric.step, Metric.name)))
 
+    def study_metrics(self, study_id: int) -> list[Any]:
+        """Every metric value of every trial of a study: rows of (trial_id, step, name, value),
+        by trial, step and name."""
+        return list(
+            self.session.execute(
+                select(Metric.trial_id, Metric.step, Metric.name, Metric.value)
+                .join(Trial, Trial.id == Metric.trial_id)
+                .where(Trial.study_id == study_id)
+                .order_by(Metric.trial_id, Metric.step, Metric.name)
+            )
+        )
+
+    def all_trials(self, study_id: int) -> list[Trial]:
+        return list(
+            self.session.scalars(
+                select(Trial).where(Trial.study_id == study_id).order_by(Trial.number, Trial.id)
+            )
+        )
+
     def metrics_at_step(self, trial_id: int, step: int) -> dict[str, float | None]:
         rows = self.session.execute(
             select(Metric.name, Metric.value).where(

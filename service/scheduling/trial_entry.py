@@ -120,6 +120,7 @@ def device_info(device: torch.device) -> dict[str, str]:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
     return {
         "device": f"{device.type}: {name or platform.machine()}",
+        "torch_threads": str(torch.get_num_threads()),
         "torch": torch.__version__,
         "gentune": _version("gentune"),
         "optuna": _version("optuna"),

@@ -185,6 +185,24 @@ class TrialDetail(TrialOut):
     samples: list[ArtifactOut] = Field(description="Sample grids, one per evaluation, by step.")
 
 
+class ManifestOut(BaseModel):
+    """Everything needed to run a trial again and check it: ``gentune reproduce`` reads it."""
+
+    format: Literal["gentune-manifest/1"] = "gentune-manifest/1"
+    trial_id: int
+    study_id: int
+    number: int
+    state: Literal["running", "completed", "pruned", "failed"]
+    trainer: str
+    config: dict[str, Any] = Field(description="Every param, the trainer's defaults included.")
+    seed: int | None = Field(description="The config's seed, where the trainer has one.")
+    objective: dict[str, str]
+    run_info: dict[str, str] = Field(
+        description="Dataset and its fingerprint, device, torch threads, versions, git commit."
+    )
+    metrics: dict[str, list[MetricPoint]] = Field(description="Every metric at every step.")
+
+
 class BestOut(BaseModel):
     study_id: int
     trial_id: int

@@ -202,6 +202,9 @@ def test_trial_page_draws_every_metric_thresholds_and_samples(
     for key in trial["run_info"]:  # the reproducibility record: versions, code, device
         assert tab.locator(f"#run-info dt:text-is('{key}')").count() == 1, key
     assert {"code", "torch", "optuna", "device"} <= set(trial["run_info"])
+    assert tab.inner_text("#reproduce-command") == f"gentune reproduce {best_id}"
+    manifest = tab.locator("#manifest-link").get_attribute("href")
+    assert service.api("GET", manifest.removeprefix("/api/v1")).json()["trial_id"] == best_id
     assert tab.locator("#checkpoints a").count() == len(trial["checkpoints"]) == 2
     shot(tab, "trial")
     assert console.errors == []
@@ -227,6 +230,10 @@ def test_refine_from_the_study_page_runs_the_best_config_first(
     best = service.api("GET", f"/studies/{source['id']}/best").json()
     tab.goto(f"{service.url}/studies/{source['id']}")
     tab.wait_for_selector("#refine:not([hidden])", timeout=20_000)
+    for link, kind in (("json", "application/json"), ("trials", "text/csv")):
+        href = tab.locator(f"#export-{link}").get_attribute("href")
+        exported = service.api("GET", href.removeprefix("/api/v1"))
+        assert exported.status_code == 200 and exported.headers["content-type"].startswith(kind)
     tab.click("#refine")
     tab.wait_for_function(
         "() => document.querySelector('#definition').value"

@@ -13,6 +13,10 @@ const table = { sort: "number", order: "desc", offset: 0, state: "" };
 let study = null;
 let lastSeen = null;
 let importancesFor = null;
+
+for (const [id, format] of [["json", "json"], ["trials", "trials.csv"], ["metrics", "metrics.csv"]]) {
+  $(`#export-${id}`).setAttribute("href", `/api/v1/studies/${studyId}/export?format=${format}`);
+}
 let bestConfigText = "";
 
 function arrow() {

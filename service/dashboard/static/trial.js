@@ -140,6 +140,8 @@ function drawDetails(trial) {
   const record = { ...trial.run_info };
   if (trial.config.seed !== undefined) record.seed = String(trial.config.seed);
   if (study) record["study definition"] = `study ${study.id}, sampler ${study.definition.sampler?.type}`;
+  $("#reproduce-command").textContent = `gentune reproduce ${trial.id}`;
+  $("#manifest-link").setAttribute("href", `/api/v1/trials/${trial.id}/manifest`);
   fill($("#run-info"), Object.entries(record).sort().flatMap(([k, v]) => [el("dt", {}, k), el("dd", { class: "mono" }, v)]));
   fill($("#checkpoints"), trial.checkpoints.length ? trial.checkpoints.map((c) =>
     el("div", {}, el("a", { href: new URL(c.url).pathname, download: "" }, `${c.kind} checkpoint`),
