@@ -180,15 +180,31 @@ class Trainer(abc.ABC):
         """Draw ``n`` samples from the generator held in ``checkpoint``."""
 
 
+def params_millions(network: torch.nn.Module) -> float:
+    """A network's parameter count in millions (the ``params_millions`` metric)."""
+    return sum(p.numel() for p in network.parameters()) / 1e6
+
+
+PARAMS_MILLIONS = MetricSpec(
+    "Parameters of the network that draws samples (generator, decoder, denoiser), in "
+    "millions: a size to bound with a constraint.",
+    "minimize",
+)
+
+CLASS_METRICS = ("is", "class_kl")
+"""Image metrics read from the domain classifier's classes."""
+
+
 class ImageTrainer(Trainer):
     """A trainer of image generators: it takes ``ImageTrainerParams`` and reports the image
-    metrics; ``is`` needs the domain classifier's classes and is NaN with other features."""
+    metrics; ``is`` and ``class_kl`` need the domain classifier's classes and are NaN with
+    other features."""
 
     def reported_metrics(self, params: TrainerParams) -> Mapping[str, MetricSpec]:
         assert isinstance(params, ImageTrainerParams)
         if params.feature_extractor == "domain":
             return self.metrics
-        return {name: spec for name, spec in self.metrics.items() if name != "is"}
+        return {name: spec for name, spec in self.metrics.items() if name not in CLASS_METRICS}
 
 
 def mixed_precision(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager[Any]:

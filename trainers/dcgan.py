@@ -26,6 +26,7 @@ from trainers.base import (
     Reporter,
     TrainerParams,
     mixed_precision,
+    params_millions,
 )
 from trainers.gan_losses import (
     CriticAwareMetrics,
@@ -38,7 +39,11 @@ from trainers.gan_losses import (
     grad_norm,
     gradient_penalty,
 )
-from trainers.metrics.evaluator import IMAGE_METRIC_SPECS, start_image_run
+from trainers.metrics.evaluator import (
+    IMAGE_METRIC_SPECS,
+    SAMPLING_METRIC_SPECS,
+    start_image_run,
+)
 
 
 class DCGANParams(ImageTrainerParams):
@@ -137,6 +142,7 @@ class DCGANTrainer(CriticAwareMetrics, ImageTrainer):
     pruner_defaults = {"type": "median", "n_startup_trials": 5, "n_warmup_steps": 2}
     metrics = {
         **IMAGE_METRIC_SPECS,
+        **SAMPLING_METRIC_SPECS,
         "g_loss": MetricSpec("Generator loss, mean over the epoch.", "minimize"),
         "d_loss": MetricSpec("Discriminator loss, mean over the epoch.", "minimize"),
         "stability/d_accuracy": MetricSpec(
@@ -226,7 +232,10 @@ class DCGANTrainer(CriticAwareMetrics, ImageTrainer):
                 images_per_second=steps * p.batch_size * p.n_critic / max(elapsed, 1e-9),
             )
             generator = g_ema.module if g_ema is not None else g
+            sampling_started = time.perf_counter()
             fake = _generate(generator, eval_z, device)
+            metrics["sample_seconds"] = time.perf_counter() - sampling_started
+            metrics["params_millions"] = params_millions(generator)
             metrics.update(evaluator.evaluate(fake))
             reporter.report(epoch, metrics, checkpoint, samples=fake[:64].numpy)
             if reporter.should_stop() or not math.isfinite(metrics["d_loss"] + metrics["g_loss"]):

@@ -27,9 +27,14 @@ from trainers.base import (
     Reporter,
     TrainerParams,
     mixed_precision,
+    params_millions,
 )
 from trainers.gan_losses import ema_of, grad_norm
-from trainers.metrics.evaluator import IMAGE_METRIC_SPECS, start_image_run
+from trainers.metrics.evaluator import (
+    IMAGE_METRIC_SPECS,
+    SAMPLING_METRIC_SPECS,
+    start_image_run,
+)
 
 
 class DDPMParams(ImageTrainerParams):
@@ -158,12 +163,10 @@ class DDPMTrainer(ImageTrainer):
     pruner_defaults = {"type": "median", "n_startup_trials": 5, "n_warmup_steps": 2}
     metrics = {
         **IMAGE_METRIC_SPECS,
+        **SAMPLING_METRIC_SPECS,
         "loss": MetricSpec("Noise-prediction MSE, mean over the epoch.", "minimize"),
         "grad_norm": MetricSpec("Gradient norm, mean over the epoch.", None),
         "lr": MetricSpec("Learning rate.", None),
-        "sample_seconds": MetricSpec(
-            "Seconds to draw the evaluation images.", "minimize", timing=True
-        ),
     }
 
     def train(self, params: TrainerParams, device: torch.device, reporter: Reporter) -> None:
@@ -227,6 +230,7 @@ class DDPMTrainer(ImageTrainer):
             net = ema.module if ema is not None else model
             fake = ddim_sample(net, a_bar, eval_noise, p.sampling_steps, device)
             metrics["sample_seconds"] = time.perf_counter() - sampling_started
+            metrics["params_millions"] = params_millions(net)
             metrics.update(evaluator.evaluate(fake))
             reporter.report(epoch, metrics, checkpoint, samples=fake[:64].numpy)
             if reporter.should_stop() or not math.isfinite(metrics["loss"]):

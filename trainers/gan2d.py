@@ -20,7 +20,14 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from trainers.base import Checkpoint, MetricSpec, Reporter, TrainerParams
+from trainers.base import (
+    PARAMS_MILLIONS,
+    Checkpoint,
+    MetricSpec,
+    Reporter,
+    TrainerParams,
+    params_millions,
+)
 from trainers.data import GaussianMixture2D, gaussian_mixture
 from trainers.gan_losses import (
     CriticAwareMetrics,
@@ -157,6 +164,7 @@ class Gan2DTrainer(CriticAwareMetrics):
         ),
         "grad_norm_g": MetricSpec("Generator gradient norm, mean over the epoch.", None),
         "grad_norm_d": MetricSpec("Discriminator gradient norm, mean over the epoch.", None),
+        "params_millions": PARAMS_MILLIONS,
     }
 
     def train(self, params: TrainerParams, device: torch.device, reporter: Reporter) -> None:
@@ -214,6 +222,7 @@ class Gan2DTrainer(CriticAwareMetrics):
                 g_ema.module if g_ema is not None else g, mixture, p, device
             )
             metrics.update(scores)
+            metrics["params_millions"] = params_millions(g)
             picture = functools.partial(scatter_image, fake.numpy(), mixture.means.numpy())
             reporter.report(epoch, metrics, checkpoint, samples=picture)
             if reporter.should_stop() or not math.isfinite(metrics["d_loss"] + metrics["g_loss"]):

@@ -25,9 +25,14 @@ from trainers.base import (
     Reporter,
     TrainerParams,
     mixed_precision,
+    params_millions,
 )
 from trainers.gan_losses import grad_norm
-from trainers.metrics.evaluator import IMAGE_METRIC_SPECS, start_image_run
+from trainers.metrics.evaluator import (
+    IMAGE_METRIC_SPECS,
+    SAMPLING_METRIC_SPECS,
+    start_image_run,
+)
 from trainers.metrics.image import psnr, ssim
 
 
@@ -91,6 +96,7 @@ class VAETrainer(ImageTrainer):
     pruner_defaults = {"type": "median", "n_startup_trials": 5, "n_warmup_steps": 2}
     metrics = {
         **IMAGE_METRIC_SPECS,
+        **SAMPLING_METRIC_SPECS,
         "psnr": MetricSpec("PSNR (dB) of held-out reconstructions.", "maximize"),
         "ssim": MetricSpec("SSIM of held-out reconstructions.", "maximize"),
         "loss": MetricSpec("Negative ELBO per image (reconstruction + beta KL).", "minimize"),
@@ -156,7 +162,12 @@ class VAETrainer(ImageTrainer):
                 seconds_per_step=elapsed / max(steps, 1),
                 images_per_second=steps * p.batch_size / max(elapsed, 1e-9),
             )
+            sampling_started = time.perf_counter()
             fake = _decode(model, eval_z, device)
+            metrics["sample_seconds"] = time.perf_counter() - sampling_started
+            metrics["params_millions"] = params_millions(model.from_latent) + params_millions(
+                model.decoder
+            )
             metrics.update(evaluator.evaluate(fake))
             held = data.held_out
             reconstructions = _reconstruct(model, held, device)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -93,6 +94,35 @@ def test_coverage_drops_when_classes_are_missing(
     partial = evaluator.evaluate(only_ones)
     assert partial["coverage"] < full["coverage"] / 3
     assert partial["fid"] > full["fid"]
+
+
+def test_class_kl_is_near_zero_for_balanced_samples_and_grows_as_classes_go(
+    data: ImageData, evaluator: ImageEvaluator
+) -> None:
+    """The bias check, on 500 held-out digits drawn from fewer and fewer classes (the same
+    count each time, as a trial's eval_samples are): class_kl grows as classes go missing,
+    and a mix tilted towards one class, none missing, scores in between."""
+    assert data.held_out_labels is not None
+    labels = data.held_out_labels
+    gen = torch.Generator().manual_seed(0)
+
+    def drawn(allowed: torch.Tensor) -> torch.Tensor:
+        pool = torch.nonzero(allowed).squeeze(1)
+        return data.held_out[pool[torch.randint(len(pool), (500,), generator=gen)]]
+
+    balanced = evaluator.evaluate(drawn(labels >= 0))["class_kl"]
+    assert balanced < 0.1, balanced
+    kept = [evaluator.evaluate(drawn(labels < k))["class_kl"] for k in (8, 5, 2, 1)]
+    assert [balanced, *kept] == sorted([balanced, *kept]), kept
+    assert kept[-1] > 3, "one class of ten: nine missing, each costing about 0.1 x log(100)"
+    tilted = torch.cat([drawn(labels >= 0)[:250], drawn(labels == 1)[:250]])
+    assert balanced < evaluator.evaluate(tilted)["class_kl"] < kept[0]
+    print(
+        f"\nclass_kl at 500 samples: all 10 classes {balanced:.3f}, 8 {kept[0]:.2f}, "
+        f"5 {kept[1]:.2f}, 2 {kept[2]:.2f}, 1 {kept[3]:.2f}"
+    )
+    random = ImageEvaluator(data, "random", n_samples=500, cache_dir=evaluator.cache_dir)
+    assert math.isnan(random.evaluate(data.held_out)["class_kl"]), "no classes to count"
 
 
 @pytest.mark.parametrize("extractor", ["domain", "random"])

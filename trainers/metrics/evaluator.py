@@ -13,11 +13,11 @@ from pathlib import Path
 
 import torch
 
-from trainers.base import ImageTrainerParams, MetricSpec, Reporter
+from trainers.base import PARAMS_MILLIONS, ImageTrainerParams, MetricSpec, Reporter
 from trainers.data import ImageData
 from trainers.metrics.diversity import diversity_ratio, mean_pairwise_distance
 from trainers.metrics.features import DomainClassifier, default_cache_dir, extractor_for
-from trainers.metrics.image import ReferenceStats, fid, inception_score, kid, prdc
+from trainers.metrics.image import ReferenceStats, class_kl, fid, inception_score, kid, prdc
 
 IMAGE_METRIC_SPECS = {
     "fid": MetricSpec("Fréchet distance of generated to real features.", "minimize"),
@@ -26,6 +26,13 @@ IMAGE_METRIC_SPECS = {
         "Inception Score from the domain classifier's classes; needs features domain (or auto "
         "on a labelled dataset), NaN otherwise.",
         "maximize",
+    ),
+    "class_kl": MetricSpec(
+        "KL divergence of the real data's class histogram from the samples' (both as the "
+        "domain classifier labels them): 0 when every class is drawn as often as it is real, "
+        "large when the generator drops or favours classes. Needs features domain, NaN "
+        "otherwise.",
+        "minimize",
     ),
     "precision": MetricSpec("Share of samples inside the real data's manifold (k=3).", "maximize"),
     "recall": MetricSpec("Share of real data inside the samples' manifold (k=3).", "maximize"),
@@ -42,6 +49,16 @@ IMAGE_METRIC_SPECS = {
     ),
 }
 """What every image trainer reports: ``evaluate``'s metrics and the training throughput."""
+
+SAMPLING_METRIC_SPECS = {
+    "sample_seconds": MetricSpec(
+        "Wall seconds to draw the evaluation's eval_samples images: the sampling cost.",
+        "minimize",
+        timing=True,
+    ),
+    "params_millions": PARAMS_MILLIONS,
+}
+"""What the built-in image trainers also report: what drawing samples costs."""
 
 
 def start_image_run(
@@ -82,6 +99,9 @@ class ImageEvaluator:
         self.extractor = extractor_for(extractor, data, self.cache_dir).to(device or "cpu")
         self.reference = ReferenceStats.of(self._reference_features())
         self.real_spread = mean_pairwise_distance(self.reference.features)
+        self.real_logits: torch.Tensor | None = None
+        if isinstance(self.extractor, DomainClassifier):
+            self.real_logits = self._class_logits(self.reference.features)
 
     def _reference_features(self) -> torch.Tensor:
         n = min(self.n_samples, self.data.train.shape[0])
@@ -111,8 +131,17 @@ class ImageEvaluator:
             "coverage": scores.coverage,
             "stability/diversity": diversity_ratio(features, self.real_spread),
         }
-        metrics["is"] = math.nan  # the random extractor has no classes to score
-        if isinstance(self.extractor, DomainClassifier):
-            with torch.no_grad():
-                metrics["is"] = inception_score(self.extractor.head(features))
+        metrics["is"] = metrics["class_kl"] = math.nan  # other extractors have no classes
+        if self.real_logits is not None:
+            fake_logits = self._class_logits(features)
+            metrics["is"] = inception_score(fake_logits)
+            metrics["class_kl"] = class_kl(self.real_logits, fake_logits)
         return metrics
+
+    @torch.no_grad()
+    def _class_logits(self, features: torch.Tensor) -> torch.Tensor:
+        """The domain classifier's class logits of features (which come back on the CPU),
+        computed on the classifier's own device."""
+        head = self.extractor.head
+        assert isinstance(head, torch.nn.Module)
+        return head(features.to(next(head.parameters()).device)).float().cpu()

@@ -107,6 +107,24 @@ def inception_score(logits: torch.Tensor, splits: int = 1) -> float:
     return float(np.mean(scores))
 
 
+def class_kl(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> float:
+    """KL(real || generated) of the class histograms a classifier gives two image sets: 0
+    when the samples hold each class as often as the real data; a class the generator never
+    draws costs about its real share × log(its real share × 2n). Counts are smoothed by 1/2
+    so that the value stays finite."""
+    if not bool(torch.isfinite(fake_logits).all()):
+        return math.inf
+    classes = real_logits.shape[1]
+    real = _class_shares(real_logits, classes)
+    fake = _class_shares(fake_logits, classes)
+    return float((real * (real.log() - fake.log())).sum())
+
+
+def _class_shares(logits: torch.Tensor, classes: int) -> torch.Tensor:
+    counts = torch.bincount(logits.argmax(dim=1), minlength=classes).double()
+    return (counts + 0.5) / (counts.sum() + 0.5 * classes)
+
+
 def psnr(reconstructions: torch.Tensor, targets: torch.Tensor) -> float:
     """PSNR in dB of images in [-1, 1] (data range 2)."""
     return float(peak_signal_noise_ratio(reconstructions.clamp(-1, 1), targets, data_range=2.0))
