@@ -33,6 +33,9 @@ def test_shipped_ring8_study_finds_a_generator_that_covers_the_ring(
 ) -> None:
     """The README's flow: POST search_spaces/gan2d_ring8.yaml as JSON and take out its best."""
     definition = yaml.safe_load(RING8_FILE.read_text())
+    # 12 of its 20 trials (a minute less in CI): enough for TPE to find the ring and for the
+    # median pruner, after its 5 startup trials, to stop some.
+    definition["budget"]["n_trials"] = 12
     n_trials = definition["budget"]["n_trials"]
     created = service.api("POST", "/studies", json=definition)
     assert created.status_code == 201, created.text
@@ -282,6 +285,7 @@ def test_cancel_stops_running_trials_promptly(service: Service) -> None:
     )
 
 
+@pytest.mark.postgres_only  # the server database is where studies run side by side in earnest
 def test_two_studies_run_at_once(service: Service) -> None:
     spec = {
         "name": "side-by-side",

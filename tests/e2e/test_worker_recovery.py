@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import new_database_url
 from tests.e2e.conftest import Service, free_port, service_env, start, stop
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.postgres_only]  # CI: on its Postgres leg
 
 SPEC = {
     "name": "survivor",
