@@ -429,6 +429,36 @@ def reproduce(
 
 
 @app.command()
+def rate(
+    trial_id: int,
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+    score: Annotated[
+        int | None, typer.Option(min=1, max=5, help="1 (poor) to 5 (excellent).")
+    ] = None,
+    better_than: Annotated[
+        int | None, typer.Option(help="Another trial of the study whose samples look worse.")
+    ] = None,
+) -> None:
+    """Rate a trial's samples (look at them with `gentune sample` or on its page): a score,
+    or a pick of them over another trial's. Stored with your token's name."""
+    body = {k: v for k, v in (("score", score), ("better_than", better_than)) if v is not None}
+    rating = _request("POST", url, f"/trials/{trial_id}/ratings", token, json=body)
+    trial = _request("GET", url, f"/trials/{trial_id}", token)
+    given = (
+        f"score {rating['score']}"
+        if rating["score"] is not None
+        else f"better than trial {rating['better_than']}"
+    )
+    mean = trial["rating_mean"]
+    _say(
+        f"trial {trial_id}: {given} by {rating['rater']}; now "
+        + (f"{mean:.2f} from {trial['rating_count']} score(s)" if mean is not None else "no score")
+        + f", {trial['wins']} win(s), {trial['losses']} loss(es)"
+    )
+
+
+@app.command()
 def cancel(study_id: int, url: UrlOption = DEFAULT_URL, token: TokenOption = None) -> None:
     """Cancel a queued study at once, or ask a running study's worker to stop it."""
     study = _request("POST", url, f"/studies/{study_id}/cancel", token)

@@ -1,8 +1,9 @@
 """A study's whole record, to keep or to analyse elsewhere: JSON, or CSV tables.
 
 JSON holds the study as ``GET /studies/{id}`` shows it, then each trial with its full
-config and every metric at every step. ``trials.csv`` is one row per trial (its searched
-params as ``param.<name>`` columns); ``metrics.csv`` one row per trial, step and metric.
+config, every metric at every step and the ratings people gave it (with who gave them).
+``trials.csv`` is one row per trial (its searched params as ``param.<name>`` columns);
+``metrics.csv`` one row per trial, step and metric.
 NaN values are stored as NULL: empty cells in CSV, ``null`` in JSON.
 """
 
@@ -18,6 +19,7 @@ from typing import Any
 
 from service.db.models import Study
 from service.db.repository import Repository
+from service.schemas.api import RatingOut
 from service.studies import describe_study, describe_trial, full_config
 
 FORMAT = "gentune-export/1"
@@ -27,11 +29,17 @@ def export_json(repo: Repository, study: Study, base_url: str) -> dict[str, Any]
     history: dict[int, dict[str, list[list[Any]]]] = defaultdict(lambda: defaultdict(list))
     for trial_id, step, name, value in repo.study_metrics(study.id):
         history[trial_id][name].append([step, value])
+    ratings: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for rating in repo.study_ratings(study.id):
+        ratings[rating.trial_id].append(
+            RatingOut.model_validate(rating, from_attributes=True).model_dump(mode="json")
+        )
     trials = [
         {
             **describe_trial(trial).model_dump(mode="json"),
             "config": full_config(study, trial),
             "metrics": history.get(trial.id, {}),
+            "ratings": ratings.get(trial.id, []),
         }
         for trial in repo.all_trials(study.id)
     ]
@@ -66,6 +74,10 @@ TRIAL_COLUMNS = (
     "pruned_by",
     "origin",
     "attempts",
+    "rating_mean",
+    "rating_count",
+    "wins",
+    "losses",
     "started_at",
     "finished_at",
     "reason",

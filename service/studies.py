@@ -18,12 +18,14 @@ from service.config import Settings
 from service.db.models import Study, Trial
 from service.db.repository import Repository
 from service.errors import FieldError, InvalidInput, NotFound, field_errors_from_pydantic
+from service.pareto import pareto_front
 from service.scheduling.stability import resolve_rules, rule_metrics
 from service.schemas.api import (
     ArtifactOut,
     BestOut,
     BestSoFar,
     MetricPoint,
+    ParetoPoint,
     StudyOut,
     Threshold,
     TrialCounts,
@@ -93,25 +95,27 @@ def validate_spec(spec: StudySpec, settings: Settings) -> Trainer:
         raise InvalidInput(errors)
     param_errors = _check_params(spec, trainer)
     errors += param_errors
-    metric = spec.objective.metric
-    if metric not in trainer.metrics:
-        errors.append(
-            FieldError(
-                "objective.metric",
-                f"trainer {trainer.name} does not report "
-                f"'{metric}'; it reports: {', '.join(trainer.metrics)}",
+    reported = None if param_errors else trainer.reported_metrics(trainer.parse_params(spec.params))
+    named = [("objective.metric", spec.objective.metric)]
+    named += [(f"objectives.{i}.metric", o.metric) for i, o in enumerate(spec.objectives or [])]
+    named += [(f"constraints.{i}.metric", c.metric) for i, c in enumerate(spec.constraints)]
+    for field, metric in named:
+        if metric not in trainer.metrics:
+            errors.append(
+                FieldError(
+                    field,
+                    f"trainer {trainer.name} does not report "
+                    f"'{metric}'; it reports: {', '.join(trainer.metrics)}",
+                )
             )
-        )
-    elif not param_errors and metric not in trainer.reported_metrics(
-        trainer.parse_params(spec.params)
-    ):
-        errors.append(
-            FieldError(
-                "objective.metric",
-                f"with these params trainer {trainer.name} gives no value of '{metric}' "
-                f"({trainer.metrics[metric].description})",
+        elif reported is not None and metric not in reported:
+            errors.append(
+                FieldError(
+                    field,
+                    f"with these params trainer {trainer.name} gives no value of '{metric}' "
+                    f"({trainer.metrics[metric].description})",
+                )
             )
-        )
     if spec.sampler.type == "grid":
         errors += _check_grid(spec, settings)
     errors += check_points(spec)
@@ -517,7 +521,26 @@ def best_of_study(repo: Repository, study: Study, base_url: str) -> BestOut:
         checkpoint_url=api_url(base_url, f"/trials/{best.id}/checkpoint?kind=best")
         if has_checkpoint
         else None,
+        pareto=pareto_set(repo, study),
     )
+
+
+def pareto_set(repo: Repository, study: Study) -> list[ParetoPoint] | None:
+    objectives = study.spec.get("objectives")
+    if not objectives:
+        return None
+    metrics = [o["metric"] for o in objectives]
+    candidates = [(t, t.values) for t in repo.pareto_candidates(study.id) if t.values]
+    front = pareto_front(candidates, [o["direction"] for o in objectives])
+    return [
+        ParetoPoint(
+            trial_id=t.id,
+            number=t.number,
+            values=dict(zip(metrics, t.values or [], strict=True)),
+            params=t.params,
+        )
+        for t in front
+    ]
 
 
 def thresholds(study: Study) -> list[Threshold]:

@@ -94,7 +94,11 @@ def trial_columns(repo: Repository, study: Study, revision: str) -> TrialColumns
     best: float | None = None
     best_so_far: list[float | None] = []
     for row in rows:
-        if row.state == TrialState.completed and row.value is not None:
+        if (
+            row.state == TrialState.completed
+            and row.value is not None
+            and row.feasible is not False
+        ):
             if best is None or (row.value > best if maximize else row.value < best):
                 best = row.value
         best_so_far.append(best)
@@ -109,6 +113,9 @@ def trial_columns(repo: Repository, study: Study, revision: str) -> TrialColumns
         best_so_far=best_so_far,
         pruned_by=[row.pruned_by for row in rows],
         last_step=[row.last_step for row in rows],
+        objectives=study.spec.get("objectives") or [objective],
+        values=[row.values for row in rows],
+        feasible=[row.feasible for row in rows],
         params={name: [(row.params or {}).get(name) for row in rows] for name in names},
     )
 

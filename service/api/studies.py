@@ -59,7 +59,9 @@ router = APIRouter(
 
 StudyStateFilter = Literal["queued", "running", "completed", "failed", "cancelled"]
 TrialStateFilter = Literal["running", "completed", "pruned", "failed"]
-TrialSortKey = Literal["number", "value", "state", "last_step", "created_at", "finished_at"]
+TrialSortKey = Literal[
+    "number", "value", "state", "last_step", "created_at", "finished_at", "rating"
+]
 StudyId = Annotated[int, Path(ge=1, le=MAX_ID, description="The study's id.")]
 assert set(get_args(TrialSortKey)) == set(TRIAL_SORT_KEYS)
 NOT_FOUND = error_responses({404: "No such study."})

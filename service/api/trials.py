@@ -5,18 +5,21 @@ from __future__ import annotations
 from pathlib import Path as Path_
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, status
 from fastapi.responses import FileResponse
 
-from service.api.deps import ArtifactStoreDep, BaseUrlDep, RepositoryDep
+from service.api.deps import ArtifactStoreDep, BaseUrlDep, RepositoryDep, WriterDep
 from service.artifacts import media_type
 from service.errors import NotFound
+from service.ratings import ANONYMOUS, rate
 from service.schemas.api import (
     MAX_ID,
     UNREACHABLE_DATABASE,
     ArtifactOut,
     ManifestOut,
     Page,
+    RatingIn,
+    RatingOut,
     TrialDetail,
     error_responses,
 )
@@ -62,6 +65,33 @@ def get_manifest(trial_id: TrialId, repo: RepositoryDep, base_url: BaseUrlDep) -
         run_info=detail.run_info,
         metrics=detail.metrics,
     )
+
+
+@router.post(
+    "/{trial_id}/ratings",
+    status_code=status.HTTP_201_CREATED,
+    responses=error_responses(
+        {
+            401: "A token is needed.",
+            403: "A login cookie without the CSRF header.",
+            404: "No such trial.",
+        }
+    ),
+)
+def rate_trial(
+    trial_id: TrialId, given: RatingIn, repo: RepositoryDep, who: WriterDep
+) -> RatingOut:
+    """A person's rating of the trial's samples: a score of 1 to 5, or a pick of them over
+    another trial's of the same study. Stored with the rater's token name."""
+    return rate(repo, trial_id, given, who.name if who else ANONYMOUS)
+
+
+@router.get("/{trial_id}/ratings", responses=NOT_FOUND)
+def list_ratings(trial_id: TrialId, repo: RepositoryDep) -> Page[RatingOut]:
+    """Every rating of the trial: its scores, and the picks it won or lost."""
+    repo.get_trial(trial_id)
+    ratings = [RatingOut.model_validate(r, from_attributes=True) for r in repo.ratings_of(trial_id)]
+    return Page(data=ratings, count=len(ratings))
 
 
 @router.get("/{trial_id}/artifacts", responses=NOT_FOUND)

@@ -115,6 +115,16 @@ class Trial(Base):
     """The GPUs Ray gave it, comma-separated; empty when it had none."""
     attempts: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     """1, plus one for each time Ray restarted it after its worker or node died."""
+    values: Mapped[list[float] | None] = mapped_column(JSON)
+    """A multi-objective study's objective values, in its order, at the primary's best step."""
+    feasible: Mapped[bool | None] = mapped_column(Boolean)
+    """With constraints: whether the trial keeps them at that step; null without any."""
+    rating_mean: Mapped[float | None] = mapped_column(Float)
+    """Mean of the 1-5 scores people gave its samples; null until one does."""
+    rating_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    wins: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Times a person picked its samples over another trial's."""
+    losses: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     origin: Mapped[str | None] = mapped_column(String(200))
     """Where a config given in advance came from (``points_to_evaluate[0]``, ``warm start:
     study 3 trial 17``); null for the sampler's own suggestions."""
@@ -142,6 +152,25 @@ class Metric(Base):
     step: Mapped[int] = mapped_column(Integer)
     name: Mapped[str] = mapped_column(String(200))
     value: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Rating(Base):
+    """A person's judgement of a trial's samples: a score of 1-5, or that they are better
+    than another trial's of the same study."""
+
+    __tablename__ = "gentune_ratings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    trial_id: Mapped[int] = mapped_column(
+        ForeignKey("gentune_trials.id", ondelete="CASCADE"), index=True
+    )
+    score: Mapped[int | None] = mapped_column(Integer)
+    better_than: Mapped[int | None] = mapped_column(
+        ForeignKey("gentune_trials.id", ondelete="CASCADE")
+    )
+    rater: Mapped[str] = mapped_column(String(64))
+    """The name of the token that rated (``anonymous`` on a service without tokens)."""
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

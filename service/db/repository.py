@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import CursorResult, and_, delete, func, or_, select, update
+from sqlalchemy import CursorResult, and_, delete, func, null, or_, select, update
 from sqlalchemy.orm import Session
 
 from service.db.models import (
@@ -16,6 +16,7 @@ from service.db.models import (
     Artifact,
     Metric,
     PruneRecord,
+    Rating,
     Study,
     StudyState,
     Trial,
@@ -32,6 +33,7 @@ TRIAL_SORT_KEYS: dict[str, Any] = {
     "last_step": Trial.last_step,
     "created_at": Trial.created_at,
     "finished_at": Trial.finished_at,
+    "rating": Trial.rating_mean,
 }
 """Columns a study's trials can be listed by."""
 
@@ -309,6 +311,8 @@ class Repository:
                     Trial.params,
                     Trial.pruned_by,
                     Trial.last_step,
+                    Trial.values,
+                    Trial.feasible,
                 )
                 .where(Trial.study_id == study_id)
                 .order_by(Trial.number)
@@ -382,7 +386,8 @@ class Repository:
         return best[0] if best else None
 
     def best_trials(self, study_id: int, direction: str, limit: int) -> list[Trial]:
-        """The study's completed trials with a value, best first (ties: the earlier first)."""
+        """The study's completed, feasible trials with a value, best first (ties: the earlier
+        first). A trial that breaks a constraint is never among them."""
         order = Trial.value.desc() if direction == "maximize" else Trial.value.asc()
         return list(
             self.session.scalars(
@@ -391,9 +396,71 @@ class Repository:
                     Trial.study_id == study_id,
                     Trial.state == TrialState.completed,
                     Trial.value.is_not(None),
+                    or_(Trial.feasible.is_(None), Trial.feasible.is_(True)),
                 )
                 .order_by(order, Trial.number)
                 .limit(limit)
+            )
+        )
+
+    # --- ratings ---------------------------------------------------------------------------
+
+    def add_rating(
+        self, trial: Trial, score: int | None, better_than: Trial | None, rater: str
+    ) -> Rating:
+        """Store a person's rating and update the trials' tallies in the same transaction."""
+        rating = Rating(
+            trial_id=trial.id,
+            score=score,
+            better_than=better_than.id if better_than is not None else None,
+            rater=rater,
+        )
+        self.session.add(rating)
+        self.session.flush()
+        if score is not None:
+            mean, count = self.session.execute(
+                select(func.avg(Rating.score), func.count(Rating.score)).where(
+                    Rating.trial_id == trial.id
+                )
+            ).one()
+            trial.rating_mean, trial.rating_count = float(mean), int(count)
+        if better_than is not None:
+            trial.wins += 1
+            better_than.losses += 1
+        return rating
+
+    def ratings_of(self, trial_id: int) -> list[Rating]:
+        """The ratings of a trial: those it was given and the picks it took part in."""
+        return list(
+            self.session.scalars(
+                select(Rating)
+                .where(or_(Rating.trial_id == trial_id, Rating.better_than == trial_id))
+                .order_by(Rating.id)
+            )
+        )
+
+    def study_ratings(self, study_id: int) -> list[Rating]:
+        return list(
+            self.session.scalars(
+                select(Rating)
+                .join(Trial, Trial.id == Rating.trial_id)
+                .where(Trial.study_id == study_id)
+                .order_by(Rating.id)
+            )
+        )
+
+    def pareto_candidates(self, study_id: int) -> list[Trial]:
+        """Completed, feasible trials with objective values: the Pareto front lies among them."""
+        return list(
+            self.session.scalars(
+                select(Trial)
+                .where(
+                    Trial.study_id == study_id,
+                    Trial.state == TrialState.completed,
+                    Trial.values.is_not(None),
+                    or_(Trial.feasible.is_(None), Trial.feasible.is_(True)),
+                )
+                .order_by(Trial.number)
             )
         )
 
@@ -410,14 +477,22 @@ class Repository:
         value: float | None,
         best_step: int | None,
         placement: Mapping[str, Any],
+        values: Sequence[float] | None = None,
+        feasible: bool | None = None,
     ) -> bool:
         """Store one evaluation: every metric at ``step``, the trial's running best and where
         it runs. False, storing nothing, when the trial is no longer running (a worker that
         took the study over has failed it)."""
-        values: dict[str, Any] = {"last_step": step, **self._placement(placement)}
+        update: dict[str, Any] = {"last_step": step, **self._placement(placement)}
         if best_step is not None:
-            values.update(value=value, best_step=best_step)
-        if not self._update_running_trial(trial_id, values):
+            # null(), not None: a JSON column stores None as the JSON text 'null'.
+            update.update(
+                value=value,
+                best_step=best_step,
+                values=list(values) if values is not None else null(),
+                feasible=feasible,
+            )
+        if not self._update_running_trial(trial_id, update):
             return False
         # Safe to repeat: a retried write whose first commit landed replaces, never duplicates.
         self.session.execute(delete(Metric).where(Metric.trial_id == trial_id, Metric.step == step))

@@ -12,6 +12,7 @@ import optuna
 
 from service.db.models import PruneRecord
 from service.scheduling.stability import StabilityMonitor
+from service.schemas.study import Constraint
 
 
 @dataclass
@@ -29,12 +30,23 @@ class TrialRecord:
     reported_until: int | None = None
     """After a restart: the last step an earlier attempt reported to Optuna. Optuna keeps the
     first value reported at a step, so steps up to this one are not judged by its pruner."""
+    pruning_trial: optuna.Trial | None = None
+    """In a multi-objective study, the trial's twin in the primary objective's study, where
+    its pruner judges it (Optuna's pruners judge one objective); else the trial itself."""
+    best_metrics: dict[str, float] = field(default_factory=dict)
+    """The objectives' and constraints' metrics at the primary objective's best step."""
+
+    @property
+    def judged(self) -> optuna.Trial:
+        """The Optuna trial that gets the primary objective's intermediate values."""
+        return self.pruning_trial if self.pruning_trial is not None else self.optuna_trial
 
     def restart(self) -> None:
         """Forget the lost attempt's evaluations: Ray runs the trial again from the start."""
         if self.last_step is not None:
             self.reported_until = max(self.last_step, self.reported_until or self.last_step)
         self.best_value = self.best_step = self.last_step = None
+        self.best_metrics = {}
         if self.monitor is not None:
             self.monitor = replace(self.monitor)  # fresh rule state, same rules
 
@@ -60,6 +72,34 @@ class Ledger:
     """The worker this run belongs to: new trials are created only while it owns the study."""
     trials: dict[str, TrialRecord] = field(default_factory=dict)
     """By Tune trial id."""
+    objectives: list[tuple[str, str]] = field(default_factory=list)
+    """(metric, direction) of each objective of a multi-objective study; empty otherwise."""
+    constraints: list[Constraint] = field(default_factory=list)
+    pruning_study: optuna.Study | None = None
+    """A multi-objective study's twin for its primary objective (see TrialRecord)."""
+
+    @property
+    def tracked(self) -> list[str]:
+        """Metrics kept at each trial's best step: objectives and constrained ones."""
+        return [m for m, _ in self.objectives] + [c.metric for c in self.constraints]
+
+    def values_of(self, record: TrialRecord) -> list[float] | None:
+        """A multi-objective trial's objective values at its best step (None if one lacks a
+        finite value; then it is no point of the Pareto front)."""
+        values = [record.best_metrics.get(metric) for metric, _ in self.objectives]
+        if any(v is None or not math.isfinite(v) for v in values):
+            return None
+        return [float(v) for v in values if v is not None]
+
+    def violations_of(self, record: TrialRecord) -> list[float]:
+        """How far each constraint is broken at the trial's best step (0: kept)."""
+        return [c.violation(record.best_metrics.get(c.metric)) for c in self.constraints]
+
+    def feasible(self, record: TrialRecord) -> bool | None:
+        """None without constraints or before a best step; else whether all are kept."""
+        if not self.constraints or record.best_step is None:
+            return None
+        return all(v <= 0 for v in self.violations_of(record))
 
 
 class DriverSide:

@@ -140,23 +140,26 @@ class PruningScheduler(DriverSide, FIFOScheduler):
         value = metrics.get(objective)
         if value is None:
             record.last_step = step
-        else:
-            record.observe(step, value, self.ledger.direction)
+        elif record.observe(step, value, self.ledger.direction):
+            record.best_metrics = {
+                name: metrics[name] for name in self.ledger.tracked if name in metrics
+            }
         verdict = record.monitor.observe(step, metrics) if record.monitor is not None else None
         if verdict is not None:
             # The sampler learns from a pruned trial's last intermediate value; NaN ranks worst.
             last = value if value is not None and math.isfinite(value) else math.nan
-            retrying(lambda: record.optuna_trial.report(last, step), "reporting to Optuna")
+            retrying(lambda: record.judged.report(last, step), "reporting to Optuna")
             return self._stop(
                 record, f"stability/{verdict.rule}", step, verdict.values, verdict.message
             )
         if value is None or (record.reported_until is not None and step <= record.reported_until):
             return TrialScheduler.CONTINUE  # no objective, or a step an earlier attempt reported
         reported = value if math.isfinite(value) else math.nan
-        retrying(lambda: record.optuna_trial.report(reported, step), "reporting to Optuna")
-        if retrying(record.optuna_trial.should_prune, "asking Optuna's pruner"):
+        retrying(lambda: record.judged.report(reported, step), "reporting to Optuna")
+        if retrying(record.judged.should_prune, "asking Optuna's pruner"):
+            judging = self.ledger.pruning_study or self.study
             reason = retrying(
-                lambda: explain_prune(self.pruner_spec, self.study, record, objective, step, value),
+                lambda: explain_prune(self.pruner_spec, judging, record, objective, step, value),
                 "explaining a prune",
             )
             values = {objective: value}

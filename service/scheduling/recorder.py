@@ -57,6 +57,8 @@ class Recorder(DriverSide, Callback):
                 record.best_value,
                 record.best_step,
                 result,
+                self.ledger.values_of(record) if self.ledger.objectives else None,
+                self.ledger.feasible(record),
             ):
                 return  # no longer this run's trial: a worker that took the study over failed it
             for kind, (path, size, at_step) in result.get("saved", {}).items():

@@ -128,16 +128,36 @@ def run_study(
     existing = retrying(
         lambda: _recover_in_flight(url, study_id, storage, optuna_name), "recovering trials"
     )
+    sampler = build_sampler(
+        spec.sampler, spec.search_space, seed_offset=existing, n_constraints=len(spec.constraints)
+    )
+    pruner = build_pruner(pruner_for(spec, trainer))
     optuna_study = retrying(
         lambda: optuna.create_study(
             storage=storage,
             study_name=optuna_name,
             load_if_exists=True,
-            direction=spec.objective.direction,
-            sampler=build_sampler(spec.sampler, spec.search_space, seed_offset=existing),
-            pruner=build_pruner(pruner_for(spec, trainer)),
+            directions=[o.direction for o in spec.all_objectives],
+            sampler=sampler,
+            # Optuna's pruners judge one objective: a multi-objective study's trials are
+            # judged in a twin study of its primary objective.
+            pruner=optuna.pruners.NopPruner() if spec.multi_objective else pruner,
         ),
         "opening the Optuna study",
+    )
+    pruning_study = (
+        retrying(
+            lambda: optuna.create_study(
+                storage=storage,
+                study_name=f"{optuna_name}{PRIMARY_SUFFIX}",
+                load_if_exists=True,
+                direction=spec.objective.direction,
+                pruner=pruner,
+            ),
+            "opening the Optuna study",
+        )
+        if spec.multi_objective
+        else None
     )
     retrying(lambda: optuna_study.set_user_attr("gentune_study_id", study_id), "telling Optuna")
     if spec.points_to_evaluate or spec.warm_start is not None:
@@ -156,7 +176,15 @@ def run_study(
     stopper = StudyStopper(study_id, worker_id, settings, spec.budget.timeout_s)
     if stopper_hook is not None:
         stopper_hook.append(stopper)
-    ledger = Ledger(study_id, spec.objective.metric, spec.objective.direction, worker_id)
+    ledger = Ledger(
+        study_id,
+        spec.objective.metric,
+        spec.objective.direction,
+        worker_id,
+        objectives=[(o.metric, o.direction) for o in spec.objectives or []],
+        constraints=list(spec.constraints),
+        pruning_study=pruning_study,
+    )
     if remaining > 0 and not stopper.stop_all():
         log.info(
             "study %s: running %d trials (%d at once)",
@@ -209,6 +237,10 @@ def run_study(
             f"all {counts['failed']} trials failed; see the trials' reasons",
         )
     return _finish(url, study_id, worker_id, StudyState.completed, reason)
+
+
+PRIMARY_SUFFIX = "-primary"
+"""The twin Optuna study of a multi-objective study's primary objective, for pruning."""
 
 
 def _enqueue_first(optuna_study: optuna.Study, configs: list[tuple[str, dict[str, Any]]]) -> None:

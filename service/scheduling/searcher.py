@@ -8,9 +8,11 @@ learns from its intermediate values, and a failed one FAIL.
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import Any
 
 import optuna
+from optuna.trial import FrozenTrial
 from optuna.trial import TrialState as OptunaTrialState
 from ray.tune.search import Searcher
 
@@ -31,11 +33,21 @@ from trainers.base import Trainer
 log = logging.getLogger(__name__)
 
 
+CONSTRAINTS_ATTR = "gentune_constraints"
+"""The Optuna user attribute holding a finished trial's constraint violations."""
+
+
 def build_sampler(
-    spec: SamplerSpec, search_space: dict[str, ParamSpec], seed_offset: int = 0
+    spec: SamplerSpec,
+    search_space: dict[str, ParamSpec],
+    seed_offset: int = 0,
+    n_constraints: int = 0,
 ) -> optuna.samplers.BaseSampler:
-    """The Optuna sampler a spec names; ``seed_offset`` varies the seed on a resumed run."""
+    """The Optuna sampler a spec names; ``seed_offset`` varies the seed on a resumed run.
+    With constraints, the samplers that can use them (tpe, gp, nsga2, nsga3) steer away from
+    infeasible regions; the others still record which trials are infeasible."""
     seed = None if spec.seed is None else spec.seed + seed_offset
+    constraints = partial(_violations, n_constraints) if n_constraints else None
     match spec.type:
         case "random":
             return optuna.samplers.RandomSampler(seed=seed)
@@ -45,6 +57,23 @@ def build_sampler(
                 n_startup_trials=spec.n_startup_trials,
                 multivariate=spec.multivariate,
                 constant_liar=spec.constant_liar,
+                constraints_func=constraints,
+            )
+        case "nsga2":
+            return optuna.samplers.NSGAIISampler(
+                seed=seed,
+                population_size=spec.population_size,
+                crossover_prob=spec.crossover_prob,
+                mutation_prob=spec.mutation_prob,
+                constraints_func=constraints,
+            )
+        case "nsga3":
+            return optuna.samplers.NSGAIIISampler(
+                seed=seed,
+                population_size=spec.population_size,
+                crossover_prob=spec.crossover_prob,
+                mutation_prob=spec.mutation_prob,
+                constraints_func=constraints,
             )
         case "cmaes":
             return optuna.samplers.CmaEsSampler(
@@ -55,11 +84,19 @@ def build_sampler(
                 seed=seed, qmc_type=spec.qmc_type, scramble=spec.scramble
             )
         case "gp":
-            return optuna.samplers.GPSampler(seed=seed, n_startup_trials=spec.n_startup_trials)
+            return optuna.samplers.GPSampler(
+                seed=seed, n_startup_trials=spec.n_startup_trials, constraints_func=constraints
+            )
         case "grid":
             grid = {name: grid_values(dist) for name, dist in search_space.items()}
             return _GridSampler(grid, seed=seed)  # type: ignore[arg-type]
     raise ValueError(f"unknown sampler {spec.type}")
+
+
+def _violations(n_constraints: int, trial: FrozenTrial) -> list[float]:
+    """Optuna's constraints_func: the violations the searcher set before telling (a pruned
+    trial without a best step counts as feasible: it is no candidate for the best anyway)."""
+    return list(trial.user_attrs.get(CONSTRAINTS_ATTR, [0.0] * n_constraints))
 
 
 class _GridSampler(optuna.samplers.GridSampler):
@@ -107,18 +144,31 @@ class OptunaSearcher(DriverSide, Searcher):
                 return None
             return repo.create_trial(study_id, optuna_trial.number, params, trial_id, origin).id
 
+        if self.ledger.pruning_study is not None:
+            pruning_study = self.ledger.pruning_study
+            judged: optuna.Trial | None = retrying(pruning_study.ask, "asking Optuna")
+        else:
+            judged = None
         db_id = transact(self.database_url, create, "creating a trial")
         if db_id is None:  # taken over while this run was silent: the new run owns the budget
-            retrying(
-                lambda: self.study.tell(
-                    optuna_trial.number, state=OptunaTrialState.FAIL, skip_if_finished=True
-                ),
-                "telling Optuna",
-            )
+            for trial in (optuna_trial, judged):
+                if trial is not None:
+                    retrying(
+                        partial(
+                            trial.study.tell,
+                            trial.number,
+                            state=OptunaTrialState.FAIL,
+                            skip_if_finished=True,
+                        ),
+                        "telling Optuna",
+                    )
             log.warning("study %s: no longer this worker's; no new trials", study_id)
             return Searcher.FINISHED  # type: ignore[return-value]  # Tune documents this
         self.ledger.trials[trial_id] = TrialRecord(
-            db_id=db_id, optuna_trial=optuna_trial, monitor=self._monitor(params)
+            db_id=db_id,
+            optuna_trial=optuna_trial,
+            monitor=self._monitor(params),
+            pruning_trial=judged,
         )
         retrying(lambda: optuna_trial.set_user_attr("gentune_trial_id", db_id), "telling Optuna")
         log.info(
@@ -189,6 +239,22 @@ class OptunaSearcher(DriverSide, Searcher):
             outcome = {"values": record.best_value}
         else:
             outcome = {"state": OptunaTrialState.FAIL}
+        judged = record.pruning_trial
+        if judged is not None:  # the primary objective's twin: its pruner's history
+            retrying(
+                lambda: judged.study.tell(judged.number, skip_if_finished=True, **outcome),
+                "telling Optuna",
+            )
+        if self.ledger.objectives and "values" in outcome:
+            values = self.ledger.values_of(record)
+            outcome = {"values": values} if values is not None else {"state": OptunaTrialState.FAIL}
+        if self.ledger.constraints:
+            # Read by the sampler's constraints_func when it is told (> 0: infeasible).
+            violations = [min(v, 1e12) for v in self.ledger.violations_of(record)]
+            retrying(
+                lambda: record.optuna_trial.set_user_attr(CONSTRAINTS_ATTR, violations),
+                "telling Optuna",
+            )
         retrying(
             lambda: self.study.tell(number, skip_if_finished=True, **outcome), "telling Optuna"
         )

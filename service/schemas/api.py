@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 T = TypeVar("T")
 
@@ -137,6 +137,22 @@ class TrialOut(BaseModel):
     attempts: int = Field(
         1, description="1, plus one for each restart after its Ray worker or node died."
     )
+    values: list[float] | None = Field(
+        None,
+        description="A multi-objective study's objective values, in its objectives' order, at "
+        "the evaluation where the primary objective was best.",
+    )
+    feasible: bool | None = Field(
+        None,
+        description="With constraints: whether the trial keeps them (at that evaluation); an "
+        "infeasible trial is never the best. Null in a study without constraints.",
+    )
+    rating_mean: float | None = Field(
+        None, description="Mean of the 1-5 scores people gave its samples; null until one does."
+    )
+    rating_count: int = Field(0, description="How many scores it was given.")
+    wins: int = Field(0, description="Times a person picked its samples over another trial's.")
+    losses: int = Field(0, description="Times a person picked another trial's over its own.")
     origin: str | None = Field(
         None,
         description="Where a config given in advance came from (points_to_evaluate[i], warm "
@@ -203,6 +219,34 @@ class ManifestOut(BaseModel):
     metrics: dict[str, list[MetricPoint]] = Field(description="Every metric at every step.")
 
 
+class RatingIn(BaseModel):
+    """A score of the trial's samples, or a pick of them over another trial's (one of the
+    two per rating)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    score: int | None = Field(None, ge=1, le=5, description="1 (poor) to 5 (excellent).")
+    better_than: int | None = Field(
+        None, ge=1, le=MAX_ID, description="A trial of the same study whose samples look worse."
+    )
+
+
+class RatingOut(BaseModel):
+    id: int
+    trial_id: int = Field(description="The trial rated (with better_than: the one picked).")
+    score: int | None
+    better_than: int | None
+    rater: str = Field(description="The token's name; anonymous on a service without tokens.")
+    created_at: UtcDatetime
+
+
+class ParetoPoint(BaseModel):
+    trial_id: int
+    number: int
+    values: dict[str, float] = Field(description="Each objective's value, by metric.")
+    params: dict[str, Any]
+
+
 class BestOut(BaseModel):
     study_id: int
     trial_id: int
@@ -215,6 +259,11 @@ class BestOut(BaseModel):
     )
     metrics: dict[str, float | None] = Field(description="Every metric at the best step.")
     checkpoint_url: str | None
+    pareto: list[ParetoPoint] | None = Field(
+        None,
+        description="A multi-objective study's Pareto set: the completed, feasible trials no "
+        "other beats on every objective (the fields above give the best by the primary one).",
+    )
 
 
 class MetricInfo(BaseModel):
@@ -251,10 +300,18 @@ class TrialColumns(BaseModel):
     state: list[str]
     value: list[float | None]
     best_so_far: list[float | None] = Field(
-        description="Best value of the completed trials up to each trial (the study's progress)."
+        description="Best value of the completed, feasible trials up to each trial (the "
+        "study's progress)."
     )
     pruned_by: list[str | None]
     last_step: list[int | None]
+    objectives: list[dict[str, str]] = Field(
+        description="Every objective, in order (one, the objective, in a single-objective study)."
+    )
+    values: list[list[float] | None] = Field(
+        description="A multi-objective study's objective values per trial (else nulls)."
+    )
+    feasible: list[bool | None] = Field(description="Per trial, with constraints (else nulls).")
     params: dict[str, list[Any]] = Field(description="Each searched param's value per trial.")
 
 

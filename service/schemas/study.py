@@ -6,6 +6,7 @@ trainer (its params, its metrics) live in ``service.studies.validate_spec``.
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
@@ -130,10 +131,37 @@ class GridSampler(_Sampler):
     type: Literal["grid"]
 
 
+class NSGA2Sampler(_Sampler):
+    """NSGA-II: the classic evolutionary multi-objective sampler (one objective works too)."""
+
+    type: Literal["nsga2"]
+    population_size: int = Field(50, ge=2, le=10_000)
+    crossover_prob: float = Field(0.9, ge=0, le=1)
+    mutation_prob: float | None = Field(None, ge=0, le=1)
+
+
+class NSGA3Sampler(_Sampler):
+    """NSGA-III: NSGA-II with reference points, for three or more objectives."""
+
+    type: Literal["nsga3"]
+    population_size: int = Field(50, ge=2, le=10_000)
+    crossover_prob: float = Field(0.9, ge=0, le=1)
+    mutation_prob: float | None = Field(None, ge=0, le=1)
+
+
 SamplerSpec = Annotated[
-    RandomSampler | TPESampler | CmaEsSampler | QMCSampler | GPSampler | GridSampler,
+    RandomSampler
+    | TPESampler
+    | CmaEsSampler
+    | QMCSampler
+    | GPSampler
+    | GridSampler
+    | NSGA2Sampler
+    | NSGA3Sampler,
     Field(discriminator="type"),
 ]
+SINGLE_OBJECTIVE_SAMPLERS = ("cmaes",)
+"""Samplers that optimize one objective only."""
 
 
 # --- pruners -------------------------------------------------------------------------------
@@ -342,6 +370,31 @@ class Objective(StrictModel):
     direction: Literal["minimize", "maximize"]
 
 
+class Constraint(StrictModel):
+    """A bound a trial's metric must keep, at the evaluation its objective values come from."""
+
+    metric: str = Field(min_length=1, max_length=200, description="A metric the trainer reports.")
+    min: float | None = Field(None, allow_inf_nan=False, description="Feasible at or above.")
+    max: float | None = Field(None, allow_inf_nan=False, description="Feasible at or below.")
+
+    @model_validator(mode="after")
+    def _check_bounds(self) -> Constraint:
+        if self.min is None and self.max is None:
+            raise ValueError("give min, max or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is above max ({self.max}): nothing is feasible")
+        return self
+
+    def violation(self, value: float | None) -> float:
+        """How far ``value`` lies outside the bounds (0 inside; Optuna's convention: > 0 is
+        infeasible). A missing or non-finite value is infinitely far."""
+        if value is None or not math.isfinite(value):
+            return math.inf
+        below = self.min - value if self.min is not None else -math.inf
+        above = value - self.max if self.max is not None else -math.inf
+        return max(below, above, 0.0)
+
+
 class Budget(StrictModel):
     n_trials: int = Field(
         20, ge=1, description="Trials to run (the service caps it; see settings)."
@@ -412,7 +465,21 @@ class StudySpec(StrictModel):
     trainer: str = Field(min_length=1, max_length=100, description="A registered trainer's name.")
     params: dict[str, Any] = Field(default_factory=dict, description="Fixed trainer params.")
     search_space: dict[str, ParamSpec] = Field(default_factory=dict, max_length=200)
-    objective: Objective
+    objective: Objective = Field(
+        description="The objective; in a multi-objective study the primary one, which pruning, "
+        "the trial's value and its best checkpoints follow (default: the first of objectives)."
+    )
+    objectives: list[Objective] | None = Field(
+        None,
+        min_length=2,
+        max_length=4,
+        description="A multi-objective study: 2 to 4 objectives; its best is a Pareto set.",
+    )
+    constraints: list[Constraint] = Field(
+        default_factory=list,
+        max_length=10,
+        description="Bounds on metrics; a trial outside them is infeasible, never the best.",
+    )
     sampler: SamplerSpec = Field(default_factory=lambda: TPESampler(type="tpe"))
     pruner: PrunerSpec | None = Field(
         None,
@@ -432,6 +499,43 @@ class StudySpec(StrictModel):
     warm_start: WarmStart | None = Field(
         None, description="Run an earlier study's best configs first (after points_to_evaluate)."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _primary_objective(cls, data: Any) -> Any:
+        """``objectives`` alone: the first is the primary ``objective``."""
+        if isinstance(data, dict) and "objective" not in data:
+            objectives = data.get("objectives")
+            if isinstance(objectives, list) and objectives and isinstance(objectives[0], dict):
+                return {**data, "objective": dict(objectives[0])}
+        return data
+
+    @property
+    def all_objectives(self) -> list[Objective]:
+        return list(self.objectives) if self.objectives is not None else [self.objective]
+
+    @property
+    def multi_objective(self) -> bool:
+        return self.objectives is not None
+
+    @model_validator(mode="after")
+    def _check_objectives(self) -> StudySpec:
+        if self.objectives is None:
+            return self
+        metrics = [o.metric for o in self.objectives]
+        if len(set(metrics)) != len(metrics):
+            raise ValueError(f"objectives repeat a metric: {metrics}")
+        if self.objective not in self.objectives:
+            raise ValueError(
+                f"objective ({self.objective.metric}, {self.objective.direction}) must be one of "
+                "objectives: it names the primary one, which pruning and checkpoints follow"
+            )
+        if self.sampler.type in SINGLE_OBJECTIVE_SAMPLERS:
+            raise ValueError(
+                f"sampler {self.sampler.type} optimizes one objective; with objectives use "
+                "nsga2, nsga3, tpe, gp, random, qmc or grid"
+            )
+        return self
 
     @model_validator(mode="after")
     def _check_overlap(self) -> StudySpec:

@@ -203,6 +203,10 @@ def test_trial_page_draws_every_metric_thresholds_and_samples(
         assert tab.locator(f"#run-info dt:text-is('{key}')").count() == 1, key
     assert {"code", "torch", "optuna", "device"} <= set(trial["run_info"])
     assert tab.inner_text("#reproduce-command") == f"gentune reproduce {best_id}"
+    tab.click("#rate [data-score='4']")
+    tab.wait_for_selector("#rate-result .notice:text('Scored 4 by anonymous')", timeout=10_000)
+    assert tab.inner_text("#rating-summary").startswith("4 from 1 score(s)")
+    assert service.api("GET", f"/trials/{best_id}").json()["rating_count"] == 1
     manifest = tab.locator("#manifest-link").get_attribute("href")
     assert service.api("GET", manifest.removeprefix("/api/v1")).json()["trial_id"] == best_id
     assert tab.locator("#checkpoints a").count() == len(trial["checkpoints"]) == 2
@@ -255,6 +259,37 @@ def test_refine_from_the_study_page_runs_the_best_config_first(
     assert trial["origin"] == origin and trial["params"] == best["params"]
     tab.goto(f"{service.url}/trials/{trial['id']}")
     tab.wait_for_selector(f"#facts span:text-is('{origin}')", timeout=20_000)
+    assert console.errors == []
+
+
+def test_a_multi_objective_study_page_draws_its_pareto_front(
+    service: Service, page: tuple[Any, Console]
+) -> None:
+    tab, console = page
+    spec = {
+        "name": "browser-pareto",
+        "trainer": "gan2d",
+        "params": {"dataset": "ring8", "epochs": 2, "iters_per_epoch": 20, "eval_samples": 500},
+        "search_space": {"hidden": {"type": "categorical", "choices": [16, 64, 128]}},
+        "objectives": [
+            {"metric": "mode_score", "direction": "maximize"},
+            {"metric": "params_millions", "direction": "minimize"},
+        ],
+        "constraints": [{"metric": "params_millions", "min": 0.002}],
+        "sampler": {"type": "nsga2", "seed": 0},
+        "points_to_evaluate": [{"hidden": 16}, {"hidden": 64}, {"hidden": 128}],
+        "budget": {"n_trials": 3, "max_concurrent": 2},
+    }
+    created = service.api("POST", "/studies", json=spec)
+    assert created.status_code == 201, created.text
+    study_id = created.json()["id"]
+    assert service.wait_for_study(study_id, ("completed",), 180)
+    pareto = service.api("GET", f"/studies/{study_id}/best").json()["pareto"]
+    tab.goto(f"{service.url}/studies/{study_id}")
+    tab.wait_for_selector("#pareto-panel:not([hidden]) #chart-pareto .main-svg", timeout=20_000)
+    tab.wait_for_selector(f"#pareto-note:text('{len(pareto)} trial(s) in the Pareto set')")
+    assert tab.locator("#trials .infeasible").count() == 1, "hidden 16 is under the bound"
+    shot(tab, "pareto")
     assert console.errors == []
 
 

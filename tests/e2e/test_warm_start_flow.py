@@ -41,6 +41,7 @@ def _submit(service: Service, spec: dict[str, Any]) -> int:
     return int(created.json()["id"])
 
 
+@pytest.mark.one_database  # on Postgres, tests/service/test_warm_start.py covers the records
 def test_points_and_an_earlier_studys_best_run_first(service: Service) -> None:
     source = _submit(service, _quadratic("source", 4, 2))
     assert service.wait_for_study(source, ("completed", "failed"), 240)["state"] == "completed"
@@ -106,7 +107,7 @@ def _shortened(spec: dict[str, Any], n_trials: int) -> dict[str, Any]:
     return {**spec, "params": params, "budget": {**spec["budget"], "n_trials": n_trials}}
 
 
-@pytest.mark.one_database  # the warm start's records: the test above covers them on Postgres
+@pytest.mark.one_database
 def test_the_shipped_warm_start_example_follows_the_ring8_study(service: Service) -> None:
     """search_spaces/gan2d_ring8_warm.yaml as its comment says: after gan2d_ring8.yaml."""
     ring8 = yaml.safe_load((SEARCH_SPACES / "gan2d_ring8.yaml").read_text())

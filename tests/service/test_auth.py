@@ -12,6 +12,8 @@ from pydantic import SecretStr
 from service.app import create_app
 from service.auth import CSRF_COOKIE, TOKEN_COOKIE, TokenFileError
 from service.config import Settings
+from service.db.repository import Repository
+from service.db.session import session_scope
 from tests.conftest import ring_spec
 
 ALICE = "alice-token-0123456789abcdef"
@@ -41,6 +43,22 @@ def test_studies_record_which_named_token_submitted_and_cancelled_them(
         cancelled = client.post(f"/api/v1/studies/{study_id}/cancel", headers=_bearer(BOB))
         assert cancelled.json()["cancelled_by"] == "bob"
         assert client.get(f"/api/v1/studies/{study_id}").json()["submitted_by"] == "alice"
+
+
+def test_ratings_record_the_named_token_and_need_one(settings: Settings, tmp_path: Path) -> None:
+    tokens = _token_file(tmp_path, f"alice: {ALICE}\nbob: {BOB}\n")
+    with TestClient(create_app(settings.model_copy(update={"api_tokens_file": tokens}))) as client:
+        study_id = client.post("/api/v1/studies", json=ring_spec(), headers=_bearer(ALICE)).json()[
+            "id"
+        ]
+        with session_scope(settings.database_url) as session:
+            trial_id = Repository(session).create_trial(study_id, 0, {"lr_g": 0.001}, None).id
+            session.commit()
+        url = f"/api/v1/trials/{trial_id}/ratings"
+        assert client.post(url, json={"score": 5}).status_code == 401
+        rated = client.post(url, json={"score": 5}, headers=_bearer(BOB))
+        assert rated.status_code == 201 and rated.json()["rater"] == "bob"
+        assert client.get(url).json()["data"][0]["rater"] == "bob"
 
 
 def test_a_token_removed_from_the_file_stops_working_without_a_restart(

@@ -533,3 +533,52 @@ def test_best_prints_the_config_and_downloads_it_with_the_checkpoint(
     assert yaml.safe_load((target / "config.yaml").read_text()) == config
     loaded = torch.load(io.BytesIO((target / "checkpoint.pt").read_bytes()), weights_only=False)
     assert loaded["step"] == 2 and torch.equal(loaded["model"]["w"], torch.arange(3.0))
+
+
+def test_rate_scores_and_picks_and_the_tallies_follow(server: ApiServer) -> None:
+    settings = server.settings
+    study = server.new_study()
+    a = add_trial(settings, study["id"], 0, [0.4], TrialState.completed)
+    b = add_trial(settings, study["id"], 1, [0.5], TrialState.completed)
+    c = add_trial(settings, study["id"], 2, [0.3], TrialState.completed)
+    elsewhere = add_trial(settings, server.new_study()["id"], 0, [0.1], TrialState.completed)
+
+    first = gentune("rate", str(a), "--url", server.url, "--score", "4")
+    assert first.exit_code == 0, first.output
+    assert f"trial {a}: score 4 by anonymous; now 4.00 from 1 score(s)" in first.stdout
+    second = gentune("rate", str(a), "--url", server.url, "--score", "2")
+    assert "now 3.00 from 2 score(s)" in second.stdout, second.output
+    pick = gentune("rate", str(b), "--url", server.url, "--better-than", str(a))
+    assert f"better than trial {a} by anonymous" in pick.stdout and "1 win(s)" in pick.stdout
+    assert gentune("rate", str(c), "--url", server.url, "--score", "5").exit_code == 0
+
+    refused = {
+        "give either score (1-5) or better_than": [str(a)],
+        "a trial is not compared with itself": [str(a), "--better-than", str(a)],
+        "picks compare trials of one study": [str(a), "--better-than", str(elsewhere)],
+        "there is no trial 999999": [str(a), "--better-than", "999999"],
+    }
+    for words, args in refused.items():
+        result = gentune("rate", *args, "--url", server.url)
+        assert result.exit_code == 1 and words in result.stderr, (words, result.output)
+    assert gentune("rate", str(a), "--url", server.url, "--score", "6").exit_code == 2
+
+    api = f"{server.url}/api/v1"
+    trial_a = httpx.get(f"{api}/trials/{a}").json()
+    assert (trial_a["rating_mean"], trial_a["rating_count"], trial_a["losses"]) == (3.0, 2, 1)
+    listed = httpx.get(f"{api}/trials/{a}/ratings").json()
+    assert listed["count"] == 3 and {r["rater"] for r in listed["data"]} == {"anonymous"}
+    ranked = httpx.get(
+        f"{api}/studies/{study['id']}/trials", params={"sort": "rating", "order": "desc"}
+    ).json()["data"]
+    assert [t["id"] for t in ranked] == [c, a, b], "by mean score; never scored last"
+    record = httpx.get(f"{api}/studies/{study['id']}/export").json()
+    given = {
+        t["id"]: [(r["score"], r["better_than"]) for r in t["ratings"]] for t in record["trials"]
+    }
+    assert given == {a: [(4, None), (2, None)], b: [(None, a)], c: [(5, None)]}
+    trials_csv = httpx.get(
+        f"{api}/studies/{study['id']}/export", params={"format": "trials.csv"}
+    ).text
+    row_a = next(line for line in trials_csv.splitlines() if line.startswith(f"{a},"))
+    assert ",3.0,2,0,1," in row_a, row_a

@@ -18,6 +18,8 @@ for (const [id, format] of [["json", "json"], ["trials", "trials.csv"], ["metric
   $(`#export-${id}`).setAttribute("href", `/api/v1/studies/${studyId}/export?format=${format}`);
 }
 let bestConfigText = "";
+let paretoIds = new Set();  // the Pareto set of the latest GET /best
+let lastColumns = null;
 
 function arrow() {
   return study.objective.direction === "maximize" ? "↑ higher is better" : "↓ lower is better";
@@ -100,6 +102,47 @@ async function drawColumns() {
   }), PLOT_CONFIG);
   openTrialOnClick(history);
   drawParallel(columns);
+  lastColumns = columns;
+  drawPareto();
+}
+
+// A multi-objective study: every completed trial on its first two objectives, the Pareto
+// set (from GET /best) joined by a line, infeasible trials greyed.
+function drawPareto() {
+  const columns = lastColumns;
+  const panel = $("#pareto-panel");
+  if (!columns || columns.objectives.length < 2) { panel.hidden = true; return; }
+  panel.hidden = false;
+  const [ox, oy] = columns.objectives;
+  const label = (o) => plotText(`${o.metric} ${o.direction === "maximize" ? "↑" : "↓"}`);
+  const idx = columns.values.map((v, i) => (v ? i : -1)).filter((i) => i >= 0);
+  if (!idx.length) { emptyChart("#chart-pareto", "Shown once a trial completes."); return; }
+  const group = (name, keep, marker, mode = "markers") => {
+    const rows = idx.filter(keep);
+    if (mode === "lines+markers") rows.sort((a, b) => columns.values[a][0] - columns.values[b][0]);
+    return {
+      type: "scatter", mode, name, x: rows.map((i) => columns.values[i][0]),
+      y: rows.map((i) => columns.values[i][1]), customdata: rows.map((i) => columns.trial_id[i]),
+      text: rows.map((i) => `trial #${columns.number[i]}`), marker,
+      line: { shape: "hv", color: "#c2410c" },
+      hovertemplate: "%{text}<br>%{x:.4g}, %{y:.4g}<extra></extra>",
+    };
+  };
+  const front = (i) => paretoIds.has(columns.trial_id[i]);
+  const traces = [
+    group("trials", (i) => !front(i) && columns.feasible[i] !== false, { color: "#64748b", size: 7 }),
+    group("infeasible", (i) => columns.feasible[i] === false, { color: "#cbd5e1", size: 8, symbol: "x" }),
+    group("Pareto set", front, { color: "#c2410c", size: 9 }, "lines+markers"),
+  ].filter((trace) => trace.x.length);
+  const node = $("#chart-pareto");
+  if (!node.data) fill(node);
+  window.Plotly.react(node, traces, plotLayout({
+    showlegend: true, legend: { orientation: "h", y: 1.1 },
+    xaxis: { title: { text: label(ox) } }, yaxis: { title: { text: label(oy) } },
+  }), PLOT_CONFIG);
+  openTrialOnClick(node);
+  const more = columns.objectives.length > 2 ? ` Showing the first two of ${columns.objectives.length} objectives.` : "";
+  $("#pareto-note").textContent = `${paretoIds.size} trial(s) in the Pareto set.${more}`;
 }
 
 function drawParallel(columns) {
@@ -209,6 +252,8 @@ async function drawBest() {
     }
     throw error;
   }
+  paretoIds = new Set((best.pareto || []).map((p) => p.trial_id));
+  drawPareto();
   bestConfigText = toYaml(best.config) + "\n";
   fill(
     $("#best"),
@@ -238,8 +283,11 @@ function trialRow(t) {
     el("td", { class: "num" }, t.number),
     el("td", { class: "num" }, el("a", { href: `/trials/${t.id}` }, t.id)),
     el("td", {}, badge(t.state)),
-    el("td", { class: "num" }, fmt(t.value)),
+    el("td", { class: "num" }, fmt(t.value), t.feasible === false
+      ? el("div", { class: "small infeasible", title: "breaks a constraint: never the best" }, "infeasible") : null),
     el("td", { class: "num" }, t.last_step === null ? "–" : t.last_step),
+    el("td", { class: "num rating" }, t.rating_mean === null ? "–" : `${fmt(t.rating_mean)} (${t.rating_count})`,
+      t.wins || t.losses ? el("div", { class: "small" }, `${t.wins}–${t.losses}`) : null),
     el("td", { class: "params mono" }, paramsText(t.params)),
     el("td", { class: "reason" }, why),
     el("td", { class: "small" }, t.finished_at
@@ -256,7 +304,7 @@ async function drawTrials() {
   const page = await api(`/studies/${studyId}/trials?${query}`);
   if (!current()) return;  // a newer request (another page or sort) has been sent since
   fill($("#trials tbody"), page.data.length ? page.data.map(trialRow)
-    : el("tr", {}, el("td", { colspan: 8, class: "empty" }, table.state ? `No ${table.state} trials.` : "No trials yet.")));
+    : el("tr", {}, el("td", { colspan: 9, class: "empty" }, table.state ? `No ${table.state} trials.` : "No trials yet.")));
   for (const th of document.querySelectorAll("#trials th.sortable")) {
     const active = th.dataset.sort === table.sort;
     th.querySelector(".arrow")?.remove();
@@ -294,7 +342,7 @@ async function tick() {
 for (const th of document.querySelectorAll("#trials th.sortable")) {
   th.addEventListener("click", () => {
     if (table.sort === th.dataset.sort) table.order = table.order === "asc" ? "desc" : "asc";
-    else { table.sort = th.dataset.sort; table.order = th.dataset.sort === "value" && study?.objective.direction === "maximize" ? "desc" : "asc"; }
+    else { table.sort = th.dataset.sort; table.order = (th.dataset.sort === "value" && study?.objective.direction === "maximize") || th.dataset.sort === "rating" ? "desc" : "asc"; }
     table.offset = 0;
     drawTrials();
   });

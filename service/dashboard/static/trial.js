@@ -1,8 +1,8 @@
 // The trial page: every metric over steps with the stability thresholds, the sample grids
 // over training time, the config, the reproducibility record and the checkpoints.
 import {
-  $, PLOT_CONFIG, STATE_COLORS, api, plotText, valueAxis, badge, duration, el, elapsed, fill, fmt, live, plotLayout, showMissing,
-  toYaml,
+  $, PLOT_CONFIG, STATE_COLORS, api, plotText, valueAxis, badge, duration, el, elapsed, fill, fmt, live, plotLayout, showError,
+  showMissing, toYaml,
 } from "/assets/gentune.js";
 
 const trialId = Number(window.location.pathname.split("/").filter(Boolean).pop());
@@ -161,7 +161,36 @@ async function tick() {
   drawMetrics(trial);
   drawSamples(trial);
   drawDetails(trial);
+  drawRating(trial);
   return trial.state === "running";
 }
+
+function drawRating(trial) {
+  const score = trial.rating_mean === null ? "no score yet" : `${fmt(trial.rating_mean)} from ${trial.rating_count} score(s)`;
+  $("#rating-summary").textContent = `${score} · picked over other trials ${trial.wins} time(s), passed over ${trial.losses} time(s)`;
+}
+
+async function sendRating(body) {
+  const result = $("#rate-result");
+  fill(result);
+  try {
+    const rating = await api(`/trials/${trialId}/ratings`, {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+    });
+    fill(result, el("div", { class: "notice" }, rating.score !== null
+      ? `Scored ${rating.score} by ${rating.rater}.` : `Picked over trial ${rating.better_than} by ${rating.rater}.`));
+    drawRating(await api(`/trials/${trialId}`));
+  } catch (error) {
+    showError(result, error);
+  }
+}
+
+for (const button of document.querySelectorAll("#rate [data-score]")) {
+  button.addEventListener("click", () => sendRating({ score: Number(button.dataset.score) }));
+}
+$("#pick").addEventListener("click", () => {
+  const other = Number($("#better-than").value);
+  sendRating(other ? { better_than: other } : {});
+});
 
 live(tick, 2000);
