@@ -274,17 +274,21 @@ def best(
         Path | None, typer.Option(help="Also save config.yaml and checkpoint.pt in this folder.")
     ] = None,
 ) -> None:
-    """Print the best config of a study as YAML; optionally download it and its checkpoint."""
+    """Print the best config of a study as YAML (a multi-objective study's Pareto set too);
+    optionally download it and its checkpoint."""
     result = _request("GET", url, f"/studies/{study_id}/best")
-    text = yaml.safe_dump(
-        {
-            "trial_id": result["trial_id"],
-            "value": result["value"],
-            "step": result["step"],
-            "config": result["config"],
-        },
-        sort_keys=False,
-    )
+    shown: dict[str, Any] = {
+        "trial_id": result["trial_id"],
+        "value": result["value"],
+        "step": result["step"],
+        "config": result["config"],
+    }
+    if result.get("pareto"):
+        shown["pareto"] = [
+            {"trial_id": p["trial_id"], **p["values"], "params": p["params"]}
+            for p in result["pareto"]
+        ]
+    text = yaml.safe_dump(shown, sort_keys=False)
     _say(text, end="")
     if download is None:
         return

@@ -582,3 +582,36 @@ def test_rate_scores_and_picks_and_the_tallies_follow(server: ApiServer) -> None
     ).text
     row_a = next(line for line in trials_csv.splitlines() if line.startswith(f"{a},"))
     assert ",3.0,2,0,1," in row_a, row_a
+
+
+def test_best_of_a_multi_objective_study_prints_its_pareto_set(server: ApiServer) -> None:
+    settings = server.settings
+    study = server.new_study(
+        objectives=[
+            {"metric": "mode_score", "direction": "maximize"},
+            {"metric": "params_millions", "direction": "minimize"},
+        ],
+        sampler={"type": "nsga2", "seed": 0},
+    )
+    points = {0: [0.9, 0.03], 1: [0.5, 0.01], 2: [0.4, 0.02]}  # 2 is beaten by 1
+    ids = {}
+    with session_scope(settings.database_url) as session:
+        repo = Repository(session)
+        for number, (score, size) in points.items():
+            trial = repo.create_trial(study["id"], number, {"lr_g": 0.001 * (number + 1)}, None)
+            metrics = {"mode_score": score, "params_millions": size}
+            repo.record_progress(trial.id, 1, metrics, score, 1, {}, values=[score, size])
+            repo.finish_trial(trial.id, TrialState.completed)
+            ids[number] = trial.id
+        session.commit()
+    result = gentune("best", str(study["id"]), "--url", server.url)
+    assert result.exit_code == 0, result.output
+    shown = yaml.safe_load(result.stdout)
+    assert shown["trial_id"] == ids[0] and shown["value"] == 0.9
+    assert [p["trial_id"] for p in shown["pareto"]] == [ids[0], ids[1]]
+    assert shown["pareto"][1] == {
+        "trial_id": ids[1],
+        "mode_score": 0.5,
+        "params_millions": 0.01,
+        "params": {"lr_g": 0.002},
+    }
