@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Mapping
@@ -394,6 +395,22 @@ def reproduce(
         _fail(f"trial {trial_id} is still running; reproduce it once it has ended")
     device = torch.device("cpu")
     last = max((p["step"] for ps in manifest["metrics"].values() for p in ps), default=0)
+    workdir = tempfile.TemporaryDirectory(prefix="gentune-reproduce-")
+    init = manifest["config"].get("init_from")
+    if init:  # a fine-tuned trial starts from its source's checkpoint: fetch it
+        response = _send(
+            "GET",
+            url,
+            f"/trials/{init['trial']}/checkpoint",
+            token,
+            params={"kind": init["kind"]},
+            timeout=300,
+        )
+        if response.status_code >= 400:
+            _json_or_fail(response)
+        start = Path(workdir.name) / "init.pt"
+        start.write_bytes(response.content)
+        manifest["config"]["init_from"] = {**init, "checkpoint": str(start)}
     _say(
         f"trial {trial_id} ({manifest['trainer']}, {manifest['state']}, seed "
         f"{manifest['seed']}): training again on CPU up to step {last}"

@@ -61,12 +61,47 @@ class MetricSpec:
     """A wall-clock measurement: it varies from run to run even with the same seed."""
 
 
+class InitFrom(BaseModel):
+    """Fine-tuning: start from an earlier trial's weights instead of random ones."""
+
+    model_config = {"extra": "forbid"}
+
+    trial: int = Field(ge=1, le=2**31 - 1, description="The earlier trial's id.")
+    kind: Literal["best", "last"] = Field("best", description="Which of its checkpoints.")
+    checkpoint: str | None = Field(
+        None,
+        max_length=1000,
+        description="Set by the service at submit: the checkpoint's path in the artifact "
+        "store (the trial's worker resolves it).",
+    )
+
+
 class TrainerParams(BaseModel):
     """Base for a trainer's param model: unknown names are errors, never ignored."""
 
     model_config = {"extra": "forbid"}
 
     seed: int = 0
+    init_from: InitFrom | None = Field(
+        None,
+        description="Fine-tune: start from trial N's checkpoint ({trial: N}); the trainer must "
+        "support it and the params that shape its networks must match that trial's.",
+    )
+
+
+def initial_weights(params: TrainerParams, device: torch.device) -> Checkpoint | None:
+    """The checkpoint ``init_from`` names, loaded on ``device``; None without one."""
+    if params.init_from is None:
+        return None
+    if params.init_from.checkpoint is None:
+        raise ValueError(
+            f"init_from names trial {params.init_from.trial} but no checkpoint file: the "
+            "service sets it when the study is submitted"
+        )
+    loaded: Checkpoint = torch.load(
+        params.init_from.checkpoint, map_location=device, weights_only=True
+    )
+    return loaded
 
 
 class ImageTrainerParams(TrainerParams):
@@ -157,6 +192,9 @@ class Trainer(abc.ABC):
     """Stability rules a study of this trainer gets unless it says otherwise, as plain data in
     the study definition's form (``{"type": "divergence", "metrics": ["loss"]}``). Every
     trainer also gets ``non_finite``."""
+    architecture: ClassVar[tuple[str, ...]] = ()
+    """Params that shape the networks: a study may fine-tune (``init_from``) a trial's
+    checkpoint only where these match it. Empty: the trainer cannot start from a checkpoint."""
     pruner_defaults: ClassVar[Mapping[str, Any] | None] = None
     """The pruner a study of this trainer gets when its definition names none, in the study
     definition's form; None: the median pruner with Optuna's defaults."""

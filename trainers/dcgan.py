@@ -25,6 +25,7 @@ from trainers.base import (
     MetricSpec,
     Reporter,
     TrainerParams,
+    initial_weights,
     mixed_precision,
     params_millions,
 )
@@ -130,6 +131,15 @@ class Discriminator(nn.Module):
 
 class DCGANTrainer(CriticAwareMetrics, ImageTrainer):
     name = "dcgan"
+    architecture = (
+        "dataset",
+        "channels",
+        "image_size",
+        "width",
+        "z_dim",
+        "batch_norm",
+        "spectral_norm",
+    )
     description = "Convolutional GAN on small images, scored by FID, KID, IS and PRDC."
     Params = DCGANParams
     stability_defaults = (
@@ -160,6 +170,9 @@ class DCGANTrainer(CriticAwareMetrics, ImageTrainer):
         data, evaluator = start_image_run(p, device, reporter)
         g = Generator(p, data.channels).to(device)
         d = Discriminator(p, data.channels).to(device)
+        if (start := initial_weights(p, device)) is not None:  # fine-tuning
+            g.load_state_dict(start["model"])
+            d.load_state_dict(start["discriminator"])
         g_ema = ema_of(g, p.ema)
         opt_g, opt_d = adam_pair(g, d, p.lr_g, p.lr_d, (p.beta1, p.beta2), p.weight_decay)
         autocast = mixed_precision(device, p.amp)

@@ -26,6 +26,7 @@ from trainers.base import (
     MetricSpec,
     Reporter,
     TrainerParams,
+    initial_weights,
     mixed_precision,
     params_millions,
 )
@@ -152,6 +153,7 @@ def ddim_sample(
 
 class DDPMTrainer(ImageTrainer):
     name = "ddpm"
+    architecture = ("dataset", "channels", "image_size", "width")
     description = "Denoising diffusion (small U-Net) on small images, DDIM sampling."
     Params = DDPMParams
     stability_defaults = (
@@ -173,6 +175,8 @@ class DDPMTrainer(ImageTrainer):
         p = DDPMParams.model_validate(params.model_dump())
         data, evaluator = start_image_run(p, device, reporter)
         model = UNet(data.channels, p.width).to(device)
+        if (start := initial_weights(p, device)) is not None:  # fine-tuning
+            model.load_state_dict(start["model"])
         ema = ema_of(model, p.ema)
         optimizer = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
         autocast = mixed_precision(device, p.amp)

@@ -26,6 +26,7 @@ from trainers.base import (
     MetricSpec,
     Reporter,
     TrainerParams,
+    initial_weights,
     params_millions,
 )
 from trainers.data import GaussianMixture2D, gaussian_mixture
@@ -123,6 +124,7 @@ def build_discriminator(p: Gan2DParams) -> nn.Sequential:
 
 class Gan2DTrainer(CriticAwareMetrics):
     name = "gan2d"
+    architecture = ("z_dim", "hidden", "depth", "batch_norm", "spectral_norm")
     description = "MLP GAN on 2-D Gaussian mixtures (ring8, grid25), scored by mode coverage."
     Params = Gan2DParams
     stability_defaults = (
@@ -174,6 +176,9 @@ class Gan2DTrainer(CriticAwareMetrics):
         mixture = gaussian_mixture(p.dataset)
         g = build_generator(p).to(device)
         d = build_discriminator(p).to(device)
+        if (start := initial_weights(p, device)) is not None:  # fine-tuning
+            g.load_state_dict(start["model"])
+            d.load_state_dict(start["discriminator"])
         g_ema = ema_of(g, p.ema)
         opt_g, opt_d = adam_pair(g, d, p.lr_g, p.lr_d, (p.beta1, p.beta2), p.weight_decay)
 

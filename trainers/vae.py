@@ -24,6 +24,7 @@ from trainers.base import (
     MetricSpec,
     Reporter,
     TrainerParams,
+    initial_weights,
     mixed_precision,
     params_millions,
 )
@@ -85,6 +86,7 @@ def beta_at(p: VAEParams, epoch: int) -> float:
 
 class VAETrainer(ImageTrainer):
     name = "vae"
+    architecture = ("dataset", "channels", "image_size", "width", "latent_dim")
     description = "Convolutional VAE on small images: sample FID and reconstruction PSNR/SSIM."
     Params = VAEParams
     stability_defaults = (
@@ -111,6 +113,8 @@ class VAETrainer(ImageTrainer):
         p = VAEParams.model_validate(params.model_dump())
         data, evaluator = start_image_run(p, device, reporter)
         model = VAE(p, data.channels).to(device)
+        if (start := initial_weights(p, device)) is not None:  # fine-tuning
+            model.load_state_dict(start["model"])
         optimizer = torch.optim.Adam(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
         autocast = mixed_precision(device, p.amp)
         policy = p.augmentation

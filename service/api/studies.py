@@ -23,6 +23,7 @@ from service.db.repository import FINISHED_STUDY_STATES, TRIAL_SORT_KEYS
 from service.definition_text import spec_from_text
 from service.errors import FieldError, InvalidInput
 from service.export import export_json, metrics_csv, trials_csv
+from service.fine_tuning import resolve_init_from
 from service.schemas.api import (
     MAX_ID,
     UNREACHABLE_DATABASE,
@@ -141,7 +142,7 @@ def submit_study(
 ) -> StudyOut:
     """Validate a study definition against its trainer and queue it."""
     trainer = validate_spec(spec, settings)
-    spec = resolve_warm_start(repo, spec)
+    spec = resolve_init_from(repo, resolve_warm_start(repo, spec), trainer)
     study = repo.create_study(
         spec.name, spec.trainer, resolved_definition(spec, trainer), who.name if who else None
     )
@@ -185,7 +186,7 @@ def submit_study_text(
     spec, parsed = spec_from_text(text, settings.max_nesting_depth, settings.max_definition_values)
     try:
         trainer = validate_spec(spec, settings)
-        spec = resolve_warm_start(repo, spec)
+        spec = resolve_init_from(repo, resolve_warm_start(repo, spec), trainer)
     except InvalidInput as exc:
         raise InvalidInput(parsed.locate(exc.errors)) from exc
     study = repo.create_study(

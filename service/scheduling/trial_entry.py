@@ -107,6 +107,16 @@ def placement() -> dict[str, Any]:
     }
 
 
+def with_checkpoint_path(raw: dict[str, Any], artifact_dir: str) -> dict[str, Any]:
+    """Fine-tuning: ``init_from``'s checkpoint, stored relative to the artifact store, as a
+    file on this worker (resolved inside the store: a path that leaves it is refused)."""
+    init = raw.get("init_from")
+    if not isinstance(init, dict) or not init.get("checkpoint"):
+        return raw
+    path = ArtifactStore(artifact_dir).resolve(str(init["checkpoint"]))
+    return {**raw, "init_from": {**init, "checkpoint": str(path)}}
+
+
 def failure_text(text: str) -> str:
     """An error as a trial's reason: its last line first, then the traceback (bounded)."""
     lines = [line for line in text.strip().splitlines() if line.strip()]
@@ -168,7 +178,9 @@ def run_trial(config: dict[str, Any]) -> None:
         raise RuntimeError(f"trainer {meta['trainer']!r} is not registered on this Ray worker")
     where = placement()
     try:
-        params = trainer.parse_params({**meta["fixed"], **config["params"]})
+        params = trainer.parse_params(
+            with_checkpoint_path({**meta["fixed"], **config["params"]}, meta["artifact_dir"])
+        )
         use_cuda = torch.cuda.is_available() and len(ray.get_gpu_ids()) > 0
         device = torch.device("cuda" if use_cuda else "cpu")
         trainer.train(params, device, TuneReporter(meta, device_info(device), where))

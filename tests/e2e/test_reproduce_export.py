@@ -134,3 +134,59 @@ def test_export_writes_the_whole_record(
         metric_rows = list(csv.DictReader(handle))
     assert len(metric_rows) == points
     assert set(metric_rows[0]) == {"trial_id", "number", "step", "metric", "value"}
+
+
+@pytest.mark.one_database  # its database side is one artifact lookup, covered on both
+def test_a_study_fine_tunes_an_earlier_trials_checkpoint(
+    service: Service, ring_trials: list[dict[str, Any]]
+) -> None:
+    """init_from: the fine-tuned trial starts where the earlier one's best checkpoint was.
+    With learning rates near 0 its first evaluation scores what that checkpoint scored."""
+    source = ring_trials[0]
+    detail = service.api("GET", f"/trials/{source['id']}").json()
+    best = next(c for c in detail["checkpoints"] if c["kind"] == "best")
+    frechet = {p["step"]: p["value"] for p in detail["metrics"]["frechet"]}[best["step"]]
+    spec = {
+        "name": "fine-tune",
+        "trainer": "gan2d",
+        "params": {
+            **RING["params"],
+            "epochs": 1,
+            "lr_d": 1e-7,
+            "init_from": {"trial": source["id"], "checkpoint": "/etc/passwd"},
+        },
+        "search_space": {"lr_g": {"type": "float", "low": 1e-7, "high": 2e-7}},
+        "objective": RING["objective"],
+        "pruner": {"type": "none"},
+        "budget": {"n_trials": 1},
+    }
+    refusals = {
+        "params.hidden": {**spec, "params": {**spec["params"], "hidden": 64}},
+        "search_space.z_dim": {
+            **spec,
+            "search_space": {"z_dim": {"type": "int", "low": 2, "high": 8}},
+        },
+        "params.init_from.trial": {
+            **spec,
+            "params": {**spec["params"], "init_from": {"trial": 999_999}},
+        },
+    }
+    for field, bad in refusals.items():
+        refused = service.api("POST", "/studies", json=bad)
+        assert refused.status_code == 422, refused.text
+        assert field in {e["field"] for e in refused.json()["errors"]}, refused.text
+
+    created = service.api("POST", "/studies", json=spec)
+    assert created.status_code == 201, created.text
+    stored = created.json()["definition"]["params"]["init_from"]
+    assert stored["checkpoint"] == f"studies/{source['study_id']}/trials/{source['id']}/" + (
+        f"checkpoint-{best['step']}.pt"
+    ), "the service names the file; a given path is never used"
+    study = service.wait_for_study(created.json()["id"], ("completed", "failed"), 120)
+    assert study["state"] == "completed", service.log_tail()
+    tuned = service.api("GET", f"/studies/{study['id']}/trials").json()["data"][0]
+    tuned_frechet = service.api("GET", f"/trials/{tuned['id']}").json()["metrics"]["frechet"]
+    assert tuned_frechet[0]["value"] == pytest.approx(frechet, rel=0.05), (tuned_frechet, frechet)
+
+    again = _cli(service, "reproduce", str(tuned["id"]), "--tolerance", "1e-6")
+    assert again.returncode == 0, again.stdout + again.stderr

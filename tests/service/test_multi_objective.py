@@ -86,3 +86,23 @@ def test_pareto_front_matches_brute_force() -> None:
     assert not dominates([1, 1], [1, 1], ["minimize", "minimize"]), "equal points do not"
     for a, b in itertools.permutations([[1.0, 2.0], [2.0, 1.0]], 2):
         assert not dominates(a, b, ["minimize", "minimize"])
+
+
+def test_class_kl_is_an_objective_or_constraint_only_with_classes(client: TestClient) -> None:
+    spec = {
+        "name": "balanced-digits",
+        "trainer": "dcgan",
+        "params": {"dataset": "digits", "features": "domain", "epochs": 2},
+        "search_space": {"lr_g": {"type": "float", "low": 1e-4, "high": 1e-3, "log": True}},
+        "objectives": [
+            {"metric": "fid", "direction": "minimize"},
+            {"metric": "class_kl", "direction": "minimize"},
+        ],
+        "constraints": [{"metric": "class_kl", "max": 0.5}],
+        "sampler": {"type": "nsga2"},
+    }
+    assert client.post("/api/v1/studies", json=spec).status_code == 201
+    unlabelled = {**spec, "params": {**spec["params"], "features": "random"}}
+    errors = _errors(client.post("/api/v1/studies", json=unlabelled))
+    assert "gives no value of 'class_kl'" in errors["objectives.1.metric"]
+    assert "gives no value of 'class_kl'" in errors["constraints.0.metric"]

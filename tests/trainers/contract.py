@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -67,6 +68,32 @@ class TrainerContract:
         assert "properties" in schema and "seed" in schema["properties"]
         assert trainer.metrics, "a trainer must declare the metrics it reports"
         trainer.Params()  # defaults alone are a valid config
+
+    def test_fine_tuning_starts_from_the_checkpoint_it_names(
+        self, trainer: Trainer, tmp_path: Path
+    ) -> None:
+        """init_from loads a checkpoint into the networks: the first evaluation of a run from
+        a checkpoint, with learning rates at ~0, is the checkpoint's own evaluation."""
+        if not trainer.architecture:
+            pytest.skip("this trainer declares no architecture: it cannot fine-tune")
+        assert set(trainer.architecture) <= set(trainer.Params.model_fields)
+        first = RecordingReporter(stop_after=1)
+        trainer.train(self.params(trainer), torch.device("cpu"), first)
+        path = tmp_path / "start.pt"
+        torch.save(first.checkpoints[-1], path)
+        frozen = {k: 1e-12 for k in ("lr", "lr_g", "lr_d") if k in trainer.Params.model_fields}
+        again = RecordingReporter(stop_after=1)
+        init = {"trial": 1, "checkpoint": str(path)}
+        trainer.train(self.params(trainer, **frozen, init_from=init), torch.device("cpu"), again)
+        fresh = RecordingReporter(stop_after=1)
+        trainer.train(self.params(trainer, **frozen), torch.device("cpu"), fresh)
+        watched = self.fine_tune_metric
+        started, untrained = again.reports[0][1][watched], fresh.reports[0][1][watched]
+        reference = first.reports[0][1][watched]
+        assert abs(started - reference) < abs(untrained - reference), (started, untrained)
+
+    fine_tune_metric: ClassVar[str] = "fid"
+    """A metric of the samples that tells a trained network from a new one."""
 
     def test_unknown_param_is_refused(self, trainer: Trainer) -> None:
         with pytest.raises(ValueError):

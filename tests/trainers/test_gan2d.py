@@ -13,6 +13,7 @@ from trainers.metrics import mode_metrics
 class TestGan2DContract(TrainerContract):
     trainer_name = "gan2d"
     small_params = {"epochs": 3, "iters_per_epoch": 10, "batch_size": 64, "eval_samples": 200}
+    fine_tune_metric = "frechet"
     expected_evaluations = 3
 
 
