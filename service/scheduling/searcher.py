@@ -94,8 +94,8 @@ def build_sampler(
 
 
 def _violations(n_constraints: int, trial: FrozenTrial) -> list[float]:
-    """Optuna's constraints_func: the violations the searcher set before telling (a pruned
-    trial without a best step counts as feasible: it is no candidate for the best anyway)."""
+    """Optuna's constraints_func: the violations the searcher set before telling (at the
+    trial's best step; a constrained metric it never reported counts as broken)."""
     return list(trial.user_attrs.get(CONSTRAINTS_ATTR, [0.0] * n_constraints))
 
 
