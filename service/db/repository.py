@@ -392,12 +392,7 @@ class Repository:
         return list(
             self.session.scalars(
                 select(Trial)
-                .where(
-                    Trial.study_id == study_id,
-                    Trial.state == TrialState.completed,
-                    Trial.value.is_not(None),
-                    or_(Trial.feasible.is_(None), Trial.feasible.is_(True)),
-                )
+                .where(*self._feasible_scored(study_id, Trial.value))
                 .order_by(order, Trial.number)
                 .limit(limit)
             )
@@ -454,14 +449,19 @@ class Repository:
         return list(
             self.session.scalars(
                 select(Trial)
-                .where(
-                    Trial.study_id == study_id,
-                    Trial.state == TrialState.completed,
-                    Trial.values.is_not(None),
-                    or_(Trial.feasible.is_(None), Trial.feasible.is_(True)),
-                )
+                .where(*self._feasible_scored(study_id, Trial.values))
                 .order_by(Trial.number)
             )
+        )
+
+    @staticmethod
+    def _feasible_scored(study_id: int, score: Any) -> tuple[Any, ...]:
+        """A study's completed trials that have ``score`` and keep its constraints."""
+        return (
+            Trial.study_id == study_id,
+            Trial.state == TrialState.completed,
+            score.is_not(None),
+            or_(Trial.feasible.is_(None), Trial.feasible.is_(True)),
         )
 
     def trials_by_id(self, trial_ids: Sequence[int]) -> list[Trial]:

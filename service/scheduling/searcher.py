@@ -59,16 +59,13 @@ def build_sampler(
                 constant_liar=spec.constant_liar,
                 constraints_func=constraints,
             )
-        case "nsga2":
-            return optuna.samplers.NSGAIISampler(
-                seed=seed,
-                population_size=spec.population_size,
-                crossover_prob=spec.crossover_prob,
-                mutation_prob=spec.mutation_prob,
-                constraints_func=constraints,
+        case "nsga2" | "nsga3":
+            nsga = (
+                optuna.samplers.NSGAIISampler
+                if spec.type == "nsga2"
+                else optuna.samplers.NSGAIIISampler
             )
-        case "nsga3":
-            return optuna.samplers.NSGAIIISampler(
+            return nsga(
                 seed=seed,
                 population_size=spec.population_size,
                 crossover_prob=spec.crossover_prob,

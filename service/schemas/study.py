@@ -131,22 +131,22 @@ class GridSampler(_Sampler):
     type: Literal["grid"]
 
 
-class NSGA2Sampler(_Sampler):
+class _NSGASampler(_Sampler):
+    population_size: int = Field(50, ge=2, le=10_000)
+    crossover_prob: float = Field(0.9, ge=0, le=1)
+    mutation_prob: float | None = Field(None, ge=0, le=1)
+
+
+class NSGA2Sampler(_NSGASampler):
     """NSGA-II: the classic evolutionary multi-objective sampler (one objective works too)."""
 
     type: Literal["nsga2"]
-    population_size: int = Field(50, ge=2, le=10_000)
-    crossover_prob: float = Field(0.9, ge=0, le=1)
-    mutation_prob: float | None = Field(None, ge=0, le=1)
 
 
-class NSGA3Sampler(_Sampler):
+class NSGA3Sampler(_NSGASampler):
     """NSGA-III: NSGA-II with reference points, for three or more objectives."""
 
     type: Literal["nsga3"]
-    population_size: int = Field(50, ge=2, le=10_000)
-    crossover_prob: float = Field(0.9, ge=0, le=1)
-    mutation_prob: float | None = Field(None, ge=0, le=1)
 
 
 SamplerSpec = Annotated[
