@@ -4,9 +4,11 @@ A labelled set of runs of the built-in trainers: configs that blow up, whose dis
 wins outright, whose gradients explode or whose samples collapse, and healthy ones, slow
 starters among them. Every run trains to the end with nothing stopped, its metrics are kept,
 and then each trainer's default rules (the same ``StabilityMonitor`` the pruning scheduler
-runs) are replayed over the histories. Printed: each run with its label, how it ended and
-the first rule that would have stopped it; then each rule's precision and recall, a healthy
-run stopped counting against the rule, and the epochs the rules would have saved.
+runs) are replayed over the histories (``dead_objective`` compares each run with the other
+runs of its trainer on the same data, as if they were a study's completed trials). Printed:
+each run with its label, how it ended and the first rule that would have stopped it; then
+each rule's precision and recall, a healthy run stopped counting against the rule, and the
+epochs the rules would have saved.
 
     .venv/bin/python benchmarks/stability.py [--jobs 2] [--only gan2d,dcgan] [--fresh]
 
@@ -160,8 +162,41 @@ def collect(runs: list[LabelledRun], jobs: int, fresh: bool) -> dict[str, Any]:
     return kept
 
 
+def peers_of(
+    run: LabelledRun, runs: list[LabelledRun], kept: dict[str, Any]
+) -> Callable[[int], list[float]]:
+    """What ``dead_objective`` compares ``run`` with: every other run of the same trainer on
+    the same data, as if they were the study's completed trials (each one's best objective
+    value up to the step)."""
+    trainer = get_trainer(run.trainer)
+    assert trainer is not None
+    dataset = trainer.parse_params(run.params).model_dump().get("dataset")
+    pick = max if run.direction == "maximize" else min
+    others = [
+        _decode(kept[other.name]["history"])
+        for other in runs
+        if other.name != run.name
+        and other.trainer == run.trainer
+        and trainer.parse_params(other.params).model_dump().get("dataset") == dataset
+    ]
+
+    def peers(step: int) -> list[float]:
+        found = []
+        for history in others:
+            values = [m.get(run.objective, math.nan) for s, m in history if s <= step]
+            finite = [v for v in values if math.isfinite(v)]
+            if finite:
+                found.append(pick(finite))
+        return found
+
+    return peers
+
+
 def replay(
-    run: LabelledRun, rules: list[StabilityRule], history: list[tuple[int, dict[str, float]]]
+    run: LabelledRun,
+    rules: list[StabilityRule],
+    history: list[tuple[int, dict[str, float]]],
+    peers: Callable[[int], list[float]],
 ) -> dict[str, int]:
     """The step at which each rule, alone, would first have stopped the run."""
     trainer = get_trainer(run.trainer)
@@ -169,7 +204,9 @@ def replay(
     watched = watched_metrics(trainer, trainer.parse_params(run.params), run.objective)
     fired: dict[str, int] = {}
     for rule in rules:
-        monitor = StabilityMonitor([rule], run.objective, run.direction, watched)
+        monitor = StabilityMonitor(
+            [rule], run.objective, run.direction, watched, trainer.metrics, peers
+        )
         for step, metrics in history:
             verdict = monitor.observe(step, metrics)
             if verdict is not None:
@@ -206,7 +243,7 @@ def main() -> None:
         rules = default_rules(trainer)
         rule_names += [r.type for r in rules if r.type not in rule_names]
         history = _decode(kept[run.name]["history"])
-        fired = replay(run, rules, history)
+        fired = replay(run, rules, history, peers_of(run, runs, kept))
         table.append((run, fired, len(history)))
         first = min(fired.items(), key=lambda kv: kv[1], default=None)
         said = f"{first[0]} ({first[1]}/{len(history)})" if first else "-"

@@ -14,6 +14,7 @@ from optuna.distributions import (
 from pydantic import TypeAdapter, ValidationError
 
 from service.artifacts import is_checkpoint, media_type
+from service.baseline import describe_baseline
 from service.config import Settings
 from service.db.models import Study, Trial
 from service.db.repository import Repository
@@ -42,6 +43,7 @@ from service.schemas.study import (
     ModeCollapseRule,
     ParamSpec,
     PrunerSpec,
+    SamplerSpec,
     StabilityRule,
     StabilitySpec,
     StudySpec,
@@ -217,12 +219,25 @@ def pruner_for(spec: StudySpec, trainer: Trainer) -> PrunerSpec:
     return PRUNER_ADAPTER.validate_python(trainer.pruner_defaults or {"type": "median"})
 
 
+SAMPLER_ADAPTER: TypeAdapter[SamplerSpec] = TypeAdapter(SamplerSpec)
+
+
+def sampler_for(spec: StudySpec, trainer: Trainer) -> SamplerSpec:
+    """The study's sampler, or the trainer's default (``sampler_defaults``) when the
+    definition names none, or gentune's (``StudySpec.sampler``'s default)."""
+    if "sampler" in spec.model_fields_set or trainer.sampler_defaults is None:
+        return spec.sampler
+    return SAMPLER_ADAPTER.validate_python(dict(trainer.sampler_defaults))
+
+
 def resolved_definition(spec: StudySpec, trainer: Trainer) -> dict[str, Any]:
-    """The definition as stored: the pruner and the stability rules in force written out in
-    full (the trainer's defaults merged with the study's own), so what runs is what is shown."""
+    """The definition as stored: the sampler, the pruner and the stability rules in force
+    written out in full (the trainer's defaults merged with the study's own), so what runs is
+    what is shown."""
     rules = resolve_rules(spec.stability, trainer)
     resolved = spec.model_copy(
         update={
+            "sampler": sampler_for(spec, trainer),
             "pruner": pruner_for(spec, trainer),
             "stability": StabilitySpec(defaults=False, rules=rules),
         }
@@ -442,6 +457,7 @@ def describe_study(repo: Repository, study: Study, base_url: str) -> StudyOut:
         best=BestSoFar(trial_id=best.id, number=best.number, value=best.value)
         if best is not None and best.value is not None
         else None,
+        baseline=describe_baseline(repo, study, best),
         optuna_study_name=study.optuna_study_name,
         created_at=study.created_at,
         started_at=study.started_at,
@@ -522,6 +538,7 @@ def best_of_study(repo: Repository, study: Study, base_url: str) -> BestOut:
         if has_checkpoint
         else None,
         pareto=pareto_set(repo, study),
+        baseline=describe_baseline(repo, study, best),
     )
 
 

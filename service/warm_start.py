@@ -1,8 +1,9 @@
 """Warm starts: the configs a study runs before its sampler's own, and refined follow-ups.
 
-A study runs first its ``points_to_evaluate`` (in order), then the best configs of an earlier
-study (``warm_start``). Both are checked at submit; ``warm_start`` is resolved then to the
-ids of the trials it takes, so the stored definition starts the same way when run again.
+A study runs first its baseline (the trainer's defaults, unless ``baseline: false``), then its
+``points_to_evaluate`` (in order), then the best configs of an earlier study (``warm_start``).
+All are checked at submit; ``warm_start`` is resolved then to the ids of the trials it takes,
+so the stored definition starts the same way when run again.
 ``refined_definition`` writes a follow-up study whose ranges are narrowed around a study's
 best trial and that warm-starts from it.
 """
@@ -11,7 +12,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
+
+from pydantic_core import PydanticUndefined
 
 from service.db.models import Study, Trial, TrialState
 from service.db.repository import Repository
@@ -24,9 +28,85 @@ from service.schemas.study import (
     StudySpec,
     WarmStart,
 )
+from trainers.base import Trainer
 
 ORIGIN = "gentune_origin"
 """The Optuna user attribute naming where an enqueued config came from."""
+ORIGIN_NOTE = "gentune_origin_note"
+"""The Optuna user attribute saying how a queued config was adjusted to fit the space."""
+BASELINE = "defaults"
+"""The origin of a study's baseline trial: the trainer's defaults."""
+
+
+@dataclass(frozen=True)
+class QueuedConfig:
+    """A config a study runs before its sampler's own: where it came from, the searched
+    params' values (the sampler fills in the rest) and how they were fitted to the space."""
+
+    origin: str
+    params: dict[str, Any]
+    adjusted: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def note(self) -> str | None:
+        if not self.adjusted:
+            return None
+        return "; ".join(f"{name}: {why}" for name, why in self.adjusted.items())
+
+
+def runs_baseline(spec: StudySpec) -> bool:
+    """Whether the study's first trial is the trainer's defaults (not with ``grid``: a grid
+    runs its own points, in order)."""
+    return spec.baseline and spec.sampler.type != "grid"
+
+
+def baseline_config(spec: StudySpec, trainer: Trainer) -> QueuedConfig:
+    """The trainer's defaults as a config of ``spec``'s search space: each searched param gets
+    its default, moved to the nearest allowed value when the range or the choices leave it
+    out (and the move is noted); a param without a default is left to the sampler."""
+    params: dict[str, Any] = {}
+    adjusted: dict[str, str] = {}
+    fields = trainer.Params.model_fields
+    for name, dist in spec.search_space.items():
+        info = fields.get(name)
+        if info is None or info.default is PydanticUndefined or info.default is None:
+            adjusted[name] = "the trainer has no default; the sampler picks it"
+            continue
+        default = info.default
+        value = nearest_allowed(dist, default)
+        if value is None:
+            adjusted[name] = f"the default {default!r} does not fit; the sampler picks it"
+            continue
+        params[name] = value
+        if misfit(dist, default) is not None:
+            adjusted[name] = f"the default {default!r} is not allowed here; moved to {value!r}"
+    return QueuedConfig(BASELINE, params, adjusted)
+
+
+def nearest_allowed(dist: ParamSpec, value: Any) -> Any:
+    """The value of ``dist`` nearest ``value``: ``value`` itself when it fits; a numeric value
+    clamped into the range and onto its steps (log ranges compared in log space); for choices,
+    the numerically nearest one, else the first. None when there is no sensible one."""
+    if misfit(dist, value) is None:
+        return as_param_value(dist, value)
+    if isinstance(dist, CategoricalParam):
+        if _is_number(value):
+            numbers = [c for c in dist.choices if _is_number(c)]
+            if numbers:
+                return min(numbers, key=lambda c: (abs(float(c) - float(value)), numbers.index(c)))
+        return dist.choices[0]
+    if not _is_number(value):
+        return None
+    clamped = min(max(float(value), dist.low), dist.high)
+    if dist.step is not None:
+        k = round((clamped - dist.low) / dist.step)
+        top = math.floor((dist.high - dist.low) / dist.step + 1e-9)
+        clamped = dist.low + min(max(k, 0), top) * dist.step
+    return as_param_value(dist, round(clamped) if isinstance(dist, IntParam) else clamped)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def misfit(dist: ParamSpec, value: Any) -> str | None:
@@ -99,16 +179,18 @@ def check_points(spec: StudySpec) -> list[FieldError]:
                 )
             elif (why := misfit(dist, value)) is not None:
                 errors.append(FieldError(f"{where}.{name}", why))
-    if len(spec.points_to_evaluate) > spec.budget.n_trials:
-        errors.append(_too_few_trials(spec, len(spec.points_to_evaluate)))
+    first = len(spec.points_to_evaluate) + runs_baseline(spec)
+    if first > spec.budget.n_trials:
+        errors.append(_too_few_trials(spec, first))
     return errors
 
 
 def _too_few_trials(spec: StudySpec, first: int) -> FieldError:
     return FieldError(
         "budget.n_trials",
-        f"is {spec.budget.n_trials}, fewer than the {first} configs that points_to_evaluate "
-        "and warm_start run first",
+        f"is {spec.budget.n_trials}, fewer than the {first} configs that "
+        + ("the baseline (baseline: false drops it), " if runs_baseline(spec) else "")
+        + "points_to_evaluate and warm_start run first",
     )
 
 
@@ -154,7 +236,7 @@ def resolve_warm_start(repo: Repository, spec: StudySpec) -> StudySpec:
             "outside this study's ranges"
         )
         raise InvalidInput([FieldError("warm_start.from_study", why)])
-    first = len(spec.points_to_evaluate) + len(taken)
+    first = runs_baseline(spec) + len(spec.points_to_evaluate) + len(taken)
     if first > spec.budget.n_trials:
         raise InvalidInput([_too_few_trials(spec, first)])
     resolved = warm.model_copy(update={"trials": [t.id for t in taken]})
@@ -197,11 +279,12 @@ def _source_trials(repo: Repository, source: Study, warm: WarmStart) -> list[Tri
 
 
 def first_configs(
-    spec: StudySpec, source_trials: Iterable[Trial]
-) -> list[tuple[str, dict[str, Any]]]:
-    """(origin, params) of the configs the study runs first, in order."""
-    configs = [
-        (f"points_to_evaluate[{index}]", project(point, spec.search_space))
+    spec: StudySpec, trainer: Trainer, source_trials: Iterable[Trial]
+) -> list[QueuedConfig]:
+    """The configs the study runs first, in order: the baseline, the points, the warm start."""
+    configs = [baseline_config(spec, trainer)] if runs_baseline(spec) else []
+    configs += [
+        QueuedConfig(f"points_to_evaluate[{index}]", project(point, spec.search_space))
         for index, point in enumerate(spec.points_to_evaluate)
     ]
     if spec.warm_start is not None:
@@ -210,7 +293,7 @@ def first_configs(
             trial = by_id.get(trial_id)
             if trial is not None:
                 origin = f"warm start: study {trial.study_id} trial {trial.id}"
-                configs.append((origin, project(trial.params, spec.search_space)))
+                configs.append(QueuedConfig(origin, project(trial.params, spec.search_space)))
     return configs
 
 
@@ -246,6 +329,9 @@ def refined_definition(
             "budget": budget,
             "points_to_evaluate": [],
             "warm_start": warm,
+            # The follow-up starts from the best trials, which the first study already
+            # compared with the defaults.
+            "baseline": False,
         }
     )
     return refined.model_dump(mode="json", exclude_none=True)

@@ -1,4 +1,5 @@
-"""Every study definition shipped in search_spaces/ is valid and runnable by its trainer."""
+"""Every study definition shipped in search_spaces/ (and the untuned suite under it) is valid
+and runnable by its trainer."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ def _cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("GENTUNE_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
 
 
-FILES = sorted((Path(__file__).resolve().parents[1] / "search_spaces").glob("*.yaml"))
+SPACES = Path(__file__).resolve().parents[1] / "search_spaces"
+FILES = sorted([*SPACES.glob("*.yaml"), *SPACES.glob("untuned/*.yaml")])
 
 
 def test_there_are_example_studies() -> None:
@@ -27,7 +29,7 @@ def test_there_are_example_studies() -> None:
     assert {"gan2d_ring8.yaml", "gan2d_grid25.yaml"} <= names
 
 
-@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(SPACES)))
 def test_example_is_valid_and_its_first_config_trains(path: Path) -> None:
     spec = StudySpec.model_validate(yaml.safe_load(path.read_text()))
     trainer = validate_spec(spec, Settings())

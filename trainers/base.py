@@ -59,6 +59,9 @@ class MetricSpec:
     direction: Literal["minimize", "maximize"] | None = None
     timing: bool = False
     """A wall-clock measurement: it varies from run to run even with the same seed."""
+    worst: float | None = None
+    """The worst value the metric can take (0 for a share of good samples), where a run that
+    learns nothing sits; None when there is no such bound (FID)."""
 
 
 class InitFrom(BaseModel):
@@ -198,6 +201,9 @@ class Trainer(abc.ABC):
     pruner_defaults: ClassVar[Mapping[str, Any] | None] = None
     """The pruner a study of this trainer gets when its definition names none, in the study
     definition's form; None: the median pruner with Optuna's defaults."""
+    sampler_defaults: ClassVar[Mapping[str, Any] | None] = None
+    """The sampler a study of this trainer gets when its definition names none, in the study
+    definition's form; None: gentune's default sampler (see ``StudySpec.sampler``)."""
 
     def parse_params(self, raw: Mapping[str, Any]) -> TrainerParams:
         """Validate raw params against this trainer's param model."""

@@ -138,20 +138,27 @@ class Gan2DTrainer(CriticAwareMetrics):
         # A config can sit collapsed (diversity 0.02) for 16 epochs and then spread over all
         # 8 modes: only samples on a single point (below 0.01) count here.
         {"type": "mode_collapse", "min_ratio": 0.01, "patience": 3},
+        # mode_score sits at exactly 0 until samples land within 3 std of a mode. A healthy
+        # late starter sat there for 13 epochs, but its frechet was 23% below its first value
+        # by epoch 8; runs that never learn stay within 11% of it (benchmarks/stability.py).
+        {"type": "dead_objective", "guide": "frechet", "warmup": 5, "patience": 3},
     )
     # mode_score stays near 0 for every config, good or bad, over the first ~400 steps:
     # a pruner judging then prunes on noise (measured with benchmarks/pruning.py).
     pruner_defaults = {"type": "median", "n_startup_trials": 5, "n_warmup_steps": 5}
     metrics = {
-        "modes": MetricSpec("Modes captured (a high-quality sample is nearest to it).", "maximize"),
+        "modes": MetricSpec(
+            "Modes captured (a high-quality sample is nearest to it).", "maximize", worst=0.0
+        ),
         "hq_fraction": MetricSpec(
-            "Share of samples within 3 std of their nearest mode.", "maximize"
+            "Share of samples within 3 std of their nearest mode.", "maximize", worst=0.0
         ),
         "mode_kl": MetricSpec("KL of the high-quality mode histogram from uniform.", "minimize"),
         "mode_score": MetricSpec(
             "hq_fraction x exp(-mode_kl): 1 only when every sample is high quality and all modes "
             "are equally filled; m of k modes evenly filled scales it by m/k.",
             "maximize",
+            worst=0.0,
         ),
         "frechet": MetricSpec("Fréchet distance between real and generated points.", "minimize"),
         "g_loss": MetricSpec("Generator loss, mean over the epoch.", "minimize"),

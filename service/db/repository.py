@@ -381,6 +381,15 @@ class Repository:
             or 0
         )
 
+    def trial_of_origin(self, study_id: int, origin: str) -> Trial | None:
+        """The study's trial that ran the config queued as ``origin`` (the first, if several)."""
+        return self.session.scalars(
+            select(Trial)
+            .where(Trial.study_id == study_id, Trial.origin == origin)
+            .order_by(Trial.number)
+            .limit(1)
+        ).first()
+
     def best_trial(self, study_id: int, direction: str) -> Trial | None:
         best = self.best_trials(study_id, direction, 1)
         return best[0] if best else None

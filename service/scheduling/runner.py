@@ -38,7 +38,7 @@ from service.scheduling.stability import resolve_rules
 from service.scheduling.trial_entry import run_trial
 from service.schemas.study import StudySpec
 from service.studies import grid_size, pruner_for
-from service.warm_start import ORIGIN, first_configs
+from service.warm_start import ORIGIN, ORIGIN_NOTE, QueuedConfig, first_configs, runs_baseline
 from service.warm_start import trial_ids as warm_start_trials
 from trainers.base import Trainer
 from trainers.registry import get_trainer
@@ -160,10 +160,10 @@ def run_study(
         else None
     )
     retrying(lambda: optuna_study.set_user_attr("gentune_study_id", study_id), "telling Optuna")
-    if spec.points_to_evaluate or spec.warm_start is not None:
+    if runs_baseline(spec) or spec.points_to_evaluate or spec.warm_start is not None:
         configs = transact(
             url,
-            lambda repo: first_configs(spec, repo.trials_by_id(warm_start_trials(spec))),
+            lambda repo: first_configs(spec, trainer, repo.trials_by_id(warm_start_trials(spec))),
             "loading the warm start's trials",
         )
         retrying(lambda: _enqueue_first(optuna_study, configs), "telling Optuna")
@@ -243,13 +243,17 @@ PRIMARY_SUFFIX = "-primary"
 """The twin Optuna study of a multi-objective study's primary objective, for pruning."""
 
 
-def _enqueue_first(optuna_study: optuna.Study, configs: list[tuple[str, dict[str, Any]]]) -> None:
+def _enqueue_first(optuna_study: optuna.Study, configs: list[QueuedConfig]) -> None:
     """Queue in Optuna the configs to run before the sampler's own, once: on a resumed run
     those already queued (asked or not) are known by their origin and not queued again."""
     queued = {t.user_attrs.get(ORIGIN) for t in optuna_study.get_trials(deepcopy=False)}
-    for origin, params in configs:
-        if origin not in queued:
-            optuna_study.enqueue_trial(params, user_attrs={ORIGIN: origin})
+    for config in configs:
+        if config.origin not in queued:
+            attrs = {ORIGIN: config.origin}
+            if config.note is not None:
+                attrs[ORIGIN_NOTE] = config.note
+                log.info("%s: %s", config.origin, config.note)
+            optuna_study.enqueue_trial(config.params, user_attrs=attrs)
 
 
 def _taken_over(study_id: int) -> StudyState:

@@ -8,6 +8,7 @@ learns from its intermediate values, and a failed one FAIL.
 from __future__ import annotations
 
 import logging
+import math
 from functools import partial
 from typing import Any
 
@@ -19,7 +20,7 @@ from ray.tune.search import Searcher
 from service.db.repository import Repository
 from service.db.retry import retrying, transact
 from service.scheduling.ledger import DriverSide, Ledger, TrialRecord
-from service.scheduling.stability import StabilityMonitor, watched_metrics
+from service.scheduling.stability import Peers, StabilityMonitor, watched_metrics
 from service.schemas.study import (
     ParamSpec,
     SamplerSpec,
@@ -94,6 +95,28 @@ def _violations(n_constraints: int, trial: FrozenTrial) -> list[float]:
     """Optuna's constraints_func: the violations the searcher set before telling (at the
     trial's best step; a constrained metric it never reported counts as broken)."""
     return list(trial.user_attrs.get(CONSTRAINTS_ATTR, [0.0] * n_constraints))
+
+
+def completed_peers(study: optuna.Study, direction: str) -> Peers:
+    """``dead_objective``'s view of ``study``: each completed trial's best objective value up
+    to a step (read when a trial's objective sits at its floor, not at every evaluation)."""
+    pick = max if direction == "maximize" else min
+
+    def peers(step: int) -> list[float]:
+        completed = retrying(
+            lambda: study.get_trials(deepcopy=False, states=(OptunaTrialState.COMPLETE,)),
+            "reading Optuna's trials",
+        )
+        found = []
+        for trial in completed:
+            values = [
+                v for s, v in trial.intermediate_values.items() if s <= step and math.isfinite(v)
+            ]
+            if values:
+                found.append(pick(values))
+        return found
+
+    return peers
 
 
 class _GridSampler(optuna.samplers.GridSampler):
@@ -216,7 +239,15 @@ class OptunaSearcher(DriverSide, Searcher):
             return None
         trial_params = self.trainer.parse_params({**self.spec.params, **params})
         watched = watched_metrics(self.trainer, trial_params, self.ledger.objective)
-        return StabilityMonitor(self.rules, self.ledger.objective, self.ledger.direction, watched)
+        return StabilityMonitor(
+            self.rules,
+            self.ledger.objective,
+            self.ledger.direction,
+            watched,
+            metric_specs=self.trainer.metrics,
+            peers=completed_peers(self.ledger.pruning_study or self.study, self.ledger.direction),
+        )
+
 
     def save_to_dir(self, checkpoint_dir: str, session_str: str = "default") -> None:
         """Nothing to save: the search state lives in Optuna's storage."""

@@ -13,13 +13,14 @@ from __future__ import annotations
 import abc
 import math
 import statistics
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import TypeAdapter
 
 from service.schemas.study import (
+    DeadObjectiveRule,
     DiscriminatorCollapseRule,
     DivergenceRule,
     GradientExplosionRule,
@@ -29,12 +30,16 @@ from service.schemas.study import (
     StabilitySpec,
     StalledRule,
 )
-from trainers.base import Trainer, TrainerParams
+from trainers.base import MetricSpec, Trainer, TrainerParams
 
 RULE_ADAPTER: TypeAdapter[StabilityRule] = TypeAdapter(StabilityRule)
 
-BASE_RULES: tuple[dict[str, Any], ...] = ({"type": "non_finite"},)
+BASE_RULES: tuple[dict[str, Any], ...] = ({"type": "non_finite"}, {"type": "dead_objective"})
 """Rules every trainer gets, before its own defaults."""
+
+Peers = Callable[[int], list[float]]
+"""The objective values that the study's completed trials reached by a step, each its best
+up to that step: what ``dead_objective`` compares a trial with."""
 
 
 def default_rules(trainer: Trainer) -> list[StabilityRule]:
@@ -283,14 +288,113 @@ class StalledCheck(RuleCheck):
                 self.best = value
 
 
+class _Best:
+    """The first and the best value of one metric over a trial's evaluations."""
+
+    def __init__(self, maximize: bool) -> None:
+        self.sign = 1.0 if maximize else -1.0
+        self.first: float | None = None
+        self.best: float | None = None
+
+    def add(self, value: float | None) -> None:
+        if value is None or not math.isfinite(value):
+            return
+        if self.first is None:
+            self.first = value
+        if self.best is None or self.sign * (value - self.best) > 0:
+            self.best = value
+
+    def gain_over(self, floor: float) -> float:
+        """How far the best lies above ``floor`` in the metric's good direction."""
+        return -math.inf if self.best is None else self.sign * (self.best - floor)
+
+
+class DeadObjectiveCheck(RuleCheck):
+    """The objective still at its floor, the guide (if any) not yet ``guide_delta`` better than
+    its first value, while some of the study's completed trials had done better by this step."""
+
+    rule: DeadObjectiveRule
+
+    def __init__(
+        self,
+        rule: DeadObjectiveRule,
+        objective: str,
+        maximize: bool,
+        worst: float | None,
+        guide_maximize: bool,
+        peers: Peers | None,
+    ) -> None:
+        super().__init__(rule)
+        self.objective = objective
+        self.sign = 1.0 if maximize else -1.0
+        self.worst = worst
+        self.peers = peers
+        self.values = _Best(maximize)
+        self.guide = _Best(guide_maximize)
+        self.step = 0
+
+    def observe(self, step: int, metrics: Mapping[str, float]) -> Verdict | None:
+        self.step = step
+        self.values.add(metrics.get(self.objective))  # this evaluation counts as well
+        if self.rule.guide is not None:
+            self.guide.add(metrics.get(self.rule.guide))
+        return super().observe(step, metrics)
+
+    @property
+    def floor(self) -> float | None:
+        return self.worst if self.worst is not None else self.values.first
+
+    def moved(self) -> bool:
+        floor = self.floor
+        if floor is None or self.values.gain_over(floor) > self.rule.min_delta:
+            return True
+        first = self.guide.first
+        return (
+            first is not None
+            and first != 0
+            and (self.guide.gain_over(first) / abs(first) > self.rule.guide_delta)
+        )
+
+    def condition(self, metrics: Mapping[str, float]) -> tuple[dict[str, float], str] | None:
+        value, floor = metrics.get(self.objective), self.floor
+        if self.peers is None or value is None or not math.isfinite(value) or floor is None:
+            return None
+        if self.moved():
+            return None
+        better = [v for v in self.peers(self.step) if self.sign * (v - floor) > self.rule.min_delta]
+        if not better:
+            return None
+        top = max(better, key=lambda v: self.sign * v)
+        kind = "the worst it can be" if self.worst is not None else "its first value"
+        guide = (
+            f" and {self.rule.guide} is not {self.rule.guide_delta:.0%} better than at first"
+            if self.rule.guide is not None
+            else ""
+        )
+        trials = f"{len(better)} completed trial{'s' if len(better) != 1 else ''}"
+        return {
+            self.objective: value,
+            f"{self.objective}_floor": floor,
+            f"{self.objective}_peers_best": top,
+            "peers_better": float(len(better)),
+        }, (
+            f"{self.objective} has not moved off {_fmt(floor)} ({kind}){guide}, while {trials} "
+            f"had reached up to {_fmt(top)} by this step"
+        )
+
+
 @dataclass
 class StabilityMonitor:
-    """All of a study's rules following one trial."""
+    """All of a study's rules following one trial. ``metric_specs`` gives each metric's
+    direction and worst value (for ``dead_objective``); ``peers`` the study's completed trials'
+    values by step (without it, ``dead_objective`` never fires)."""
 
     rules: Sequence[StabilityRule]
     objective: str
     direction: str
     watched: Collection[str] = ()
+    metric_specs: Mapping[str, MetricSpec] = field(default_factory=dict)
+    peers: Peers | None = None
     checks: list[RuleCheck] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -310,6 +414,17 @@ class StabilityMonitor:
                 return ModeCollapseCheck(rule)
             case StalledRule():
                 return StalledCheck(rule, self.objective, self.direction == "maximize")
+            case DeadObjectiveRule():
+                spec = self.metric_specs.get(self.objective)
+                guide = self.metric_specs.get(rule.guide) if rule.guide is not None else None
+                return DeadObjectiveCheck(
+                    rule,
+                    self.objective,
+                    self.direction == "maximize",
+                    spec.worst if spec is not None else None,
+                    guide is not None and guide.direction == "maximize",
+                    self.peers,
+                )
         raise ValueError(f"no check for rule {rule!r}")
 
     def observe(self, step: int, metrics: Mapping[str, float]) -> Verdict | None:

@@ -76,6 +76,28 @@ class BestSoFar(BaseModel):
     value: float
 
 
+class BaselineOut(BaseModel):
+    """The study's first trial, the trainer's defaults, and how its best compares."""
+
+    trial_id: int | None = Field(description="Null until the trial starts.")
+    number: int | None
+    state: Literal["queued", "running", "completed", "pruned", "failed"]
+    value: float | None = Field(
+        description="Its best objective value (for a pruned trial, up to where it stopped)."
+    )
+    params: dict[str, Any] = Field(description="The searched params' values it runs with.")
+    adjusted: dict[str, str] = Field(
+        description="Searched params whose default lies outside the space, and what was done."
+    )
+    reason: str | None = Field(description="Why it was pruned or failed.")
+    feasible: bool | None = Field(None, description="With constraints: whether it keeps them.")
+    improvement: float | None = Field(
+        description="How much better the study's best is, as a fraction of the baseline's value "
+        "in the objective's direction (0.09: 9% better); null without both values or at 0."
+    )
+    summary: str = Field(description='In words: "best 0.93, defaults 0.85 (+9%)".')
+
+
 class StudyOut(BaseModel):
     id: int
     name: str
@@ -98,6 +120,9 @@ class StudyOut(BaseModel):
     n_trials: int
     trial_counts: TrialCounts
     best: BestSoFar | None
+    baseline: BaselineOut | None = Field(
+        None, description="The trainer's defaults as a trial; null with baseline: false."
+    )
     optuna_study_name: str
     created_at: UtcDatetime
     started_at: UtcDatetime | None
@@ -259,6 +284,9 @@ class BestOut(BaseModel):
     )
     metrics: dict[str, float | None] = Field(description="Every metric at the best step.")
     checkpoint_url: str | None
+    baseline: BaselineOut | None = Field(
+        None, description="The trainer's defaults as a trial; null with baseline: false."
+    )
     pareto: list[ParetoPoint] | None = Field(
         None,
         description="A multi-objective study's Pareto set: the completed, feasible trials no "

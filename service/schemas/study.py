@@ -332,13 +332,40 @@ class StalledRule(_Rule):
     patience: int = Field(5, ge=1, le=1000)
 
 
+class DeadObjectiveRule(_Rule):
+    """The objective has not moved off its floor (the worst value the metric can take, or the
+    trial's first value) while completed trials of the study did better at the same step:
+    the trial is going nowhere, and a pruner comparing with a median of equal values (all at
+    the floor) would let it train to the end."""
+
+    type: Literal["dead_objective"]
+    min_delta: float = Field(
+        0.0, ge=0, allow_inf_nan=False, description="Moves of at most this much do not count."
+    )
+    guide: MetricName | None = Field(
+        None,
+        description="A dense metric whose improvement also counts as moving (a slow starter "
+        "can improve here while its objective still sits at the floor); null: none.",
+    )
+    guide_delta: float = Field(
+        0.2,
+        gt=0,
+        le=1e6,
+        description="The guide counts as moving once its best is this fraction better than "
+        "its first value.",
+    )
+    patience: int = Field(2, ge=1, le=1000)
+    warmup: int = Field(3, ge=0, le=100_000)
+
+
 StabilityRule = Annotated[
     NonFiniteRule
     | DivergenceRule
     | DiscriminatorCollapseRule
     | GradientExplosionRule
     | ModeCollapseRule
-    | StalledRule,
+    | StalledRule
+    | DeadObjectiveRule,
     Field(discriminator="type"),
 ]
 
@@ -498,6 +525,12 @@ class StudySpec(StrictModel):
     )
     warm_start: WarmStart | None = Field(
         None, description="Run an earlier study's best configs first (after points_to_evaluate)."
+    )
+    baseline: bool = Field(
+        True,
+        description="Run the trainer's defaults (with the fixed params) as the first trial, "
+        "each searched param's default moved into its range or choices where it lies outside, "
+        "and report the study's best against it. Not with the grid sampler.",
     )
 
     @model_validator(mode="before")

@@ -53,7 +53,12 @@ def test_shipped_ring8_study_finds_a_generator_that_covers_the_ring(
         if trial["state"] == "pruned":
             # The median pruner stops the slow; a config that starts collapsed onto a point
             # (lr_d below lr_g does that here) may be stopped by gan2d's mode_collapse rule.
-            assert trial["pruned_by"] in ("pruner/median", "stability/mode_collapse"), trial
+            # dead_objective stops a config still at mode_score 0 once others have done better.
+            assert trial["pruned_by"] in (
+                "pruner/median",
+                "stability/mode_collapse",
+                "stability/dead_objective",
+            ), trial
             said = trial["pruned_by"].split("/")[1].replace("_", " ")
             assert trial["reason"].startswith(f"{said}") or f"{said} pruner" in trial["reason"]
             assert f"at step {trial['pruned_step']}" in trial["reason"], trial
@@ -65,6 +70,19 @@ def test_shipped_ring8_study_finds_a_generator_that_covers_the_ring(
     states = {t.user_attrs["gentune_trial_id"]: t.state for t in optuna_study.trials}
     expected = {"completed": OptunaTrialState.COMPLETE, "pruned": OptunaTrialState.PRUNED}
     assert {t["id"]: expected[t["state"]] for t in trials["data"]} == states
+
+    # The first trial ran the trainer's defaults (all inside this space's ranges), and the
+    # study reports its best against them.
+    first = next(t for t in trials["data"] if t["number"] == 0)
+    assert first["origin"] == "defaults"
+    assert first["params"] == {"lr_g": 0.001, "lr_d": 0.002, "z_dim": 4, "loss": "bce"}
+    baseline = study["baseline"]
+    assert baseline["trial_id"] == first["id"] and baseline["adjusted"] == {}
+    assert baseline["state"] == "completed" and baseline["value"] == first["value"]
+    assert study["best"]["value"] >= baseline["value"]
+    assert f"defaults {baseline['value']:.4g}" in baseline["summary"] or (
+        baseline["summary"].endswith("is the defaults' own: no config beat them yet")
+    )
 
     # Every metric at every step is kept, not just the objective.
     completed = next(t for t in trials["data"] if t["state"] == "completed")
@@ -146,6 +164,7 @@ def test_shipped_ring8_study_finds_a_generator_that_covers_the_ring(
         f"study {study_id} ({study['name']}) completed: {n_trials}/{n_trials} trials finished"
     ), watched.stdout
     assert f"best mode_score {best['value']:.4g} (trial {best['trial_id']}," in watched.stdout
+    assert f"defaults {baseline['value']:.4g}" in watched.stdout.splitlines()[-1]
     assert downloaded.returncode == 0, downloaded.stderr
     assert yaml.safe_load((target / "config.yaml").read_text()) == best["config"]
     saved = torch.load(target / "checkpoint.pt", weights_only=False)

@@ -130,11 +130,13 @@ def add_trial(
     state: TrialState,
     reason: str | None = None,
     prune: PruneRecord | None = None,
+    origin: str | None = None,
 ) -> int:
     """A trial that reported ``values`` (maximized) and ended in ``state``."""
     with session_scope(settings.database_url) as session:
         repo = Repository(session)
-        trial = repo.create_trial(study_id, number, {"lr_g": 10 ** -(2 + number / 4)}, None)
+        params = {"lr_g": 10 ** -(2 + number / 4)}
+        trial = repo.create_trial(study_id, number, params, None, origin)
         best = -math.inf
         for step, value in enumerate(values, start=1):
             best = max(best, value)
@@ -274,7 +276,7 @@ def test_studies_lists_the_newest_first_in_full_rows_and_filters_by_state(
     long_name = "a-study-name-long-enough-to-wrap-an-eighty-column-table-" + uuid.uuid4().hex[:6]
     done = server.new_study(name=long_name)
     start_study(settings, done["id"])
-    add_trial(settings, done["id"], 0, [0.4, 0.8125], TrialState.completed)
+    add_trial(settings, done["id"], 0, [0.5], TrialState.completed, origin="defaults")
     add_trial(
         settings,
         done["id"],
@@ -284,7 +286,7 @@ def test_studies_lists_the_newest_first_in_full_rows_and_filters_by_state(
         "slow",
         PruneRecord("pruner/median", 1, {}),
     )
-    add_trial(settings, done["id"], 2, [0.5], TrialState.completed)
+    add_trial(settings, done["id"], 2, [0.4, 0.8125], TrialState.completed)
     finish_study(settings, done["id"], StudyState.completed)
     cancelled = server.new_study()
     assert gentune("cancel", str(cancelled["id"]), "--url", server.url).exit_code == 0
@@ -295,9 +297,9 @@ def test_studies_lists_the_newest_first_in_full_rows_and_filters_by_state(
     rows = table_rows(result.stdout)
     assert [int(r[0]) for r in rows] == [queued["id"], cancelled["id"], done["id"]]
     assert rows[2][1:5] == [long_name, "gan2d", "completed", "3/4 (1 pruned)"]
-    assert rows[2][5:7] == ["max mode_score", "0.8125"]
-    assert re.fullmatch(r"\d+s", rows[2][7]), rows[2]
-    assert rows[1][3:5] == ["cancelled", "0/4"] and rows[1][6:] == ["", ""]
+    assert rows[2][5:8] == ["max mode_score", "0.8125", "+62%"]  # over the defaults' 0.5
+    assert re.fullmatch(r"\d+s", rows[2][8]), rows[2]
+    assert rows[1][3:5] == ["cancelled", "0/4"] and rows[1][6:] == ["", "", ""]
     assert rows[0][3] == "queued"
 
     only = gentune("studies", "--url", server.url, "--state", "cancelled", "--limit", "500")
@@ -348,7 +350,7 @@ def test_watch_follows_a_study_to_its_end_then_shows_its_top_trials(server: ApiS
         return lambda: ids.append(add_trial(settings, study_id, number, values, state, **how))
 
     join = in_background(
-        (0.4, trial(0, [0.3, 0.5], TrialState.completed)),
+        (0.4, trial(0, [0.3, 0.5], TrialState.completed, origin="defaults")),
         (0.2, trial(1, [0.2], TrialState.pruned, reason="g_loss diverged", prune=divergence)),
         (0.0, trial(2, [0.4, 0.9], TrialState.completed)),
         (0.2, trial(3, [0.7], TrialState.completed)),
@@ -383,7 +385,7 @@ def test_watch_follows_a_study_to_its_end_then_shows_its_top_trials(server: ApiS
     assert lines[-1] == (
         f"study {study_id} ({study['name']}) completed: 5/5 trials finished (3 completed, "
         f"1 pruned, 1 failed); best mode_score 0.9 (trial {ids[2]}, number 2); "
-        f"{server.url}/studies/{study_id}"
+        f"defaults 0.5 (+80%); {server.url}/studies/{study_id}"
     )
 
 
@@ -510,7 +512,9 @@ def test_best_prints_the_config_and_downloads_it_with_the_checkpoint(
     settings = server.settings
     study = server.new_study()
     start_study(settings, study["id"])
-    trial_id = add_trial(settings, study["id"], 0, [0.4, 0.75], TrialState.completed)
+    trial_id = add_trial(
+        settings, study["id"], 0, [0.4, 0.75], TrialState.completed, origin="defaults"
+    )
     checkpoint = {"model": {"w": torch.arange(3.0)}, "step": 2, "best_value": 0.75}
     relative = artifact_path(study["id"], trial_id, "best")
     size = ArtifactStore(settings.artifact_dir).save_checkpoint(relative, checkpoint)
@@ -528,6 +532,13 @@ def test_best_prints_the_config_and_downloads_it_with_the_checkpoint(
         "value": 0.75,
         "step": 2,
         "config": config,
+        "baseline": {
+            "trial_id": trial_id,
+            "state": "completed",
+            "value": 0.75,
+            "improvement": 0.0,
+            "summary": "best 0.75 is the defaults' own: no config beat them yet",
+        },
     }
     assert saved == f"{target / 'config.yaml'} and {target / 'checkpoint.pt'} (step 2)\n"
     assert yaml.safe_load((target / "config.yaml").read_text()) == config

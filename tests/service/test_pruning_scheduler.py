@@ -4,6 +4,7 @@ record of what stopped each trial (Tune's side is a plain result dict, as Tune h
 from __future__ import annotations
 
 import math
+import statistics
 from types import SimpleNamespace
 
 import optuna
@@ -12,8 +13,10 @@ from ray.tune.schedulers import TrialScheduler
 
 from service.scheduling.ledger import Ledger, TrialRecord
 from service.scheduling.pruning import PruningScheduler
+from service.scheduling.searcher import completed_peers
 from service.scheduling.stability import RULE_ADAPTER, StabilityMonitor
 from service.schemas.study import MedianPruner
+from trainers.base import MetricSpec
 
 
 def setup() -> tuple[PruningScheduler, optuna.Study, Ledger]:
@@ -84,3 +87,61 @@ def test_the_pruner_decides_when_no_rule_fires_and_is_recorded_as_such() -> None
     assert (second.prune.by, second.prune.step) == ("pruner/median", 1)
     assert second.prune.values == {"fid": 500.0, "fid_best": 500.0}
     assert second.prune_reason is not None and "median pruner at step 1" in second.prune_reason
+
+
+def test_a_dead_trial_is_stopped_though_the_median_pruner_sees_a_tie() -> None:
+    """Most trials of a wide space sit at mode_score 0: the median of the completed trials at
+    a step is 0, and the median pruner keeps a trial at 0 (not worse than the median). The
+    dead_objective rule, reading the completed trials from the real Optuna study, stops it."""
+    study = optuna.create_study(
+        direction="maximize",
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0),
+    )
+    ledger = Ledger(study_id=1, objective="mode_score", direction="maximize")
+    scheduler = PruningScheduler(ledger, study, MedianPruner(type="median", n_startup_trials=1))
+    rules = [RULE_ADAPTER.validate_python({"type": "dead_objective", "warmup": 1})]
+    specs = {"mode_score": MetricSpec("", "maximize", worst=0.0)}
+
+    def start_trial(tune_id: str) -> TrialRecord:
+        monitor = StabilityMonitor(
+            rules,
+            "mode_score",
+            "maximize",
+            metric_specs=specs,
+            peers=completed_peers(study, "maximize"),
+        )
+        record = TrialRecord(
+            db_id=len(ledger.trials) + 1, optuna_trial=study.ask(), monitor=monitor
+        )
+        ledger.trials[tune_id] = record
+        return record
+
+    def run(tune_id: str, values: list[float]) -> str:
+        decision = TrialScheduler.CONTINUE
+        for step, value in enumerate(values, start=1):
+            decision = scheduler.on_trial_result(
+                None, SimpleNamespace(trial_id=tune_id), result(step, mode_score=value)
+            )
+            if decision == TrialScheduler.STOP:
+                break
+        return decision
+
+    for tune_id, values in (
+        ("zero-a", [0.0] * 4),
+        ("zero-b", [0.0] * 4),
+        ("good", [0, 0.2, 0.6, 0.8]),
+    ):
+        record = start_trial(tune_id)
+        assert run(tune_id, values) == TrialScheduler.CONTINUE
+        study.tell(record.optuna_trial.number, max(values))
+    dead = start_trial("dead")
+    assert run("dead", [0.0] * 4) == TrialScheduler.STOP
+    assert dead.prune is not None
+    assert (dead.prune.by, dead.prune.step) == ("stability/dead_objective", 3)
+    assert dead.prune.values["mode_score_peers_best"] == 0.6
+    assert dead.prune_reason is not None and "1 completed trial had reached up to 0.6" in (
+        dead.prune_reason
+    )
+    # The median pruner alone would have let it run: at each step it ties the median.
+    others = [t.intermediate_values for t in study.get_trials(states=(OptunaTrialState.COMPLETE,))]
+    assert all(statistics.median(v[step] for v in others) == 0.0 for step in (1, 2, 3))

@@ -19,6 +19,7 @@ from service.scheduling.stability import (
 )
 from service.schemas.study import StabilitySpec, StudySpec
 from service.studies import PRUNER_ADAPTER, pruner_for
+from trainers.base import MetricSpec
 from trainers.registry import get_trainer, trainer_names
 
 
@@ -198,3 +199,81 @@ def test_non_finite_watches_what_the_params_report() -> None:
     assert "is" not in random and "seconds_per_step" not in random and "g_loss" in random
     wgan = watched_metrics(trainer, trainer.parse_params({"loss": "wgan-gp"}), "fid")
     assert "stability/d_accuracy" not in wgan
+
+
+def _dead_monitor(
+    peers: list[list[float]], rule: dict[str, Any] | None = None, worst: float | None = 0.0
+) -> StabilityMonitor:
+    """dead_objective on mode_score (maximized, worst value ``worst``), the study's completed
+    trials given as their objective at each step."""
+
+    def completed(step: int) -> list[float]:
+        return [max(values[:step]) for values in peers if len(values) >= step]
+
+    return StabilityMonitor(
+        [RULE_ADAPTER.validate_python({"type": "dead_objective", **(rule or {})})],
+        "mode_score",
+        "maximize",
+        metric_specs={
+            "mode_score": MetricSpec("", "maximize", worst=worst),
+            "frechet": MetricSpec("", "minimize"),
+        },
+        peers=completed,
+    )
+
+
+def _first_verdict(monitor: StabilityMonitor, history: list[dict[str, float]]) -> Verdict | None:
+    for step, metrics in enumerate(history, start=1):
+        verdict = monitor.observe(step, metrics)
+        if verdict is not None:
+            return verdict
+    return None
+
+
+def test_dead_objective_stops_a_trial_stuck_at_its_floor_while_others_did_better() -> None:
+    good = [0.0, 0.1, 0.3, 0.5, 0.7, 0.8]
+    dead = [{"mode_score": 0.0}] * 6
+    # warmup 3 (default): evaluations 1-3 ignored; patience 2: stopped at the 5th.
+    verdict = _first_verdict(_dead_monitor([good]), dead)
+    assert verdict is not None and (verdict.rule, verdict.step) == ("dead_objective", 5)
+    assert verdict.values == {
+        "mode_score": 0.0,
+        "mode_score_floor": 0.0,
+        "mode_score_peers_best": 0.7,
+        "peers_better": 1.0,
+    }
+    assert verdict.message == (
+        "dead objective at step 5: mode_score has not moved off 0 (the worst it can be), while "
+        "1 completed trial had reached up to 0.7 by this step for 2 evaluations in a row"
+    )
+    # A tie at the floor is no reason: with every completed trial at 0 too, it goes on.
+    assert _first_verdict(_dead_monitor([[0.0] * 6, [0.0] * 6]), dead) is None
+    # Nor without completed trials, nor once the objective has moved at all.
+    assert _first_verdict(_dead_monitor([]), dead) is None
+    moved = [{"mode_score": v} for v in (0.0, 0.0, 0.0, 0.001, 0.0, 0.0)]
+    assert _first_verdict(_dead_monitor([good]), moved) is None
+
+
+def test_dead_objective_spares_a_slow_starter_whose_guide_improves() -> None:
+    rule = {"guide": "frechet", "guide_delta": 0.2}
+    # The objective sits at 0, but frechet falls to 75% of its first value by step 4.
+    slow = [{"mode_score": 0.0, "frechet": f} for f in (1.0, 0.95, 0.9, 0.75, 0.7, 0.6)]
+    good = [0.0, 0.1, 0.3, 0.5, 0.7, 0.8]
+    assert _first_verdict(_dead_monitor([good], rule), slow) is None
+    stuck = [{"mode_score": 0.0, "frechet": f} for f in (1.0, 0.95, 1.1, 0.9, 0.85, 0.9)]
+    verdict = _first_verdict(_dead_monitor([good], rule), stuck)
+    assert verdict is not None and verdict.step == 5
+    assert "frechet is not 20% better than at first" in verdict.message
+
+
+def test_dead_objective_without_a_worst_value_takes_the_first_as_the_floor() -> None:
+    good = [0.0, 0.2, 0.4, 0.6, 0.8, 0.9]
+    flat = [{"mode_score": v} for v in (0.3, 0.3, 0.1, 0.2, 0.3, 0.25)]
+    verdict = _first_verdict(_dead_monitor([good], worst=None), flat)
+    assert verdict is not None and verdict.step == 5
+    assert verdict.values["mode_score_floor"] == 0.3
+    assert "(its first value)" in verdict.message
+    better = [{"mode_score": v} for v in (0.3, 0.3, 0.1, 0.31, 0.3, 0.25)]
+    assert _first_verdict(_dead_monitor([good], worst=None), better) is None
+    min_delta = {"min_delta": 0.05}
+    assert _first_verdict(_dead_monitor([good], min_delta, worst=None), better) is not None

@@ -58,7 +58,7 @@ def test_points_that_do_not_fit_the_space_are_refused_by_field(client: TestClien
     assert "not one of the choices" in errors["points_to_evaluate.1.loss"]
     assert "'z_dim' is not searched" in errors["points_to_evaluate.2.z_dim"]
     assert "is empty" in errors["points_to_evaluate.3"]
-    assert "fewer than the 4 configs" in errors["budget.n_trials"]
+    assert "fewer than the 5 configs that the baseline" in errors["budget.n_trials"]
     assert not any(field.startswith("points_to_evaluate.0") for field in errors)
 
     grid = ring_spec(
@@ -110,6 +110,7 @@ def test_a_warm_start_takes_the_best_trials_that_fit_and_records_them(
         name="warm",
         points_to_evaluate=[{"loss": "bce"}],
         warm_start={"from_study": source, "top_k": 3},
+        budget={"n_trials": 5},  # the baseline, the point and three of the source's trials
     )
     created = client.post("/api/v1/studies", json=spec)
     assert created.status_code == 201, created.text

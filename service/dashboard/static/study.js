@@ -41,6 +41,7 @@ function drawSummary() {
     ["State", [badge(study.state), study.state_reason ? ` ${study.state_reason}` : "",
       study.cancel_requested && !FINISHED.has(study.state) ? " (cancelling)" : ""]],
     ["Best", best ? el("a", { href: `/trials/${best.trial_id}` }, `${fmt(best.value)} (trial #${best.number})`) : "–"],
+    ["Vs defaults", baselineFact(study.baseline)],
     ["Elapsed", duration(elapsed(study.started_at, study.finished_at))],
     ["Created", new Date(study.created_at).toLocaleString()],
   ];
@@ -49,6 +50,14 @@ function drawSummary() {
   fill($("#facts"), facts.map(([label, value]) => el("div", {}, el("b", {}, label), el("span", {}, value))));
   $("#cancel").hidden = FINISHED.has(study.state) || study.cancel_requested;
   if (!$("#definition").textContent) $("#definition").textContent = toYaml(study.definition);
+}
+
+// The baseline trial (the trainer's defaults) in words, linked to its trial once it exists.
+function baselineFact(baseline) {
+  if (!baseline) return "no baseline (baseline: false)";
+  const words = el("span", { id: "baseline-summary" }, baseline.summary);
+  if (baseline.trial_id === null) return words;
+  return [words, " · ", el("a", { href: `/trials/${baseline.trial_id}` }, `defaults trial #${baseline.number}`)];
 }
 
 // --- charts ----------------------------------------------------------------------------
@@ -93,6 +102,14 @@ async function drawColumns() {
     type: "scatter", mode: "lines", name: "best so far", x: columns.number, y: columns.best_so_far,
     line: { shape: "hv", color: "#1d2330", width: 2 }, hoverinfo: "skip",
   });
+  const baseline = study.baseline;
+  if (baseline && baseline.value !== null && columns.number.length) {
+    traces.push({
+      type: "scatter", mode: "lines", name: `defaults (${baseline.state})`,
+      x: [Math.min(...columns.number), Math.max(...columns.number)], y: [baseline.value, baseline.value],
+      line: { dash: "dash", color: "#8a6d00", width: 1.5 }, hovertemplate: `defaults: %{y:.4g}<extra></extra>`,
+    });
+  }
   const history = $("#chart-history");
   if (!history.data) fill(history);
   await window.Plotly.react(history, traces, plotLayout({
@@ -329,7 +346,7 @@ async function tick() {
     throw error;
   }
   drawSummary();
-  const seen = JSON.stringify([study.state, study.trial_counts, study.best]);
+  const seen = JSON.stringify([study.state, study.trial_counts, study.best, study.baseline && study.baseline.value]);
   const running = study.trial_counts.running > 0 || study.state === "running";
   if (seen !== lastSeen || running) {
     await Promise.all([drawColumns(), drawCurves(), drawTrials(), drawImportances()]);
