@@ -20,6 +20,7 @@ from ray.tune.search import Searcher
 from service.db.repository import Repository
 from service.db.retry import retrying, transact
 from service.scheduling.ledger import DriverSide, Ledger, TrialRecord
+from service.scheduling.local_search import LocalSearchSampler
 from service.scheduling.stability import Peers, StabilityMonitor, watched_metrics
 from service.schemas.study import (
     ParamSpec,
@@ -53,13 +54,16 @@ def build_sampler(
         case "random":
             return optuna.samplers.RandomSampler(seed=seed)
         case "tpe":
-            return optuna.samplers.TPESampler(
+            tpe = optuna.samplers.TPESampler(
                 seed=seed,
                 n_startup_trials=spec.n_startup_trials,
                 multivariate=spec.multivariate,
                 constant_liar=spec.constant_liar,
                 constraints_func=constraints,
             )
+            if spec.local_share == 0:
+                return tpe
+            return LocalSearchSampler(tpe, spec.local_share, spec.local_scale, seed)
         case "nsga2" | "nsga3":
             nsga = (
                 optuna.samplers.NSGAIISampler

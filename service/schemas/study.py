@@ -108,6 +108,20 @@ class TPESampler(_Sampler):
     )
     multivariate: bool = True
     constant_liar: bool = Field(True, description="Avoid suggesting near trials still running.")
+    local_share: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Share of trials (after the first completes) that perturb the best config "
+        "so far instead of asking TPE: local search around the incumbent.",
+    )
+    local_scale: float = Field(
+        0.2,
+        gt=0,
+        le=1,
+        description="Each numeric param's step, as a share of its range (log ranges in log "
+        "space); each categorical one switches with this probability.",
+    )
 
 
 class CmaEsSampler(_Sampler):

@@ -278,6 +278,7 @@ def test_a_multi_objective_study_page_draws_its_pareto_front(
         "constraints": [{"metric": "params_millions", "min": 0.002}],
         "sampler": {"type": "nsga2", "seed": 0},
         "points_to_evaluate": [{"hidden": 16}, {"hidden": 64}, {"hidden": 128}],
+        "baseline": False,  # the three points are the whole study
         "budget": {"n_trials": 3, "max_concurrent": 2},
     }
     created = service.api("POST", "/studies", json=spec)

@@ -54,7 +54,7 @@ def test_points_and_an_earlier_studys_best_run_first(service: Service) -> None:
         service,
         _quadratic(
             "warm",
-            4,
+            5,
             1,  # one at a time: the queued configs run in their order
             points_to_evaluate=[{"lr": 0.123}],
             warm_start={"from_study": source, "top_k": 2},
@@ -79,13 +79,15 @@ def test_points_and_an_earlier_studys_best_run_first(service: Service) -> None:
 
     trials = _trials(service, warm)
     assert [t["origin"] for t in trials] == [
+        "defaults",
         "points_to_evaluate[0]",
         f"warm start: study {source} trial {best_first[0]['id']}",
         f"warm start: study {source} trial {best_first[1]['id']}",
         None,
     ]
-    assert trials[0]["params"] == {"lr": 0.123}
-    for rerun, earlier in zip(trials[1:3], best_first[:2], strict=True):
+    assert trials[0]["params"] == {"lr": 0.1}, "the quadratic trainer's default"
+    assert trials[1]["params"] == {"lr": 0.123}
+    for rerun, earlier in zip(trials[2:4], best_first[:2], strict=True):
         assert rerun["params"] == earlier["params"]
         assert rerun["value"] == pytest.approx(earlier["value"]), "the same config, the same loss"
 
