@@ -95,6 +95,8 @@ class Pair:
     random: float
     bests: dict[str, float]
     """Each gentune method's best."""
+    dead: dict[str, int]
+    """Each method's dead trials trained to the end (random search's too)."""
 
 
 def main() -> None:
@@ -129,12 +131,11 @@ def main() -> None:
             defaults = _say(run_defaults(raw, Path(tmp)), space)
             for seed in range(seeds):
                 random = _say(run_method(raw, Method("random", None), seed, trials, Path(tmp)))
-                bests = {
-                    m.name: _say(run_method(raw, m, seed, trials, Path(tmp))).best
-                    for m in methods
-                }
+                runs = {m.name: _say(run_method(raw, m, seed, trials, Path(tmp))) for m in methods}
+                bests = {name: outcome.best for name, outcome in runs.items()}
+                dead = {name: outcome.dead for name, outcome in [("random", random), *runs.items()]}
                 pairs.append(
-                    Pair(Path(space).stem, seed, direction, defaults.best, random.best, bests)
+                    Pair(Path(space).stem, seed, direction, defaults.best, random.best, bests, dead)
                 )
     ray.shutdown()
     _report(pairs, [m.name for m in methods], time.perf_counter() - started)
@@ -146,7 +147,8 @@ def _say(outcome: Outcome, space: str | None = None) -> Outcome:
     baseline = f", its defaults trial {outcome.baseline:.4g}" if outcome.baseline else ""
     print(
         f"  {outcome.method:10} best {outcome.best:.4g}{baseline}: {outcome.trials} trials "
-        f"({outcome.pruned} pruned), {outcome.epochs} trial-epochs, {outcome.seconds:.0f} s",
+        f"({outcome.pruned} pruned, {outcome.dead} dead ones trained to the end), "
+        f"{outcome.epochs} trial-epochs, {outcome.seconds:.0f} s",
         flush=True,
     )
     return outcome
@@ -165,23 +167,26 @@ def _report(pairs: list[Pair], methods: list[str], seconds: float) -> None:
         print(f"{pair.space:22} {pair.seed:>4} {pair.defaults:>9.4g} {pair.random:>9.4g}", end="")
         for name in methods:
             best = pair.bests[name]
-            at_least = not _better(pair.defaults, best, pair.direction)
-            beats = _better(best, pair.random, pair.direction)
+            at_least = _yes(not _better(pair.defaults, best, pair.direction))
+            above = _yes(_better(best, pair.random, pair.direction))
             gain = improvement(best, pair.defaults, pair.direction)
             gain_words = f"{gain:+.0%}" if gain is not None else "-"
-            print(f" {best:>9.4g} {_yes(at_least):>5} {_yes(beats):>5} {gain_words:>7}", end="")
+            print(f" {best:>9.4g} {at_least:>5} {above:>5} {gain_words:>7}", end="")
         print()
     print(f"\n{len(pairs)} (space, seed) pairs, {seconds / 60:.0f} min in all")
     for name in methods:
-        at_least = sum(not _better(p.defaults, p.bests[name], p.direction) for p in pairs)
+        kept = sum(not _better(p.defaults, p.bests[name], p.direction) for p in pairs)
         beats = sum(_better(p.bests[name], p.random, p.direction) for p in pairs)
         gains = [improvement(p.bests[name], p.defaults, p.direction) for p in pairs]
         finite = [g for g in gains if g is not None and math.isfinite(g)]
         median = f"{statistics.median(finite):+.1%}" if finite else "-"
         print(
-            f"  {name}: best >= defaults in {at_least}/{len(pairs)}, > random search in "
-            f"{beats}/{len(pairs)}; median improvement over the defaults {median}"
+            f"  {name}: best >= defaults in {kept}/{len(pairs)}, > random search in "
+            f"{beats}/{len(pairs)}; median improvement over the defaults {median}; "
+            f"{sum(p.dead[name] for p in pairs)} dead trials trained to the end"
         )
+    dead = sum(p.dead["random"] for p in pairs)
+    print(f"  random search: {dead} dead trials trained to the end (it prunes nothing)")
 
 
 def _yes(flag: bool) -> str:

@@ -18,13 +18,14 @@ from ray.tune.schedulers import TrialScheduler
 from sqlalchemy import select
 
 from service.config import Settings
-from service.db.models import Metric, Study, Trial
+from service.db.models import Metric, Study, Trial, TrialState
 from service.db.repository import Repository
 from service.db.session import migrate, session_scope
 from service.scheduling.ledger import Ledger
 from service.scheduling.runner import run_study
 from service.schemas.study import StudySpec
 from service.studies import resolved_definition, validate_spec
+from trainers.base import Trainer
 
 SchedulerFactory = Callable[[Ledger, optuna.Study], TrialScheduler]
 
@@ -42,6 +43,9 @@ class Outcome:
     """(seconds since the study started, objective) for each evaluation, in recorded order."""
     baseline: float | None = None
     """The value of the study's baseline trial (the trainer's defaults), if it ran one."""
+    dead: int = 0
+    """Completed trials whose objective never moved off its floor (the metric's worst value,
+    or the trial's first) though the study's best did better: dead trials trained to the end."""
 
     def reach(self, target: float, maximize: bool) -> tuple[int, float] | None:
         """Trial-epochs and seconds spent when the objective first reached ``target``."""
@@ -85,6 +89,16 @@ def run_definition(
             .order_by(Metric.created_at, Metric.id)
         ).all()
         counts = repo.trial_counts(study_id)
+        curves = session.execute(
+            select(Metric.trial_id, Metric.value)
+            .join(Trial, Trial.id == Metric.trial_id)
+            .where(
+                Trial.study_id == study_id,
+                Trial.state == TrialState.completed,
+                Metric.name == objective,
+            )
+            .order_by(Metric.trial_id, Metric.step)
+        ).all()
         best = repo.best_trial(study_id, spec.objective.direction)
         baseline = repo.trial_of_origin(study_id, "defaults")
         finished = study.finished_at or rows[-1][0]
@@ -97,6 +111,9 @@ def run_definition(
         )
         for at, value in rows
     ]
+    by_trial: dict[int, list[float]] = {}
+    for trial_id, value in curves:
+        by_trial.setdefault(trial_id, []).append(math.nan if value is None else value)
     return Outcome(
         method,
         best_value,
@@ -106,4 +123,16 @@ def run_definition(
         counts["pruned"],
         history,
         baseline_value,
+        sum(_dead(values, spec, trainer, best_value) for values in by_trial.values()),
     )
+
+
+def _dead(values: list[float], spec: StudySpec, trainer: Trainer, best: float) -> bool:
+    """Whether a trial's objective never moved off its floor while the study did better."""
+    sign = 1.0 if spec.objective.direction == "maximize" else -1.0
+    worst = trainer.metrics[spec.objective.metric].worst
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite or not math.isfinite(best):
+        return False
+    floor = worst if worst is not None else finite[0]
+    return all(sign * (v - floor) <= 0 for v in finite) and sign * (best - floor) > 0

@@ -31,11 +31,7 @@ def replay(
     watched: tuple[str, ...] = (),
 ) -> Verdict | None:
     monitor = StabilityMonitor([RULE_ADAPTER.validate_python(rule)], objective, direction, watched)
-    for step, metrics in enumerate(history, start=1):
-        verdict = monitor.observe(step, metrics)
-        if verdict is not None:
-            return verdict
-    return None
+    return _first_verdict(monitor, history)
 
 
 def test_non_finite_stops_at_once_on_any_watched_metric() -> None:
