@@ -11,13 +11,17 @@ narrowed after seeing results. For each space:
   defaults as its first trial, the default sampler, the trainer's pruner and rules);
 - any ``--variant NAME=SAMPLER_JSON``: gentune with that sampler instead.
 
+With ``--equal-compute`` the gentune methods get random search's trial-epochs as their budget
+(``budget.max_evaluations``) instead of its number of trials: trials their pruning stops early
+leave room for more trials.
+
 Each runs through gentune's own study runner (a fresh SQLite database, a local Ray), with the
 same budget and trial length for every method, for each sampler seed. A study's best is the
 one the API reports (the best completed trial). Printed for each (space, seed): the values and
 whether gentune's best is at least the defaults' and above random search's; then the share of
 pairs where that holds, and the median improvement over the defaults.
 
-    .venv/bin/python benchmarks/search_quality.py [--seeds 3] [--quick]
+    .venv/bin/python benchmarks/search_quality.py [--seeds 3] [--quick] [--equal-compute]
         [--space search_spaces/untuned/gan2d_ring8.yaml ...] [--variant gp='{"type": "gp"}']
 
 --quick runs ring8 and the VAE with one seed and 8 trials (about 5 minutes on 2 cores).
@@ -63,9 +67,19 @@ def definition(raw: dict[str, Any], method: str, seed: int, trials: int | None) 
 
 
 def run_method(
-    raw: dict[str, Any], method: Method, seed: int, trials: int | None, home: Path
+    raw: dict[str, Any],
+    method: Method,
+    seed: int,
+    trials: int | None,
+    home: Path,
+    equal_compute: bool = False,
 ) -> Outcome:
     spec = definition(raw, method.name, seed, trials)
+    if equal_compute and method.name != "random":
+        # Random search's trial-epochs as a compute budget: what pruning saves buys trials.
+        budget = spec["budget"]
+        budget["max_evaluations"] = budget["n_trials"] * int(spec["params"]["epochs"])
+        budget["n_trials"] *= 10
     if method.name == "random":
         spec.update(
             sampler={"type": "random", "seed": seed},
@@ -106,6 +120,12 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=None, help="Override every n_trials.")
     parser.add_argument("--quick", action="store_true", help="ring8 and vae, 1 seed, 8 trials.")
     parser.add_argument(
+        "--equal-compute",
+        action="store_true",
+        help="Give gentune random search's trial-epochs (budget.max_evaluations) instead of "
+        "its number of trials.",
+    )
+    parser.add_argument(
         "--variant",
         action="append",
         default=[],
@@ -131,7 +151,10 @@ def main() -> None:
             defaults = _say(run_defaults(raw, Path(tmp)), space)
             for seed in range(seeds):
                 random = _say(run_method(raw, Method("random", None), seed, trials, Path(tmp)))
-                runs = {m.name: _say(run_method(raw, m, seed, trials, Path(tmp))) for m in methods}
+                runs = {
+                    m.name: _say(run_method(raw, m, seed, trials, Path(tmp), args.equal_compute))
+                    for m in methods
+                }
                 bests = {name: outcome.best for name, outcome in runs.items()}
                 dead = {name: outcome.dead for name, outcome in [("random", random), *runs.items()]}
                 pairs.append(

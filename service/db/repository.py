@@ -381,6 +381,17 @@ class Repository:
             or 0
         )
 
+    def evaluations_reported(self, study_id: int, metric: str) -> int:
+        """How many evaluations the study's trials have reported ``metric`` at, in all."""
+        return int(
+            self.session.scalar(
+                select(func.count(Metric.id))
+                .join(Trial, Trial.id == Metric.trial_id)
+                .where(Trial.study_id == study_id, Metric.name == metric)
+            )
+            or 0
+        )
+
     def trial_of_origin(self, study_id: int, origin: str) -> Trial | None:
         """The study's trial that ran the config queued as ``origin`` (the first, if several)."""
         return self.session.scalars(

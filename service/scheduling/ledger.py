@@ -77,6 +77,8 @@ class Ledger:
     constraints: list[Constraint] = field(default_factory=list)
     pruning_study: optuna.Study | None = None
     """A multi-objective study's twin for its primary objective (see TrialRecord)."""
+    evaluations: int = 0
+    """Evaluations the study's trials have reported so far (for ``budget.max_evaluations``)."""
 
     @property
     def tracked(self) -> list[str]:

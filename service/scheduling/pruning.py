@@ -135,6 +135,7 @@ class PruningScheduler(DriverSide, FIFOScheduler):
         step = result.get("step")
         if record is None or step is None or step == record.last_step:
             return TrialScheduler.CONTINUE  # unknown trial, or Tune repeating the last result
+        self.ledger.evaluations += 1
         metrics = reported_metrics(result)
         objective = self.ledger.objective
         value = metrics.get(objective)

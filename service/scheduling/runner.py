@@ -185,6 +185,12 @@ def run_study(
         constraints=list(spec.constraints),
         pruning_study=pruning_study,
     )
+    if spec.budget.max_evaluations is not None:  # a resumed run counts what came before
+        ledger.evaluations = transact(
+            url,
+            lambda repo: repo.evaluations_reported(study_id, spec.objective.metric),
+            "counting evaluations",
+        )
     if remaining > 0 and not stopper.stop_all():
         log.info(
             "study %s: running %d trials (%d at once)",

@@ -158,6 +158,15 @@ class OptunaSearcher(DriverSide, Searcher):
         self.distributions = {name: distribution(d) for name, d in spec.search_space.items()}
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        limit = self.spec.budget.max_evaluations
+        if limit is not None and self.ledger.evaluations >= limit:
+            log.info(
+                "study %s: %d evaluations reported, the budget's %d: no new trials",
+                self.ledger.study_id,
+                self.ledger.evaluations,
+                limit,
+            )
+            return Searcher.FINISHED  # type: ignore[return-value]  # Tune documents this
         optuna_trial = self._ask()
         params = dict(optuna_trial.params)
         origin = optuna_trial.user_attrs.get(ORIGIN)  # set on configs queued in advance

@@ -441,6 +441,14 @@ class Budget(StrictModel):
         20, ge=1, description="Trials to run (the service caps it; see settings)."
     )
     max_concurrent: int = Field(1, ge=1, description="Trials running at once.")
+    max_evaluations: int | None = Field(
+        None,
+        ge=1,
+        le=10**9,
+        description="A compute budget: no trial starts once the study's trials have reported "
+        "this many evaluations (trial-epochs) in all; those running then finish. Trials pruned "
+        "early leave room for more trials. n_trials stays the cap.",
+    )
     timeout_s: float | None = Field(
         None, gt=0, le=30 * 24 * 3600, description="Stop starting trials after this many seconds."
     )

@@ -192,6 +192,7 @@ def test_stability_rules_stop_divergent_trials_early_and_say_why(service: Servic
     rules = created.json()["definition"]["stability"]["rules"]
     assert [r["type"] for r in rules] == [
         "non_finite",
+        "dead_objective",
         "divergence",
         "discriminator_collapse",
         "gradient_explosion",
@@ -277,6 +278,29 @@ def test_a_trainer_exception_fails_only_its_trial(service: Service) -> None:
             assert trial["attempts"] == 1, "a trainer's own error is never retried"
         else:
             assert trial["state"] == "completed"
+
+
+@pytest.mark.one_database  # the trial records it checks are the same on Postgres
+def test_a_compute_budget_stops_starting_trials_once_spent(service: Service) -> None:
+    """budget.max_evaluations: trials start while the study has reported fewer evaluations
+    than the budget; one at a time, trials of 4 epochs against a budget of 10 make 3."""
+    spec = {
+        "name": "compute-budget",
+        "trainer": "quadratic",
+        "params": {"epochs": 4},
+        "search_space": {"lr": {"type": "float", "low": 0.01, "high": 0.5}},
+        "objective": {"metric": "loss", "direction": "minimize"},
+        "sampler": {"type": "random", "seed": 0},
+        "pruner": {"type": "none"},
+        "budget": {"n_trials": 50, "max_concurrent": 1, "max_evaluations": 10},
+    }
+    created = service.api("POST", "/studies", json=spec)
+    assert created.status_code == 201, created.text
+    study = service.wait_for_study(created.json()["id"], ("completed", "failed"), timeout=300)
+    assert study["state"] == "completed", (study, service.log_tail())
+    trials = service.api("GET", f"/studies/{study['id']}/trials").json()["data"]
+    assert [t["last_step"] for t in trials] == [4, 4, 4], trials
+    assert trials[0]["origin"] == "defaults"
 
 
 @pytest.mark.one_database  # the trial records it checks are the same on Postgres
