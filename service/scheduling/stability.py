@@ -359,8 +359,8 @@ class DeadObjectiveCheck(RuleCheck):
         value, floor = metrics.get(self.objective), self.floor
         if self.peers is None or value is None or not math.isfinite(value) or floor is None:
             return None
-        if self.moved():
-            return None
+        if self.seen <= self.rule.warmup or self.moved():
+            return None  # (during warmup the verdict would be ignored: spare the peers' read)
         better = [v for v in self.peers(self.step) if self.sign * (v - floor) > self.rule.min_delta]
         if not better:
             return None
