@@ -35,6 +35,7 @@ class TrialRecord:
     its pruner judges it (Optuna's pruners judge one objective); else the trial itself."""
     best_metrics: dict[str, float] = field(default_factory=dict)
     """The objectives' and constraints' metrics at the primary objective's best step."""
+    finished: bool = False
 
     @property
     def judged(self) -> optuna.Trial:
@@ -79,6 +80,18 @@ class Ledger:
     """A multi-objective study's twin for its primary objective (see TrialRecord)."""
     evaluations: int = 0
     """Evaluations the study's trials have reported so far (for ``budget.max_evaluations``)."""
+    longest: int = 0
+    """Evaluations of the longest trial that has finished in this run (0 before one has)."""
+
+    def budget_allows_a_trial(self, max_evaluations: int) -> bool:
+        """Whether a trial as long as the longest so far still fits in ``max_evaluations``,
+        with the evaluations already reported and those the running trials may still report
+        (each up to the longest's length)."""
+        if self.longest == 0:  # no trial has finished: nothing to measure a trial by yet
+            return self.evaluations < max_evaluations
+        running = [r for r in self.trials.values() if not r.finished]
+        reserve = sum(max(0, self.longest - (r.last_step or 0)) for r in running)
+        return self.evaluations + reserve + self.longest <= max_evaluations
 
     @property
     def tracked(self) -> list[str]:

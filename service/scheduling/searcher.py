@@ -159,7 +159,7 @@ class OptunaSearcher(DriverSide, Searcher):
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         limit = self.spec.budget.max_evaluations
-        if limit is not None and self.ledger.evaluations >= limit:
+        if limit is not None and not self.ledger.budget_allows_a_trial(limit):
             log.info(
                 "study %s: %d evaluations reported, the budget's %d: no new trials",
                 self.ledger.study_id,
@@ -271,6 +271,8 @@ class OptunaSearcher(DriverSide, Searcher):
         record = self.ledger.trials.get(trial_id)
         if record is None:
             return
+        record.finished = True
+        self.ledger.longest = max(self.ledger.longest, record.last_step or 0)
         number = record.optuna_trial.number
         if error or record.error is not None:
             outcome: dict[str, Any] = {"state": OptunaTrialState.FAIL}

@@ -445,9 +445,10 @@ class Budget(StrictModel):
         None,
         ge=1,
         le=10**9,
-        description="A compute budget: no trial starts once the study's trials have reported "
-        "this many evaluations (trial-epochs) in all; those running then finish. Trials pruned "
-        "early leave room for more trials. n_trials stays the cap.",
+        description="A compute budget in evaluations (trial-epochs) of all trials together: a "
+        "trial starts only while one as long as the longest so far still fits, beside what "
+        "the running trials may still report. Trials pruned early leave room for more "
+        "trials; n_trials stays the cap.",
     )
     timeout_s: float | None = Field(
         None, gt=0, le=30 * 24 * 3600, description="Stop starting trials after this many seconds."

@@ -145,3 +145,18 @@ def test_a_dead_trial_is_stopped_though_the_median_pruner_sees_a_tie() -> None:
     # The median pruner alone would have let it run: at each step it ties the median.
     others = [t.intermediate_values for t in study.get_trials(states=(OptunaTrialState.COMPLETE,))]
     assert all(statistics.median(v[step] for v in others) == 0.0 for step in (1, 2, 3))
+
+
+def test_a_compute_budget_admits_a_trial_only_while_a_whole_one_still_fits() -> None:
+    study = optuna.create_study()
+    ledger = Ledger(study_id=1, objective="fid", direction="minimize")
+    assert ledger.budget_allows_a_trial(10), "before any trial finishes, the budget not reached"
+    done = TrialRecord(db_id=1, optuna_trial=study.ask(), last_step=4, finished=True)
+    running = TrialRecord(db_id=2, optuna_trial=study.ask(), last_step=1)
+    ledger.trials = {"a": done, "b": running}
+    ledger.longest, ledger.evaluations = 4, 5
+    # 5 reported, the running trial may report 3 more and a new one 4: 12 in all.
+    assert ledger.budget_allows_a_trial(12)
+    assert not ledger.budget_allows_a_trial(11)
+    running.finished = True  # it was pruned after 1 evaluation: nothing more to reserve
+    assert ledger.budget_allows_a_trial(9) and not ledger.budget_allows_a_trial(8)
