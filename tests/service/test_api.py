@@ -27,6 +27,8 @@ def test_submit_then_read_back(client: TestClient) -> None:
         "n_startup_trials": 10,
         "multivariate": True,
         "constant_liar": True,
+        "local_share": 0.0,
+        "local_scale": 0.2,
     }
     listed = client.get("/api/v1/studies", params={"state": "queued"}).json()
     assert study["id"] in [s["id"] for s in listed["data"]]

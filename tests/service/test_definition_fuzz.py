@@ -19,7 +19,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from service.config import Settings
-from service.db.models import Artifact, Metric, Study, Trial
+from service.db.models import Artifact, Metric, Study, Trial, TrialState
+from service.db.repository import Repository
 from service.db.session import session_scope
 from service.schemas.study import StudySpec
 from service.studies import distribution, validate_spec
@@ -120,10 +121,13 @@ def _textual(rng: random.Random, text: str) -> str:
     return "\n".join(lines)
 
 
-def _mutants(path: Path) -> list[tuple[str, str, str]]:
-    """(label, content type, body) for one shipped file's mutations."""
+def _mutants(path: Path, fixes: dict[str, str]) -> list[tuple[str, str, str]]:
+    """(label, content type, body) for one shipped file's mutations (after ``fixes``, text
+    replacements that fit the file to this database)."""
     rng = random.Random(f"{SEED}-{path.name}")
     text = path.read_text()
+    for old, new in fixes.items():
+        text = text.replace(old, new)
     data = yaml.safe_load(text)
     made: list[tuple[str, str, str]] = []
     for i in range(MUTATIONS_PER_FILE):
@@ -148,6 +152,23 @@ def _table_counts(database_url: str) -> tuple[int, ...]:
             int(session.scalar(select(func.count()).select_from(table)) or 0)
             for table in (Study, Trial, Metric, Artifact)
         )
+
+
+def _finished_ring8_study(client: TestClient, settings: Settings) -> int:
+    """search_spaces/gan2d_ring8.yaml submitted, with one completed trial recorded as a
+    worker records it."""
+    text = (SEARCH_SPACES[0].parent / "gan2d_ring8.yaml").read_text()
+    created = client.post(
+        "/api/v1/studies/yaml", content=text, headers={"Content-Type": "application/yaml"}
+    )
+    study_id = int(created.json()["id"])
+    with session_scope(settings.database_url) as session:
+        repo = Repository(session)
+        params = {"lr_g": 1e-3, "lr_d": 2e-3, "z_dim": 4, "loss": "bce"}
+        trial = repo.create_trial(study_id, 0, params, None, "defaults")
+        repo.record_progress(trial.id, 1, {"mode_score": 0.5}, 0.5, 1, {})
+        repo.finish_trial(trial.id, TrialState.completed)
+    return study_id
 
 
 def _runnable(stored: dict[str, Any], settings: Settings) -> None:
@@ -179,7 +200,11 @@ def test_mutated_definitions_are_accepted_and_runnable_or_refused_naming_a_field
             "/api/v1/studies/yaml", content=body, headers={"Content-Type": "application/yaml"}
         ),
     }
-    for label, content_type, body in _mutants(path):
+    fixes = {}
+    if "warm_start" in yaml.safe_load(path.read_text()):
+        # The file warm-starts from study 1, the ring8 study: one with a completed trial.
+        fixes["from_study: 1"] = f"from_study: {_finished_ring8_study(client, settings)}"
+    for label, content_type, body in _mutants(path, fixes):
         before = _table_counts(settings.database_url)
         answer = submit[content_type](body)
         assert answer.status_code in (201, 413, 422), f"{label}: {answer.status_code} {body!r}"
