@@ -39,6 +39,22 @@ UNSTABLE_RING_STUDY: dict[str, Any] = {
 healthy trial, and trials the stability rules stop."""
 
 
+def quadratic_spec(name: str, n_trials: int, max_concurrent: int, **extra: Any) -> dict[str, Any]:
+    """A study of the test plugin's quadratic trainer over its learning rate: trials of a few
+    evaluations that take next to no time."""
+    return {
+        "name": name,
+        "trainer": "quadratic",
+        "params": {"epochs": 4},
+        "search_space": {"lr": {"type": "float", "low": 0.01, "high": 0.5}},
+        "objective": {"metric": "loss", "direction": "minimize"},
+        "sampler": {"type": "random", "seed": 3},
+        "pruner": {"type": "none"},
+        "budget": {"n_trials": n_trials, "max_concurrent": max_concurrent},
+        **extra,
+    }
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

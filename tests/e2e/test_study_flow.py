@@ -17,7 +17,7 @@ import yaml
 from optuna.trial import TrialState as OptunaTrialState
 from PIL import Image
 
-from tests.e2e.conftest import UNSTABLE_RING_STUDY, Service
+from tests.e2e.conftest import UNSTABLE_RING_STUDY, Service, quadratic_spec
 from trainers.data import digits, ring8
 from trainers.grids import save_images
 from trainers.metrics import mode_metrics
@@ -285,16 +285,8 @@ def test_a_compute_budget_stops_starting_trials_once_spent(service: Service) -> 
     """budget.max_evaluations: a trial starts only while one as long as the longest so far
     still fits; one at a time, trials of 4 epochs against a budget of 10 make 2 (a third
     would pass it)."""
-    spec = {
-        "name": "compute-budget",
-        "trainer": "quadratic",
-        "params": {"epochs": 4},
-        "search_space": {"lr": {"type": "float", "low": 0.01, "high": 0.5}},
-        "objective": {"metric": "loss", "direction": "minimize"},
-        "sampler": {"type": "random", "seed": 0},
-        "pruner": {"type": "none"},
-        "budget": {"n_trials": 50, "max_concurrent": 1, "max_evaluations": 10},
-    }
+    spec = quadratic_spec("compute-budget", 50, 1)
+    spec["budget"]["max_evaluations"] = 10
     created = service.api("POST", "/studies", json=spec)
     assert created.status_code == 201, created.text
     study = service.wait_for_study(created.json()["id"], ("completed", "failed"), timeout=300)

@@ -11,23 +11,9 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.e2e.conftest import Service
+from tests.e2e.conftest import Service, quadratic_spec
 
 pytestmark = pytest.mark.slow
-
-
-def _quadratic(name: str, n_trials: int, max_concurrent: int, **extra: Any) -> dict[str, Any]:
-    return {
-        "name": name,
-        "trainer": "quadratic",
-        "params": {"epochs": 4},
-        "search_space": {"lr": {"type": "float", "low": 0.01, "high": 0.5}},
-        "objective": {"metric": "loss", "direction": "minimize"},
-        "sampler": {"type": "random", "seed": 3},
-        "pruner": {"type": "none"},
-        "budget": {"n_trials": n_trials, "max_concurrent": max_concurrent},
-        **extra,
-    }
 
 
 def _trials(service: Service, study_id: int) -> list[dict[str, Any]]:
@@ -43,7 +29,7 @@ def _submit(service: Service, spec: dict[str, Any]) -> int:
 
 @pytest.mark.one_database  # on Postgres, tests/service/test_warm_start.py covers the records
 def test_points_and_an_earlier_studys_best_run_first(service: Service) -> None:
-    source = _submit(service, _quadratic("source", 4, 2))
+    source = _submit(service, quadratic_spec("source", 4, 2))
     assert service.wait_for_study(source, ("completed", "failed"), 240)["state"] == "completed"
     best_first = sorted(
         (t for t in _trials(service, source) if t["state"] == "completed"),
@@ -52,7 +38,7 @@ def test_points_and_an_earlier_studys_best_run_first(service: Service) -> None:
 
     warm = _submit(
         service,
-        _quadratic(
+        quadratic_spec(
             "warm",
             5,
             1,  # one at a time: the queued configs run in their order
