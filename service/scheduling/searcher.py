@@ -101,18 +101,21 @@ def _violations(n_constraints: int, trial: FrozenTrial) -> list[float]:
     return list(trial.user_attrs.get(CONSTRAINTS_ATTR, [0.0] * n_constraints))
 
 
-def completed_peers(study: optuna.Study, direction: str) -> Peers:
-    """``dead_objective``'s view of ``study``: each completed trial's best objective value up
-    to a step (read when a trial's objective sits at its floor, not at every evaluation)."""
+def study_peers(study: optuna.Study, direction: str, exclude: int | None = None) -> Peers:
+    """``dead_objective``'s view of ``study``: the best objective value each other trial
+    (completed, pruned or still running) had reported up to a step. Read only when a trial's
+    objective sits at its floor after warmup, not at every evaluation."""
     pick = max if direction == "maximize" else min
+    states = (OptunaTrialState.COMPLETE, OptunaTrialState.PRUNED, OptunaTrialState.RUNNING)
 
     def peers(step: int) -> list[float]:
-        completed = retrying(
-            lambda: study.get_trials(deepcopy=False, states=(OptunaTrialState.COMPLETE,)),
-            "reading Optuna's trials",
+        trials = retrying(
+            lambda: study.get_trials(deepcopy=False, states=states), "reading Optuna's trials"
         )
         found = []
-        for trial in completed:
+        for trial in trials:
+            if trial.number == exclude:
+                continue
             values = [
                 v for s, v in trial.intermediate_values.items() if s <= step and math.isfinite(v)
             ]
@@ -200,7 +203,7 @@ class OptunaSearcher(DriverSide, Searcher):
         self.ledger.trials[trial_id] = TrialRecord(
             db_id=db_id,
             optuna_trial=optuna_trial,
-            monitor=self._monitor(params),
+            monitor=self._monitor(params, (judged or optuna_trial).number),
             pruning_trial=judged,
         )
         retrying(lambda: optuna_trial.set_user_attr("gentune_trial_id", db_id), "telling Optuna")
@@ -247,7 +250,9 @@ class OptunaSearcher(DriverSide, Searcher):
 
         return retrying(attempt, "asking Optuna")
 
-    def _monitor(self, params: dict[str, Any]) -> StabilityMonitor | None:
+    def _monitor(self, params: dict[str, Any], number: int) -> StabilityMonitor | None:
+        """The trial's stability rules; ``number`` is its Optuna trial (in the study whose
+        values ``dead_objective`` compares), left out of its own peers."""
         if not self.rules:
             return None
         trial_params = self.trainer.parse_params({**self.spec.params, **params})
@@ -258,7 +263,9 @@ class OptunaSearcher(DriverSide, Searcher):
             self.ledger.direction,
             watched,
             metric_specs=self.trainer.metrics,
-            peers=completed_peers(self.ledger.pruning_study or self.study, self.ledger.direction),
+            peers=study_peers(
+                self.ledger.pruning_study or self.study, self.ledger.direction, exclude=number
+            ),
         )
 
 

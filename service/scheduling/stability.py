@@ -311,7 +311,8 @@ class _Best:
 
 class DeadObjectiveCheck(RuleCheck):
     """The objective still at its floor, the guide (if any) not yet ``guide_delta`` better than
-    its first value, while some of the study's completed trials had done better by this step."""
+    its first value, while some of the study's other trials (completed, pruned or running) had
+    done better by this step."""
 
     rule: DeadObjectiveRule
 
@@ -371,7 +372,7 @@ class DeadObjectiveCheck(RuleCheck):
             if self.rule.guide is not None
             else ""
         )
-        trials = f"{len(better)} completed trial{'s' if len(better) != 1 else ''}"
+        trials = f"{len(better)} other trial{'s' if len(better) != 1 else ''}"
         return {
             self.objective: value,
             f"{self.objective}_floor": floor,
@@ -386,8 +387,8 @@ class DeadObjectiveCheck(RuleCheck):
 @dataclass
 class StabilityMonitor:
     """All of a study's rules following one trial. ``metric_specs`` gives each metric's
-    direction and worst value (for ``dead_objective``); ``peers`` the study's completed trials'
-    values by step (without it, ``dead_objective`` never fires)."""
+    direction and worst value (for ``dead_objective``); ``peers`` the study's other trials'
+    best values by step (without it, ``dead_objective`` never fires)."""
 
     rules: Sequence[StabilityRule]
     objective: str

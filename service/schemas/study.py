@@ -348,7 +348,8 @@ class StalledRule(_Rule):
 
 class DeadObjectiveRule(_Rule):
     """The objective has not moved off its floor (the worst value the metric can take, or the
-    trial's first value) while completed trials of the study did better at the same step:
+    trial's first value) while other trials of the study (completed, pruned or still running)
+    did better by the same step:
     the trial is going nowhere, and a pruner comparing with a median of equal values (all at
     the floor) would let it train to the end."""
 

@@ -13,9 +13,9 @@ from ray.tune.schedulers import TrialScheduler
 
 from service.scheduling.ledger import Ledger, TrialRecord
 from service.scheduling.pruning import PruningScheduler
-from service.scheduling.searcher import completed_peers
+from service.scheduling.searcher import study_peers
 from service.scheduling.stability import RULE_ADAPTER, StabilityMonitor
-from service.schemas.study import MedianPruner
+from service.schemas.study import MedianPruner, NoPruner
 from trainers.base import MetricSpec
 
 
@@ -103,16 +103,15 @@ def test_a_dead_trial_is_stopped_though_the_median_pruner_sees_a_tie() -> None:
     specs = {"mode_score": MetricSpec("", "maximize", worst=0.0)}
 
     def start_trial(tune_id: str) -> TrialRecord:
+        trial = study.ask()
         monitor = StabilityMonitor(
             rules,
             "mode_score",
             "maximize",
             metric_specs=specs,
-            peers=completed_peers(study, "maximize"),
+            peers=study_peers(study, "maximize", exclude=trial.number),
         )
-        record = TrialRecord(
-            db_id=len(ledger.trials) + 1, optuna_trial=study.ask(), monitor=monitor
-        )
+        record = TrialRecord(db_id=len(ledger.trials) + 1, optuna_trial=trial, monitor=monitor)
         ledger.trials[tune_id] = record
         return record
 
@@ -139,12 +138,58 @@ def test_a_dead_trial_is_stopped_though_the_median_pruner_sees_a_tie() -> None:
     assert dead.prune is not None
     assert (dead.prune.by, dead.prune.step) == ("stability/dead_objective", 3)
     assert dead.prune.values["mode_score_peers_best"] == 0.6
-    assert dead.prune_reason is not None and "1 completed trial had reached up to 0.6" in (
+    assert dead.prune_reason is not None and "1 other trial had reached up to 0.6" in (
         dead.prune_reason
     )
     # The median pruner alone would have let it run: at each step it ties the median.
     others = [t.intermediate_values for t in study.get_trials(states=(OptunaTrialState.COMPLETE,))]
     assert all(statistics.median(v[step] for v in others) == 0.0 for step in (1, 2, 3))
+
+
+def test_a_dead_trial_is_judged_against_trials_still_running_beside_it() -> None:
+    """Two trials start together, before any has completed: the one at mode_score 0 is stopped
+    once the other, still running, has done better by the same step (for the rule's patience
+    of 2 evaluations); beside a peer as dead as itself it runs on."""
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.NopPruner())
+    ledger = Ledger(study_id=1, objective="mode_score", direction="maximize")
+    scheduler = PruningScheduler(ledger, study, NoPruner(type="none"))
+    rules = [RULE_ADAPTER.validate_python({"type": "dead_objective", "warmup": 1})]
+    specs = {"mode_score": MetricSpec("", "maximize", worst=0.0)}
+    records = {}
+    for tune_id in ("dead", "good", "also-dead"):
+        trial = study.ask()
+        monitor = StabilityMonitor(
+            rules,
+            "mode_score",
+            "maximize",
+            metric_specs=specs,
+            peers=study_peers(study, "maximize", exclude=trial.number),
+        )
+        records[tune_id] = TrialRecord(db_id=trial.number + 1, optuna_trial=trial, monitor=monitor)
+    ledger.trials = dict(records)
+
+    def step(tune_id: str, n: int, value: float) -> str:
+        return scheduler.on_trial_result(
+            None, SimpleNamespace(trial_id=tune_id), result(n, mode_score=value)
+        )
+
+    # "dead" and "also-dead" at 0 through step 3: neither is better than the other.
+    for n in (1, 2, 3):
+        assert step("dead", n, 0.0) == TrialScheduler.CONTINUE
+        assert step("also-dead", n, 0.0) == TrialScheduler.CONTINUE
+    assert records["dead"].prune is None
+    # "good" (running, never told to Optuna) reaches 0.4 by step 2.
+    for n, value in ((1, 0.1), (2, 0.4)):
+        assert step("good", n, value) == TrialScheduler.CONTINUE
+    assert study.trials[1].state == OptunaTrialState.RUNNING
+    assert step("dead", 4, 0.0) == TrialScheduler.CONTINUE
+    assert step("dead", 5, 0.0) == TrialScheduler.STOP
+    dead = records["dead"]
+    assert dead.prune is not None and dead.prune.by == "stability/dead_objective"
+    assert dead.prune.values["mode_score_peers_best"] == 0.4
+    assert dead.prune_reason is not None and "1 other trial had reached up to 0.4" in (
+        dead.prune_reason
+    )
 
 
 def test_a_compute_budget_admits_a_trial_only_while_a_whole_one_still_fits() -> None:

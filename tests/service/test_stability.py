@@ -240,7 +240,7 @@ def test_dead_objective_stops_a_trial_stuck_at_its_floor_while_others_did_better
     }
     assert verdict.message == (
         "dead objective at step 5: mode_score has not moved off 0 (the worst it can be), while "
-        "1 completed trial had reached up to 0.7 by this step for 2 evaluations in a row"
+        "1 other trial had reached up to 0.7 by this step for 2 evaluations in a row"
     )
     # A tie at the floor is no reason: with every completed trial at 0 too, it goes on.
     assert _first_verdict(_dead_monitor([[0.0] * 6, [0.0] * 6]), dead) is None
