@@ -268,7 +268,6 @@ class OptunaSearcher(DriverSide, Searcher):
             ),
         )
 
-
     def save_to_dir(self, checkpoint_dir: str, session_str: str = "default") -> None:
         """Nothing to save: the search state lives in Optuna's storage."""
 
