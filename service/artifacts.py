@@ -12,11 +12,13 @@ import math
 import os
 import re
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from trainers.base import load_checkpoint
 
 
 class ArtifactStore:
@@ -51,10 +53,11 @@ class ArtifactStore:
         torch.save(checkpoint, buffer)
         return self.write_bytes(relative, buffer.getvalue())
 
-    def load_checkpoint(self, relative: str) -> dict[str, Any]:
+    def load_checkpoint(self, relative: str, trusted: Sequence[Any] = ()) -> dict[str, Any]:
+        """The checkpoint at ``relative``, read without running code (see
+        ``trainers.base.load_checkpoint``; ``trusted``: a trainer's ``checkpoint_globals``)."""
         with self.resolve(relative).open("rb") as handle:
-            checkpoint: dict[str, Any] = torch.load(handle, map_location="cpu", weights_only=False)
-        return checkpoint
+            return load_checkpoint(handle, "cpu", trusted)
 
 
 CHECKPOINT_FILE = re.compile(r"^\.?checkpoint-(\d+)\.pt(\..*\.tmp)?$")

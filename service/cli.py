@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
@@ -517,6 +516,7 @@ def sample(
     import numpy as np
     import torch
 
+    from trainers.base import UnsafeCheckpoint, load_checkpoint
     from trainers.grids import grid_png
     from trainers.registry import get_trainer
 
@@ -526,7 +526,10 @@ def sample(
     if trainer is None:
         _fail(f"trainer '{study['trainer']}' is not installed here; install its package first")
     blob = _download(f"{url.rstrip('/')}/api/v1/trials/{trial_id}/checkpoint?kind={kind}")
-    checkpoint = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=False)
+    try:
+        checkpoint = load_checkpoint(blob, "cpu", trainer.checkpoint_globals)
+    except UnsafeCheckpoint as exc:
+        _fail(f"trial {trial_id}'s {kind} checkpoint was not loaded: {exc}")
     samples = trainer.sample(checkpoint, n, torch.device("cpu"), seed=seed)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix.lower() == ".png":

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import io
+import os
+import pickle
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any, BinaryIO, ClassVar, Literal, Protocol
 
 import numpy as np
 import torch
@@ -101,9 +104,32 @@ def initial_weights(params: TrainerParams, device: torch.device) -> Checkpoint |
             f"init_from names trial {params.init_from.trial} but no checkpoint file: the "
             "service sets it when the study is submitted"
         )
-    loaded: Checkpoint = torch.load(
-        params.init_from.checkpoint, map_location=device, weights_only=True
-    )
+    return load_checkpoint(params.init_from.checkpoint, device)
+
+
+class UnsafeCheckpoint(ValueError):
+    """A checkpoint holding objects that only running code could rebuild."""
+
+
+def load_checkpoint(
+    source: str | os.PathLike[str] | bytes | BinaryIO,
+    device: torch.device | str = "cpu",
+    trusted: Sequence[Any] = (),
+) -> Checkpoint:
+    """Read a checkpoint without running code from it: torch's weights-only unpickler, which
+    rebuilds tensors, containers and plain values, plus the classes in ``trusted`` (a
+    trainer's ``checkpoint_globals``). Anything else raises ``UnsafeCheckpoint`` naming it."""
+    handle = io.BytesIO(source) if isinstance(source, bytes) else source
+    try:
+        with torch.serialization.safe_globals(list(trusted)):
+            loaded: Checkpoint = torch.load(handle, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UnsafeCheckpoint(
+            "the checkpoint holds objects that only running code from it could rebuild, and "
+            f"gentune loads checkpoints without running code ({first}); a trainer whose "
+            "checkpoints need more lists the classes in its checkpoint_globals"
+        ) from exc
     return loaded
 
 
@@ -204,6 +230,10 @@ class Trainer(abc.ABC):
     sampler_defaults: ClassVar[Mapping[str, Any] | None] = None
     """The sampler a study of this trainer gets when its definition names none, in the study
     definition's form; None: gentune's default sampler (see ``StudySpec.sampler``)."""
+    checkpoint_globals: ClassVar[Sequence[Any]] = ()
+    """Classes beyond tensors, containers and plain values that this trainer's checkpoints
+    hold: checkpoints are loaded with torch's weights-only unpickler, which rebuilds only
+    those (see ``load_checkpoint``)."""
 
     def parse_params(self, raw: Mapping[str, Any]) -> TrainerParams:
         """Validate raw params against this trainer's param model."""

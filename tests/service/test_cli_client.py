@@ -546,6 +546,46 @@ def test_best_prints_the_config_and_downloads_it_with_the_checkpoint(
     assert loaded["step"] == 2 and torch.equal(loaded["model"]["w"], torch.arange(3.0))
 
 
+class _RunsCode:
+    """Pickles to a call that writes ``marker``: what a hostile checkpoint would hold."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Path.write_text, (self.marker, "code ran"))
+
+
+def test_sample_refuses_a_checkpoint_that_would_run_code_and_runs_none(
+    server: ApiServer, tmp_path: Path
+) -> None:
+    """Whoever controls the server or its store must not run code on the user's machine
+    through ``gentune sample``: the checkpoint is read with torch's weights-only unpickler."""
+    settings = server.settings
+    study = server.new_study()
+    start_study(settings, study["id"])
+    trial_id = add_trial(settings, study["id"], 0, [0.5], TrialState.completed)
+    marker = tmp_path / "pwned"
+    hostile = {"generator": {"w": torch.zeros(2)}, "step": 1, "extra": _RunsCode(marker)}
+    relative = artifact_path(study["id"], trial_id, "best")
+    store = ArtifactStore(settings.artifact_dir)
+    size = store.save_checkpoint(relative, hostile)
+    with session_scope(settings.database_url) as session:
+        Repository(session).upsert_artifact(trial_id, "best", relative, 1, size)
+
+    result = gentune("sample", str(trial_id), "--url", server.url, "--out", str(tmp_path / "s"))
+    assert result.exit_code == 1, result.output
+    assert not marker.exists(), "loading the checkpoint ran code from it"
+    words = " ".join(result.stderr.split())
+    assert f"trial {trial_id}'s best checkpoint was not loaded" in words
+    assert "without running code" in words and "checkpoint_globals" in words
+    assert not (tmp_path / "s").exists()
+    # The store's own reader refuses it the same way.
+    with pytest.raises(ValueError, match="without running code"):
+        store.load_checkpoint(relative)
+    assert not marker.exists()
+
+
 def test_rate_scores_and_picks_and_the_tallies_follow(server: ApiServer) -> None:
     settings = server.settings
     study = server.new_study()
