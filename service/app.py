@@ -21,7 +21,7 @@ from service import __version__
 from service.api import health, metrics, session, studies, trainers, trials
 from service.api.body_limit import BodyLimit
 from service.api.deps import require_reader
-from service.auth import LoginThrottle, ReadGuard, Tokens
+from service.auth import LoginThrottle, ReadGuard, Tokens, TrustedHosts, trusted_host_names
 from service.config import Settings, export_data_root, get_settings
 from service.dashboard import pages
 from service.dashboard.optuna import OptunaDashboardUnderPrefix
@@ -76,6 +76,11 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.include_router(metrics.router, dependencies=readers)
     install_metrics(app, settings.database_url)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        TrustedHosts,
+        trusted=trusted_host_names(settings),
+        open_paths=(f"{API_PREFIX}/health",),
+    )
     # a2wsgi's and Starlette's type stubs disagree on the WSGI/ASGI callables; both are standard.
     optuna_dashboard = WSGIMiddleware(OptunaDashboardUnderPrefix(settings.database_url))  # type: ignore[arg-type]
     app.mount("/optuna", ReadGuard(optuna_dashboard, tokens, settings.protect_reads))  # type: ignore[arg-type]

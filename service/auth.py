@@ -200,18 +200,87 @@ def authenticate(tokens: Tokens, authorization: str | None, cookie: str | None) 
     return None
 
 
-def check_csrf(
-    sent: str | None, cookie: str | None, origin: str | None, own_hosts: set[str]
-) -> None:
-    """A cookie-authenticated change must carry the CSRF header equal to the CSRF cookie, and
-    come from this service's own pages (when the browser says where it comes from)."""
+def check_csrf(sent: str | None, cookie: str | None) -> None:
+    """A cookie-authenticated change must carry the CSRF header equal to the CSRF cookie."""
     if not cookie or not sent or not secrets.compare_digest(sent.encode(), cookie.encode()):
         raise Forbidden(
             "This change came with the login cookie but without the dashboard's CSRF header; "
             "reload the page and try again, or send 'Authorization: Bearer <token>' instead."
         )
-    if origin and origin != "null" and urlsplit(origin).netloc not in own_hosts:
-        raise Forbidden(f"Changes from pages of {origin} are refused; use the service's own.")
+
+
+def check_origin(origin: str | None, own_hosts: set[str]) -> None:
+    """A change a browser sends must come from this service's own pages: browsers name the
+    page's origin on every POST and DELETE (``null`` from sandboxed frames and files), and a
+    page of another site could otherwise make one without any token, when none is set.
+    Scripts and the CLI send no Origin."""
+    if origin is not None and (origin == "null" or urlsplit(origin).netloc not in own_hosts):
+        raise Forbidden(
+            f"Changes from pages of {origin} are refused: only the service's own pages, "
+            "scripts and the CLI (which send no Origin) may change studies."
+        )
+
+
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+def host_name(host: str) -> str:
+    """The name in a Host header, port aside and lower-cased (``[::1]:8000`` -> ``::1``)."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1:].partition("]")[0]
+    if host.count(":") == 1:
+        return host.partition(":")[0]
+    return host
+
+
+def trusted_host_names(settings: Settings) -> list[str]:
+    """GENTUNE_TRUSTED_HOSTS as a list, with GENTUNE_PUBLIC_URL's host."""
+    names = [host_name(n) for n in settings.trusted_hosts.split(",") if n.strip()]
+    if settings.public_url:
+        public = urlsplit(settings.public_url).hostname
+        if public:
+            names.append(public.lower())
+    return names
+
+
+def host_is_trusted(host: str, trusted: list[str]) -> bool:
+    name = host_name(host)
+    for pattern in trusted:
+        if pattern == "*" or pattern == name:
+            return True
+        if pattern.startswith("*.") and name.endswith(pattern[1:]):
+            return True
+    return False
+
+
+class TrustedHosts:
+    """ASGI wrapper answering only requests whose Host is one the service is known by: a page
+    on another site that re-points its own name at this service's address (DNS rebinding)
+    reaches it with its own name as Host, and gets 400. ``open_paths`` (the health check,
+    which orchestrators call by address) answer any Host."""
+
+    def __init__(self, app: ASGIApp, trusted: list[str], open_paths: tuple[str, ...]) -> None:
+        self.app = app
+        self.trusted = trusted
+        self.open_paths = open_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket") and scope.get("path") not in self.open_paths:
+            host = HTTPConnection(scope).headers.get("host", "")
+            if not host_is_trusted(host, self.trusted):
+                response = JSONResponse(
+                    {
+                        "detail": f"This service does not answer to the host name "
+                        f"{host_name(host)!r}. If that is how you reach it, add the name to "
+                        "GENTUNE_TRUSTED_HOSTS (comma-separated) or set GENTUNE_PUBLIC_URL.",
+                        "errors": [],
+                    },
+                    status_code=400,
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def login_url(next_path: str) -> str:

@@ -72,7 +72,7 @@ def serve(
     import uvicorn
 
     from service.app import create_app
-    from service.auth import TokenFileError
+    from service.auth import LOOPBACK_HOSTS, TokenFileError, host_name
     from service.db.session import migrate
     from service.scheduling.worker import _die_with_parent
 
@@ -93,6 +93,13 @@ def serve(
         f"gentune: API on http://{host}:{port} (docs at /docs), database "
         f"{redacted(settings.database_url)}, artifacts in {settings.artifact_dir}"
     )
+    if host_name(host) not in LOOPBACK_HOSTS and not api.state.tokens.enabled:
+        logging.getLogger("gentune").warning(
+            "serving on %s with no token: anyone who can reach port %d can submit and cancel "
+            "studies; set GENTUNE_API_TOKEN (or GENTUNE_API_TOKENS_FILE)",
+            host,
+            port,
+        )
     try:
         uvicorn.run(api, host=host, port=port, log_level="info")
     finally:

@@ -57,6 +57,13 @@ class Settings(BaseSettings):
     public_url: str | None = Field(
         None, description="Base URL used in links the API returns; default: the request's."
     )
+    trusted_hosts: str = Field(
+        "localhost,127.0.0.1,::1",
+        max_length=10_000,
+        description="Comma-separated host names the service answers to (the request's Host, "
+        "port aside), against DNS rebinding: '*.example.com' takes its subdomains, '*' any "
+        "name. GENTUNE_PUBLIC_URL's host is always trusted; /api/v1/health answers any.",
+    )
     worker_id: str | None = Field(
         None, description="Name of this worker in the database; default: host name and pid."
     )

@@ -43,6 +43,10 @@ class Forbidden(GentuneError):
     status_code = 403
 
 
+class UnsupportedMediaType(GentuneError):
+    status_code = 415
+
+
 class TooManyRequests(GentuneError):
     status_code = 429
 

@@ -80,9 +80,13 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
     )
 
 
+LOCAL = "http://localhost"
+"""Where test clients reach the app: a host name it trusts by default (GENTUNE_TRUSTED_HOSTS)."""
+
+
 @pytest.fixture
 def client(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings)) as test_client:
+    with TestClient(base_url=LOCAL, app=create_app(settings)) as test_client:
         yield test_client
 
 

@@ -19,11 +19,12 @@ from service.auth import (
     Tokens,
     authenticate,
     check_csrf,
+    check_origin,
 )
 from service.config import Settings
 from service.db.repository import Repository
 from service.db.session import session_scope
-from service.errors import Unauthorized
+from service.errors import Unauthorized, UnsupportedMediaType
 from service.study_views import ViewCache
 
 
@@ -67,8 +68,26 @@ def get_artifact_store(settings: SettingsDep) -> ArtifactStore:
 ArtifactStoreDep = Annotated[ArtifactStore, Depends(get_artifact_store)]
 
 
-async def raw_body(request: Request) -> bytes:
-    """The request body as sent, for endpoints that take text rather than JSON."""
+DEFINITION_TYPES = (
+    "application/yaml",
+    "application/x-yaml",
+    "text/yaml",
+    "text/x-yaml",
+    "application/json",
+)
+"""What a definition sent as text may be labelled: never a type a page of another site can
+send without the browser asking first (text/plain, forms)."""
+
+
+async def definition_text(request: Request) -> bytes:
+    """The request body as sent, for endpoints that take a definition as YAML or JSON text."""
+    given = request.headers.get("content-type", "")
+    if given.partition(";")[0].strip().lower() not in DEFINITION_TYPES:
+        raise UnsupportedMediaType(
+            f"Send the definition with 'Content-Type: application/yaml' (or application/json), "
+            f"not {given or 'none'!r}: a page of another site can post {given or 'that'} "
+            "without asking, so it is refused."
+        )
     return await request.body()
 
 
@@ -100,8 +119,10 @@ def _principal(request: Request, tokens: Tokens) -> Principal | None:
 
 
 def require_writer(request: Request, settings: SettingsDep) -> Principal | None:
-    """With tokens set, a change needs a token: a bearer header, or the dashboard's login
-    cookie with its CSRF header. Returns who it is (None when the service has no tokens)."""
+    """A change comes from no page or the service's own (tokens or not); with tokens set, it
+    needs a token: a bearer header, or the dashboard's login cookie with its CSRF header.
+    Returns who it is (None when the service has no tokens)."""
+    check_origin(request.headers.get("origin"), own_hosts(request, settings))
     tokens = get_tokens(request)
     if not tokens.enabled:
         return None
@@ -112,12 +133,7 @@ def require_writer(request: Request, settings: SettingsDep) -> Principal | None:
             "(GENTUNE_API_TOKEN for the CLI), or log in on the dashboard."
         )
     if principal.via == "cookie":
-        check_csrf(
-            request.headers.get(CSRF_HEADER),
-            request.cookies.get(CSRF_COOKIE),
-            request.headers.get("origin"),
-            own_hosts(request, settings),
-        )
+        check_csrf(request.headers.get(CSRF_HEADER), request.cookies.get(CSRF_COOKIE))
     return principal
 
 

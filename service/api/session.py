@@ -68,7 +68,9 @@ def log_in(
     if not tokens.enabled:
         raise Conflict("This service has no tokens (GENTUNE_API_TOKEN); there is no login.")
     origin = request.headers.get("origin")
-    if origin and urlsplit(origin).netloc not in own_hosts(request, settings):
+    if origin is not None and (
+        origin == "null" or urlsplit(origin).netloc not in own_hosts(request, settings)
+    ):
         raise Forbidden(f"Logins from pages of {origin} are refused; use the service's own.")
     client = request.client.host if request.client else "unknown"
     throttle: LoginThrottle = request.app.state.login_throttle

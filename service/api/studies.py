@@ -17,7 +17,7 @@ from service.api.deps import (
     SettingsDep,
     ViewCacheDep,
     WriterDep,
-    raw_body,
+    definition_text,
 )
 from service.db.repository import FINISHED_STUDY_STATES, TRIAL_SORT_KEYS
 from service.definition_text import spec_from_text
@@ -68,7 +68,8 @@ assert set(get_args(TrialSortKey)) == set(TRIAL_SORT_KEYS)
 NOT_FOUND = error_responses({404: "No such study."})
 WRITE_ERROR_TEXTS = {
     401: "A token is needed.",
-    403: "A login cookie without the CSRF header.",
+    403: "Sent from a page of another site, or with the login cookie but without the CSRF "
+    "header.",
 }
 WRITE_ERRORS = error_responses(WRITE_ERROR_TEXTS)
 SUBMIT_ERRORS = error_responses(
@@ -152,13 +153,11 @@ def submit_study(
 YAML_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
-        "description": "A study definition as YAML or JSON text (the files in search_spaces/).",
+        "description": "A study definition as YAML or JSON text (the files in search_spaces/), "
+        "labelled application/yaml (or application/x-yaml, text/yaml, application/json).",
         "content": {
-            "application/yaml": {
-                "schema": {"$ref": "#/components/schemas/StudySpec"},
-                "example": EXAMPLE_SPEC,
-            },
-            "text/plain": {"schema": {"type": "string"}, "example": EXAMPLE_YAML},
+            "application/yaml": {"schema": {"type": "string"}, "example": EXAMPLE_YAML},
+            "application/json": {"schema": {"$ref": "#/components/schemas/StudySpec-Input"}},
         },
     }
 }
@@ -168,11 +167,15 @@ YAML_BODY: dict[str, Any] = {
     "/yaml",
     status_code=status.HTTP_201_CREATED,
     operation_id="submit_study_text",
-    responses={**SUBMITTED, **SUBMIT_ERRORS},
+    responses={
+        **SUBMITTED,
+        **SUBMIT_ERRORS,
+        **error_responses({415: "The body is not labelled as YAML or JSON."}),
+    },
     openapi_extra=YAML_BODY,
 )
 def submit_study_text(
-    body: Annotated[bytes, Depends(raw_body)],
+    body: Annotated[bytes, Depends(definition_text)],
     repo: RepositoryDep,
     settings: SettingsDep,
     base_url: BaseUrlDep,

@@ -7,7 +7,7 @@ from pydantic import SecretStr
 
 from service.app import create_app
 from service.config import Settings
-from tests.conftest import ring_spec
+from tests.conftest import LOCAL, ring_spec
 
 
 def test_submit_then_read_back(client: TestClient) -> None:
@@ -109,7 +109,7 @@ def test_openapi_documents_the_routes(client: TestClient) -> None:
 
 def test_token_guards_mutating_endpoints_only(settings: Settings) -> None:
     guarded = settings.model_copy(update={"api_token": SecretStr("s3cret")})
-    with TestClient(create_app(guarded)) as client:
+    with TestClient(base_url=LOCAL, app=create_app(guarded)) as client:
         assert client.post("/api/v1/studies", json=ring_spec()).status_code == 401
         wrong = client.post(
             "/api/v1/studies", json=ring_spec(), headers={"Authorization": "Bearer nope"}

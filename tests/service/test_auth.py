@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
@@ -14,10 +17,16 @@ from service.auth import CSRF_COOKIE, TOKEN_COOKIE, TokenFileError
 from service.config import Settings
 from service.db.repository import Repository
 from service.db.session import session_scope
-from tests.conftest import ring_spec
+from tests.conftest import LOCAL, ring_spec
 
 ALICE = "alice-token-0123456789abcdef"
 BOB = "bob-token-0123456789abcdef"
+
+
+def _named_client(settings: Settings, tokens_file: str) -> TestClient:
+    """A client of the app with the named tokens of ``tokens_file``."""
+    app = create_app(settings.model_copy(update={"api_tokens_file": tokens_file}))
+    return TestClient(base_url=LOCAL, app=app)
 
 
 def _token_file(tmp_path: Path, text: str) -> str:
@@ -35,7 +44,7 @@ def test_studies_record_which_named_token_submitted_and_cancelled_them(
     settings: Settings, tmp_path: Path
 ) -> None:
     tokens = _token_file(tmp_path, f"alice: {ALICE}\nbob: {BOB}\n")
-    with TestClient(create_app(settings.model_copy(update={"api_tokens_file": tokens}))) as client:
+    with _named_client(settings, tokens) as client:
         made = client.post("/api/v1/studies", json=ring_spec(), headers=_bearer(ALICE))
         assert made.status_code == 201, made.text
         assert made.json()["submitted_by"] == "alice"
@@ -47,7 +56,7 @@ def test_studies_record_which_named_token_submitted_and_cancelled_them(
 
 def test_ratings_record_the_named_token_and_need_one(settings: Settings, tmp_path: Path) -> None:
     tokens = _token_file(tmp_path, f"alice: {ALICE}\nbob: {BOB}\n")
-    with TestClient(create_app(settings.model_copy(update={"api_tokens_file": tokens}))) as client:
+    with _named_client(settings, tokens) as client:
         study_id = client.post("/api/v1/studies", json=ring_spec(), headers=_bearer(ALICE)).json()[
             "id"
         ]
@@ -65,7 +74,7 @@ def test_a_token_removed_from_the_file_stops_working_without_a_restart(
     settings: Settings, tmp_path: Path
 ) -> None:
     tokens = _token_file(tmp_path, f"alice: {ALICE}\nbob: {BOB}\n")
-    with TestClient(create_app(settings.model_copy(update={"api_tokens_file": tokens}))) as client:
+    with _named_client(settings, tokens) as client:
         assert client.post("/api/v1/studies", json=ring_spec(), headers=_bearer(BOB)).is_success
         Path(tokens).write_text(f"alice: {ALICE}\n")
         os.utime(tokens, ns=(1, 1))  # a new mtime even within the clock's resolution
@@ -100,7 +109,7 @@ def test_protected_reads_need_a_token_everywhere_but_health_and_login(
     settings: Settings,
 ) -> None:
     guarded = settings.model_copy(update={"api_token": SecretStr(ALICE), "protect_reads": True})
-    with TestClient(create_app(guarded), follow_redirects=False) as client:
+    with TestClient(base_url=LOCAL, app=create_app(guarded), follow_redirects=False) as client:
         for path in (
             "/api/v1/studies",
             "/api/v1/trainers",
@@ -123,7 +132,7 @@ def test_protected_reads_need_a_token_everywhere_but_health_and_login(
 
 def test_reads_stay_open_unless_protected(settings: Settings) -> None:
     guarded = settings.model_copy(update={"api_token": SecretStr(ALICE)})
-    with TestClient(create_app(guarded)) as client:
+    with TestClient(base_url=LOCAL, app=create_app(guarded)) as client:
         assert client.get("/api/v1/studies").status_code == 200
         assert client.get("/").status_code == 200
         assert client.get("/api/v1/session").json() == {
@@ -137,7 +146,7 @@ def test_dashboard_login_keeps_the_token_in_an_httponly_strict_cookie_and_needs_
     settings: Settings,
 ) -> None:
     guarded = settings.model_copy(update={"api_token": SecretStr(ALICE), "protect_reads": True})
-    with TestClient(create_app(guarded), follow_redirects=False) as client:
+    with TestClient(base_url=LOCAL, app=create_app(guarded), follow_redirects=False) as client:
         wrong = client.post("/api/v1/session", json={"token": "nope"})
         assert wrong.status_code == 401
         assert TOKEN_COOKIE not in client.cookies
@@ -168,9 +177,7 @@ def test_dashboard_login_keeps_the_token_in_an_httponly_strict_cookie_and_needs_
             headers={**csrf, "Origin": "https://evil.example"},
         )
         assert wrong_origin.status_code == 403
-        made = client.post(
-            "/api/v1/studies", json=ring_spec(), headers={**csrf, "Origin": "http://testserver"}
-        )
+        made = client.post("/api/v1/studies", json=ring_spec(), headers={**csrf, "Origin": LOCAL})
         assert made.status_code == 201, made.text
         assert made.json()["submitted_by"] == "default"
         count = client.get("/api/v1/studies").json()["count"]
@@ -183,7 +190,7 @@ def test_dashboard_login_keeps_the_token_in_an_httponly_strict_cookie_and_needs_
 
 def test_logins_are_throttled_after_repeated_failures(settings: Settings) -> None:
     guarded = settings.model_copy(update={"api_token": SecretStr(ALICE)})
-    with TestClient(create_app(guarded)) as client:
+    with TestClient(base_url=LOCAL, app=create_app(guarded)) as client:
         answers = [
             client.post("/api/v1/session", json={"token": f"guess-{i}"}).status_code
             for i in range(11)
@@ -198,3 +205,127 @@ def test_login_without_tokens_says_there_is_none(client: TestClient) -> None:
     answer = client.post("/api/v1/session", json={"token": ALICE})
     assert answer.status_code == 409
     assert "no tokens" in answer.json()["detail"]
+
+
+# --- pages of other sites, with no token set (the default for `make run`) ---------------------
+
+
+def _study_count(client: TestClient) -> int:
+    return int(client.get("/api/v1/studies").json()["count"])
+
+
+def test_without_tokens_a_page_of_another_site_changes_nothing(client: TestClient) -> None:
+    """No token is set, so any caller may change studies; a page on another site open in a
+    teammate's browser must still not: its browser names the page in Origin."""
+    study_id = client.post("/api/v1/studies", json=ring_spec()).json()["id"]
+    before = _study_count(client)
+    text = yaml.safe_dump(ring_spec(name="from-evil"))
+    evil = {"Origin": "http://evil.example"}
+
+    # text/plain is what a form or fetch on another site sends without a preflight.
+    plain = client.post(
+        "/api/v1/studies/yaml", content=text, headers={**evil, "Content-Type": "text/plain"}
+    )
+    assert plain.status_code == 415, plain.text
+    assert "Content-Type: application/yaml" in plain.json()["detail"]
+    form = client.post(
+        "/api/v1/studies/yaml",
+        content=text,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert form.status_code == 415, "a form's type is refused even without an Origin"
+    for origin in ("http://evil.example", "null", "http://localhost.evil.example"):
+        for response in (
+            client.post(
+                "/api/v1/studies/yaml",
+                content=text,
+                headers={"Origin": origin, "Content-Type": "application/yaml"},
+            ),
+            client.post("/api/v1/studies", json=ring_spec(), headers={"Origin": origin}),
+            client.post(f"/api/v1/studies/{study_id}/cancel", headers={"Origin": origin}),
+        ):
+            assert response.status_code == 403, (origin, response.text)
+            assert f"Changes from pages of {origin} are refused" in response.json()["detail"]
+    assert _study_count(client) == before, "the refused changes stored nothing"
+    assert client.get(f"/api/v1/studies/{study_id}").json()["state"] == "queued"
+
+    # The service's own pages, scripts and the CLI (no Origin) go on working.
+    own = client.post(
+        "/api/v1/studies/yaml",
+        content=text,
+        headers={"Origin": LOCAL, "Content-Type": "application/yaml; charset=utf-8"},
+    )
+    assert own.status_code == 201, own.text
+    assert client.post("/api/v1/studies", json=ring_spec()).status_code == 201
+    cancelled = client.post(f"/api/v1/studies/{study_id}/cancel")
+    assert cancelled.status_code == 200, cancelled.text
+
+
+def test_only_trusted_host_names_are_answered_against_dns_rebinding(settings: Settings) -> None:
+    """A page at evil.example that re-points its name at the service reaches it with Host
+    evil.example, its own origin: same-origin to the browser, so only the Host tells."""
+    with TestClient(base_url="http://evil.example:8000", app=create_app(settings)) as rebound:
+        for path in ("/api/v1/studies", "/", "/optuna/", "/metrics", "/docs"):
+            refused = rebound.get(path)
+            assert refused.status_code == 400, path
+            assert "GENTUNE_TRUSTED_HOSTS" in refused.json()["detail"]
+        made = rebound.post(
+            "/api/v1/studies", json=ring_spec(), headers={"Origin": "http://evil.example:8000"}
+        )
+        assert made.status_code == 400
+        assert rebound.get("/api/v1/health").status_code == 200, "probes call by address"
+    for url in ("http://localhost:8000", "http://127.0.0.1", "http://[::1]:8000"):
+        with TestClient(base_url=url, app=create_app(settings)) as local:
+            assert local.get("/api/v1/studies").status_code == 200, url
+
+    named = settings.model_copy(
+        update={
+            "trusted_hosts": "gentune.lan, *.corp.example",
+            "public_url": "https://tune.example.com",
+        }
+    )
+    for url, status in (
+        ("http://gentune.lan:8000", 200),
+        ("http://a.corp.example", 200),
+        ("https://tune.example.com", 200),
+        ("http://corp.example", 400),
+        ("http://localhost", 400),  # the list replaces the default
+    ):
+        with TestClient(base_url=url, app=create_app(named)) as other:
+            assert other.get("/api/v1/studies").status_code == status, url
+    anything = settings.model_copy(update={"trusted_hosts": "*"})
+    with TestClient(base_url="http://evil.example", app=create_app(anything)) as other:
+        assert other.get("/api/v1/studies").status_code == 200
+
+
+def test_serving_off_loopback_without_a_token_warns(settings: Settings, tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "GENTUNE_DATABASE_URL": settings.database_url,
+        "GENTUNE_ARTIFACT_DIR": str(tmp_path / "artifacts"),
+    }
+    env.pop("GENTUNE_API_TOKEN", None)
+    env.pop("GENTUNE_API_TOKENS_FILE", None)
+    command = [sys.executable, "-m", "service.cli", "serve", "--no-worker", "--port", "0"]
+    for host, warned in (("0.0.0.0", True), ("127.0.0.1", False)):
+        served = subprocess.Popen(
+            [*command, "--host", host],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        assert served.stdout is not None
+        lines = []
+        try:
+            for line in served.stdout:
+                lines.append(line)
+                if "Uvicorn running" in line or "Application startup complete" in line:
+                    break
+        finally:
+            served.terminate()
+            served.wait(timeout=30)
+        text = "".join(lines)
+        assert "Application startup complete" in text or "Uvicorn running" in text, text
+        assert ("with no token: anyone who can reach port" in text) is warned, text

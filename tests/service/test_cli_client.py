@@ -253,7 +253,12 @@ def test_a_token_comes_from_the_option_or_the_environment(
         file.write_text(yaml.safe_dump(ring_spec(name="cli-guarded")))
         refused = gentune("submit", str(file), "--url", guarded.url)
         assert refused.exit_code == 1
-        words = guarded.api("POST", "/studies/yaml", content=file.read_text()).json()["detail"]
+        words = guarded.api(
+            "POST",
+            "/studies/yaml",
+            content=file.read_text(),
+            headers={"Content-Type": "application/yaml"},
+        ).json()["detail"]
         assert refused.stderr == f"error: 401: {words}\n"
 
         env = {"GENTUNE_URL": guarded.url, "GENTUNE_API_TOKEN": "s3cret"}

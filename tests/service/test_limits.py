@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.config import Settings
-from tests.conftest import ring_spec
+from tests.conftest import LOCAL, ring_spec
 
 YAML = {"Content-Type": "application/yaml"}
 JSON = {"Content-Type": "application/json"}
@@ -22,7 +22,7 @@ JSON = {"Content-Type": "application/json"}
 def tight(settings: Settings) -> Iterator[TestClient]:
     """A service with small limits, so the tests stay small."""
     limits = {"max_body_bytes": 64 * 1024, "max_eval_samples": 2000, "max_grid_points": 10_000}
-    with TestClient(create_app(settings.model_copy(update=limits))) as client:
+    with TestClient(base_url=LOCAL, app=create_app(settings.model_copy(update=limits))) as client:
         yield client
 
 

@@ -17,7 +17,7 @@ from service.config import Settings
 from service.db.models import PruneRecord, StudyState, TrialState, utcnow
 from service.db.repository import Repository
 from service.db.session import migrate, session_scope
-from tests.conftest import new_database_url, ring_spec
+from tests.conftest import LOCAL, new_database_url, ring_spec
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
@@ -94,7 +94,7 @@ def test_metrics_count_studies_trials_pruning_and_durations(empty_settings: Sett
             add_finished_trial(repo, ids[0], number, final_state, seconds, pruned_by)
         repo.create_trial(ids[1], 0, {"lr": 0.1}, tune_trial_id=None)  # still running
 
-    with TestClient(create_app(empty_settings)) as client:
+    with TestClient(base_url=LOCAL, app=create_app(empty_settings)) as client:
         samples = scrape(client)
 
     assert value(samples, "gentune_database_up") == 1
@@ -129,7 +129,7 @@ def test_metrics_count_studies_trials_pruning_and_durations(empty_settings: Sett
 
 def test_request_latency_is_labelled_by_route_template(settings: Settings) -> None:
     guarded = settings.model_copy(update={"api_token": SecretStr("s3cret")})
-    with TestClient(create_app(guarded)) as client:
+    with TestClient(base_url=LOCAL, app=create_app(guarded)) as client:
         for _ in range(2):
             assert client.get("/api/v1/studies/987654").status_code == 404
         assert client.get("/api/v1/no/such/thing").status_code == 404
@@ -158,7 +158,7 @@ def test_metrics_answer_with_database_down(tmp_path: Path) -> None:
         api_token=None,
         public_url=None,
     )
-    with TestClient(create_app(unreachable, run_migrations=False)) as client:
+    with TestClient(base_url=LOCAL, app=create_app(unreachable, run_migrations=False)) as client:
         assert client.get("/api/v1/studies").status_code == 503
         samples = scrape(client)
 

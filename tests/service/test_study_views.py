@@ -15,6 +15,8 @@ from service.db.repository import Repository
 from service.db.session import session_scope
 from tests.conftest import ring_spec
 
+YAML = {"Content-Type": "application/yaml"}
+
 
 def _study_with_trials(client: TestClient, settings: Settings) -> tuple[int, list[int]]:
     """A ring8 study (maximize mode_score) with five trials:
@@ -173,9 +175,7 @@ def _count_studies(settings: Settings) -> int:
 
 def test_yaml_submission_queues_the_study(client: TestClient) -> None:
     text = yaml.safe_dump(ring_spec(name="from-yaml"), sort_keys=False)
-    response = client.post(
-        "/api/v1/studies/yaml", content=text, headers={"Content-Type": "application/yaml"}
-    )
+    response = client.post("/api/v1/studies/yaml", content=text, headers=YAML)
     assert response.status_code == 201, response.text
     study = response.json()
     assert study["name"] == "from-yaml" and study["state"] == "queued"
@@ -194,7 +194,7 @@ def test_yaml_errors_name_field_and_line_and_store_nothing(
     )
     lines = text.splitlines()
     low_line = next(i for i, line in enumerate(lines, 1) if "low: 1.0" in line)
-    response = client.post("/api/v1/studies/yaml", content=text)
+    response = client.post("/api/v1/studies/yaml", content=text, headers=YAML)
     assert response.status_code == 422, response.text
     error = response.json()["errors"][0]
     assert error["field"] == "search_space.lr_g.high"
@@ -202,15 +202,17 @@ def test_yaml_errors_name_field_and_line_and_store_nothing(
 
     good = yaml.safe_dump(ring_spec(name="bad-yaml"), sort_keys=False)
     unknown = good.replace("trainer: gan2d", "trainer: os:system")
-    error = client.post("/api/v1/studies/yaml", content=unknown).json()["errors"][0]
+    error = client.post("/api/v1/studies/yaml", content=unknown, headers=YAML).json()["errors"][0]
     assert error["field"] == "trainer" and error["line"] == 2
 
-    broken = client.post("/api/v1/studies/yaml", content="name: x\n  trainer: [oops\n")
+    broken = client.post(
+        "/api/v1/studies/yaml", content="name: x\n  trainer: [oops\n", headers=YAML
+    )
     assert broken.status_code == 422
     assert broken.json()["errors"][0]["field"] == "body"
     assert broken.json()["errors"][0]["line"] == 2
 
-    listed = client.post("/api/v1/studies/yaml", content="- just\n- a list\n")
+    listed = client.post("/api/v1/studies/yaml", content="- just\n- a list\n", headers=YAML)
     assert listed.status_code == 422 and "mapping" in listed.json()["detail"]
     assert _count_studies(settings) == before
 
