@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 import pytest
@@ -363,6 +364,23 @@ def test_login_guards_a_protected_dashboard_and_a_forged_change_is_refused(
         assert status == 403
         study = httpx.get(f"{url}/api/v1/studies/{study_id}", headers=bearer).json()
         assert not study["cancel_requested"], "the forged cancel changed nothing"
+
+        # After a login the page goes back to `next` only when it is a page of this site.
+        for hostile in (
+            "/\t/evil.example/x",
+            "/\\evil.example",
+            "//evil.example",
+            "https://evil.example/",
+        ):
+            tab.goto(f"{url}/login?" + urlencode({"next": hostile}))
+            tab.fill("#token", token)
+            tab.click("#login")
+            tab.wait_for_url(f"{url}/", timeout=10_000)
+            assert urlsplit(tab.url).netloc == urlsplit(url).netloc, (hostile, tab.url)
+        tab.goto(f"{url}/login?" + urlencode({"next": f"/studies/{study_id}?x=1"}))
+        tab.fill("#token", token)
+        tab.click("#login")
+        tab.wait_for_url(f"{url}/studies/{study_id}?x=1", timeout=10_000)
         errors = [e for e in console.errors if not re.search(r"status of (401|403)", e)]
         assert errors == []
     finally:

@@ -1,10 +1,21 @@
 // The login page: trade a token for the service's HttpOnly cookie, then go back where we were.
 import { $, api, el, fill, showError } from "/assets/gentune.js";
 
-/** Only a path of this site: never a link that would send the browser elsewhere. */
+/**
+ * Only a page of this site: `next` is resolved the way the browser would resolve it (which
+ * drops tabs and newlines and reads backslashes as slashes) and kept only if it lands on this
+ * origin; anything else goes home.
+ */
 function nextPath() {
   const next = new URLSearchParams(window.location.search).get("next") || "/";
-  return next.startsWith("/") && !next.startsWith("//") && !next.startsWith("/\\") ? next : "/";
+  let target;
+  try {
+    target = new URL(next, window.location.origin);
+  } catch {
+    return "/";
+  }
+  if (target.origin !== window.location.origin) return "/";
+  return target.pathname + target.search + target.hash;
 }
 
 $("#login-form").addEventListener("submit", async (event) => {
