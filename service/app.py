@@ -21,7 +21,7 @@ from service import __version__
 from service.api import health, metrics, session, studies, trainers, trials
 from service.api.body_limit import BodyLimit
 from service.api.deps import require_reader
-from service.auth import LoginThrottle, ReadGuard, Tokens, TrustedHosts, trusted_host_names
+from service.auth import ReadGuard, Tokens, TokenThrottle, TrustedHosts, trusted_host_names
 from service.config import Settings, export_data_root, get_settings
 from service.dashboard import pages
 from service.dashboard.optuna import OptunaDashboardUnderPrefix
@@ -66,7 +66,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.state.settings = settings
     app.state.view_cache = ViewCache()
     app.state.tokens = tokens = Tokens(settings)  # a bad token file stops the start here
-    app.state.login_throttle = LoginThrottle()
+    app.state.token_throttle = throttle = TokenThrottle()
     readers = [Depends(require_reader)]
     for module in (studies, trials, trainers):
         app.include_router(module.router, prefix=API_PREFIX, dependencies=readers)
@@ -83,7 +83,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     )
     # a2wsgi's and Starlette's type stubs disagree on the WSGI/ASGI callables; both are standard.
     optuna_dashboard = WSGIMiddleware(OptunaDashboardUnderPrefix(settings.database_url))  # type: ignore[arg-type]
-    app.mount("/optuna", ReadGuard(optuna_dashboard, tokens, settings.protect_reads))  # type: ignore[arg-type]
+    app.mount("/optuna", ReadGuard(optuna_dashboard, tokens, settings.protect_reads, throttle))  # type: ignore[arg-type]
     _install_error_handlers(app)
     return app
 

@@ -127,8 +127,12 @@ class Tokens:
             return single + self._from_file
 
     def identify(self, given: str) -> str | None:
-        """The name of the token ``given`` is, or None; compares against every token."""
-        candidate = given.encode()[:MAX_TOKEN_LENGTH]
+        """The name of the token ``given`` is, or None; compares against every token. One
+        longer than any token may be is none (never cut to length: a right token with
+        anything after it is wrong)."""
+        candidate = given.encode()
+        if len(candidate) > MAX_TOKEN_LENGTH:
+            return None
         found: str | None = None
         for name, token in self.entries():
             if secrets.compare_digest(candidate, token) and found is None:
@@ -136,8 +140,11 @@ class Tokens:
         return found
 
 
-class LoginThrottle:
-    """Refuses logins from an address after too many failures in a minute."""
+class TokenThrottle:
+    """Refuses tokens (logins and bearer headers) from a client address after too many wrong
+    ones in a minute. The address is the one uvicorn resolves: behind a proxy that sets
+    ``X-Forwarded-For`` from an address in ``FORWARDED_ALLOW_IPS`` (default 127.0.0.1), the
+    user's own, so one client's guesses never lock the others out."""
 
     def __init__(self, failures: int = 10, window_s: float = 60.0) -> None:
         self.failures = failures
@@ -290,35 +297,49 @@ def login_url(next_path: str) -> str:
 
 class ReadGuard:
     """ASGI wrapper for a mounted app (optuna-dashboard): with reads protected, it answers
-    only requests that carry a token; a browser is sent to the login page."""
+    only requests that carry a token; a browser is sent to the login page. Wrong bearer
+    tokens count against their address as the API's do (``throttle``)."""
 
-    def __init__(self, app: ASGIApp, tokens: Tokens, protect_reads: bool) -> None:
+    def __init__(
+        self, app: ASGIApp, tokens: Tokens, protect_reads: bool, throttle: TokenThrottle
+    ) -> None:
         self.app = app
         self.tokens = tokens
         self.protect = protect_reads
+        self.throttle = throttle
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and self.protect and self.tokens.enabled:
             connection = HTTPConnection(scope)
-            try:
-                principal = authenticate(
-                    self.tokens,
-                    connection.headers.get("authorization"),
-                    connection.cookies.get(TOKEN_COOKIE),
+            client = connection.client.host if connection.client else "unknown"
+            authorization = connection.headers.get("authorization")
+            response: Response | None = None
+            wait = self.throttle.retry_after(client) if authorization else 0
+            if wait:
+                response = JSONResponse(
+                    {"detail": f"Too many wrong tokens; try again in {wait} s.", "errors": []},
+                    status_code=429,
+                    headers={"Retry-After": str(wait)},
                 )
-            except Unauthorized:
-                principal = None
-            if principal is None:
-                response: Response
-                if "text/html" in connection.headers.get("accept", ""):
-                    path = scope.get("root_path", "") + scope.get("path", "")
-                    response = RedirectResponse(login_url(path), status_code=303)
-                else:
-                    response = JSONResponse(
-                        {"detail": "This service lets only token holders read.", "errors": []},
-                        status_code=401,
-                        headers={"WWW-Authenticate": 'Bearer realm="gentune"'},
+            else:
+                try:
+                    principal = authenticate(
+                        self.tokens, authorization, connection.cookies.get(TOKEN_COOKIE)
                     )
+                except Unauthorized:
+                    self.throttle.failed(client)
+                    principal = None
+                if principal is None:
+                    if "text/html" in connection.headers.get("accept", ""):
+                        path = scope.get("root_path", "") + scope.get("path", "")
+                        response = RedirectResponse(login_url(path), status_code=303)
+                    else:
+                        response = JSONResponse(
+                            {"detail": "This service lets only token holders read.", "errors": []},
+                            status_code=401,
+                            headers={"WWW-Authenticate": 'Bearer realm="gentune"'},
+                        )
+            if response is not None:
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)

@@ -17,6 +17,7 @@ from service.auth import (
     TOKEN_COOKIE,
     Principal,
     Tokens,
+    TokenThrottle,
     authenticate,
     check_csrf,
     check_origin,
@@ -24,7 +25,7 @@ from service.auth import (
 from service.config import Settings
 from service.db.repository import Repository
 from service.db.session import session_scope
-from service.errors import Unauthorized, UnsupportedMediaType
+from service.errors import TooManyRequests, Unauthorized, UnsupportedMediaType
 from service.study_views import ViewCache
 
 
@@ -112,10 +113,27 @@ def get_tokens(request: Request) -> Tokens:
     return tokens
 
 
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
 def _principal(request: Request, tokens: Tokens) -> Principal | None:
-    return authenticate(
-        tokens, request.headers.get("authorization"), request.cookies.get(TOKEN_COOKIE)
-    )
+    """Who the request's token names. A bearer token is refused (429) while its address has
+    sent too many wrong ones, and a wrong one counts against its address."""
+    authorization = request.headers.get("authorization")
+    throttle: TokenThrottle = request.app.state.token_throttle
+    client = client_address(request)
+    if authorization:
+        wait = throttle.retry_after(client)
+        if wait:
+            raise TooManyRequests(
+                f"Too many wrong tokens from this address; try again in {wait} s.", wait
+            )
+    try:
+        return authenticate(tokens, authorization, request.cookies.get(TOKEN_COOKIE))
+    except Unauthorized:
+        throttle.failed(client)
+        raise
 
 
 def require_writer(request: Request, settings: SettingsDep) -> Principal | None:

@@ -9,12 +9,12 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, Request, Response, status
 from pydantic import BaseModel, Field
 
-from service.api.deps import SettingsDep, get_tokens, own_hosts, reader_of_page
+from service.api.deps import SettingsDep, client_address, get_tokens, own_hosts, reader_of_page
 from service.auth import (
     CSRF_COOKIE,
     MAX_TOKEN_LENGTH,
     TOKEN_COOKIE,
-    LoginThrottle,
+    TokenThrottle,
     new_csrf_token,
 )
 from service.config import Settings
@@ -72,8 +72,8 @@ def log_in(
         origin == "null" or urlsplit(origin).netloc not in own_hosts(request, settings)
     ):
         raise Forbidden(f"Logins from pages of {origin} are refused; use the service's own.")
-    client = request.client.host if request.client else "unknown"
-    throttle: LoginThrottle = request.app.state.login_throttle
+    client = client_address(request)
+    throttle: TokenThrottle = request.app.state.token_throttle
     wait = throttle.retry_after(client)
     if wait:
         raise TooManyRequests(f"Too many failed logins; try again in {wait} s.", wait)

@@ -68,8 +68,7 @@ assert set(get_args(TrialSortKey)) == set(TRIAL_SORT_KEYS)
 NOT_FOUND = error_responses({404: "No such study."})
 WRITE_ERROR_TEXTS = {
     401: "A token is needed.",
-    403: "Sent from a page of another site, or with the login cookie but without the CSRF "
-    "header.",
+    403: "Sent from a page of another site, or with the login cookie but without the CSRF header.",
 }
 WRITE_ERRORS = error_responses(WRITE_ERROR_TEXTS)
 SUBMIT_ERRORS = error_responses(

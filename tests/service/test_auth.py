@@ -13,11 +13,12 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from service.app import create_app
-from service.auth import CSRF_COOKIE, TOKEN_COOKIE, TokenFileError
+from service.auth import CSRF_COOKIE, MAX_TOKEN_LENGTH, TOKEN_COOKIE, TokenFileError
 from service.config import Settings
 from service.db.repository import Repository
 from service.db.session import session_scope
 from tests.conftest import LOCAL, ring_spec
+from tests.service.test_cli_client import ApiServer
 
 ALICE = "alice-token-0123456789abcdef"
 BOB = "bob-token-0123456789abcdef"
@@ -329,3 +330,72 @@ def test_serving_off_loopback_without_a_token_warns(settings: Settings, tmp_path
         text = "".join(lines)
         assert "Application startup complete" in text or "Uvicorn running" in text, text
         assert ("with no token: anyone who can reach port" in text) is warned, text
+
+
+# --- tokens: exact length, and wrong ones throttled by address ----------------------------
+
+
+def test_a_right_token_with_anything_after_it_is_wrong(settings: Settings) -> None:
+    longest = "t" * MAX_TOKEN_LENGTH
+    guarded = settings.model_copy(update={"api_token": SecretStr(longest)})
+    with TestClient(base_url=LOCAL, app=create_app(guarded)) as client:
+        for extra in ("x", "t", "t" * 1000):
+            refused = client.post(
+                "/api/v1/studies", json=ring_spec(), headers=_bearer(longest + extra)
+            )
+            assert refused.status_code == 401, extra
+        login = client.post("/api/v1/session", json={"token": longest + "x"})
+        assert login.status_code == 422, "a login longer than any token is refused as such"
+        made = client.post("/api/v1/studies", json=ring_spec(), headers=_bearer(longest))
+        assert made.status_code == 201, made.text
+
+
+def test_wrong_bearer_tokens_are_throttled_per_address(settings: Settings) -> None:
+    guarded = settings.model_copy(update={"api_token": SecretStr(ALICE), "protect_reads": True})
+    app = create_app(guarded)
+    with (
+        TestClient(base_url=LOCAL, app=app, client=("10.0.0.1", 5000)) as guesser,
+        TestClient(base_url=LOCAL, app=app, client=("10.0.0.2", 5000)) as colleague,
+    ):
+        answers = [
+            guesser.get(
+                "/api/v1/studies", headers=_bearer(f"guess-{i:02d}-0123456789abcdef")
+            ).status_code
+            for i in range(11)
+        ]
+        assert answers == [401] * 10 + [429]
+        locked = guesser.post("/api/v1/studies", json=ring_spec(), headers=_bearer(ALICE))
+        assert locked.status_code == 429, "even the right token waits out the lockout"
+        assert int(locked.headers["Retry-After"]) > 0
+        assert "Too many wrong tokens" in locked.json()["detail"]
+        assert guesser.get("/optuna/api/studies", headers=_bearer(ALICE)).status_code == 429
+        # Another address is not locked out by the guesser.
+        assert colleague.get("/api/v1/studies", headers=_bearer(ALICE)).status_code == 200
+        made = colleague.post("/api/v1/studies", json=ring_spec(), headers=_bearer(ALICE))
+        assert made.status_code == 201, made.text
+
+
+def test_behind_a_proxy_each_forwarded_client_has_its_own_lockout(settings: Settings) -> None:
+    """The real server (uvicorn) behind a proxy on 127.0.0.1 that forwards the client's address
+    in X-Forwarded-For, as the README's nginx and Caddy snippets do: one client's wrong tokens
+    lock out that client, not everyone who comes through the proxy."""
+    guarded = settings.model_copy(update={"api_token": SecretStr(ALICE)})
+    server = ApiServer(guarded)
+    server.start()
+    try:
+
+        def post(client: str, token: str) -> int:
+            return server.api(
+                "POST",
+                "/studies",
+                json=ring_spec(),
+                headers={**_bearer(token), "X-Forwarded-For": client},
+            ).status_code
+
+        assert [post("203.0.113.7", f"wrong-{i:02d}-0123456789abcdef") for i in range(11)] == (
+            [401] * 10 + [429]
+        )
+        assert post("203.0.113.7", ALICE) == 429
+        assert post("198.51.100.4", ALICE) == 201
+    finally:
+        server.stop()
