@@ -3,6 +3,7 @@ of each field kept so that errors can point at the line to fix."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -51,6 +52,7 @@ def parse_definition_text(
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         if node is not None:
             _check_size(node, max_depth, max_values)
+            _check_json_like(node)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -104,6 +106,116 @@ def _check_size(root: yaml.Node, max_depth: int, max_values: int) -> None:
                 ]
             )
         expanded[id(node)] = total
+
+
+JSON_TAGS = {
+    f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null", "map", "seq")
+}
+"""YAML types a definition may hold: those JSON has too (it is stored and served as JSON)."""
+TAG_WORDS = {
+    "tag:yaml.org,2002:binary": "binary data (!!binary)",
+    "tag:yaml.org,2002:timestamp": "a date or time (quote it to make it text)",
+    "tag:yaml.org,2002:set": "a set (!!set; write a list)",
+    "tag:yaml.org,2002:omap": "an ordered mapping (!!omap; write a mapping)",
+    "tag:yaml.org,2002:pairs": "a list of pairs (!!pairs; write a mapping)",
+}
+
+
+def _check_json_like(root: yaml.Node) -> None:
+    """Every value of a type JSON has, and no key twice in one mapping (YAML keeps the last
+    silently, so the first would be lost without a word)."""
+    seen: set[int] = set()
+    stack: list[tuple[yaml.Node, str]] = [(root, "")]
+    while stack:
+        node, path = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        line = node.start_mark.line + 1
+        if node.tag not in JSON_TAGS and node.tag != "tag:yaml.org,2002:merge":
+            what = TAG_WORDS.get(node.tag, f"of the YAML type {node.tag}")
+            raise InvalidInput(
+                [
+                    FieldError(
+                        path or "body",
+                        f"is {what}: a definition holds only text, numbers, true/false, null, "
+                        "lists and mappings",
+                        line=line,
+                    )
+                ]
+            )
+        if isinstance(node, yaml.MappingNode):
+            first: dict[str, int] = {}
+            for key, value in node.value:
+                at = key.start_mark.line + 1
+                name = str(key.value) if isinstance(key, yaml.ScalarNode) else f"<line {at}>"
+                child = f"{path}.{name}" if path else name
+                if isinstance(key, yaml.ScalarNode) and name in first:
+                    raise InvalidInput(
+                        [
+                            FieldError(
+                                child,
+                                f"is given twice in one mapping (lines {first[name]} and "
+                                f"{at}); keep one",
+                                line=at,
+                            )
+                        ]
+                    )
+                first[name] = at
+                stack.extend(((key, child), (value, child)))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(
+                (item, f"{path}.{i}" if path else str(i)) for i, item in enumerate(node.value)
+            )
+
+
+class _Object(dict[str, Any]):
+    """A JSON object as parsed, with the keys it gave more than once."""
+
+    repeated: list[str]
+
+
+def _object(pairs: list[tuple[str, Any]]) -> _Object:
+    made = _Object(pairs)
+    made.repeated = [] if len(made) == len(pairs) else _repeats([k for k, _ in pairs])
+    return made
+
+
+def _repeats(keys: list[str]) -> list[str]:
+    seen: set[str] = set()
+    repeated = []
+    for key in keys:
+        if key in seen:
+            repeated.append(key)
+        seen.add(key)
+    return repeated
+
+
+def check_json_keys(body: bytes) -> None:
+    """Refuse a JSON body that gives a key twice in one object (JSON parsers keep the last
+    silently). A body that is not JSON is left to the schema's own error."""
+    try:
+        data = json.loads(body, object_pairs_hook=_object)
+    except (ValueError, RecursionError):
+        return
+    stack: list[tuple[Any, str]] = [(data, "")]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, _Object):
+            if value.repeated:
+                key = value.repeated[0]
+                raise InvalidInput(
+                    [
+                        FieldError(
+                            f"{path}.{key}" if path else key,
+                            "is given twice in one object; keep one (JSON parsers would "
+                            "silently keep the last)",
+                        )
+                    ]
+                )
+            stack.extend((item, f"{path}.{k}" if path else k) for k, item in value.items())
+        elif isinstance(value, list):
+            stack.extend((item, f"{path}.{i}" if path else str(i)) for i, item in enumerate(value))
 
 
 def _children(node: yaml.Node) -> list[yaml.Node]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -128,46 +129,59 @@ def validate_spec(spec: StudySpec, settings: Settings) -> Trainer:
     return trainer
 
 
+MAX_INTEGER = 2**63 - 1
+"""Largest integer a definition may hold (a 64-bit integer: what databases and numpy take)."""
+
+
 def _check_document(spec: StudySpec, settings: Settings) -> list[FieldError]:
-    """Depth and string lengths over the whole definition (params may hold anything), walked
-    without recursion. Only the first of each kind is reported."""
+    """Depth, string lengths and numbers over the whole definition (params may hold
+    anything), walked without recursion. Only the first of each kind is reported."""
     errors: list[FieldError] = []
-    too_deep = too_long = False
-    stack: list[tuple[str, Any, int]] = [("", spec.model_dump(mode="json"), 0)]
-    while stack and not (too_deep and too_long):
+    found: set[str] = set()
+
+    def report(kind: str, path: str, message: str) -> None:
+        if kind not in found:
+            found.add(kind)
+            errors.append(FieldError(path or "body", message))
+
+    stack: list[tuple[str, Any, int]] = [("", spec.model_dump(), 0)]
+    while stack:
         path, value, depth = stack.pop()
-        if depth > settings.max_nesting_depth and not too_deep:
-            too_deep = True
-            errors.append(
-                FieldError(
-                    path or "body",
-                    f"nests deeper than {settings.max_nesting_depth} levels "
-                    "(GENTUNE_MAX_NESTING_DEPTH)",
-                )
+        if depth > settings.max_nesting_depth:
+            report(
+                "deep",
+                path,
+                f"nests deeper than {settings.max_nesting_depth} levels "
+                "(GENTUNE_MAX_NESTING_DEPTH)",
             )
             continue
         if isinstance(value, dict):
             for key, item in value.items():
                 child = f"{path}.{key}" if path else str(key)
-                if len(str(key)) > settings.max_string_length and not too_long:
-                    too_long = True
-                    errors.append(
-                        FieldError(
-                            path or "body",
-                            f"has a key of {len(str(key)):,} characters; "
-                            + _string_limit(settings),
-                        )
+                if len(str(key)) > settings.max_string_length:
+                    report(
+                        "long",
+                        path,
+                        f"has a key of {len(str(key)):,} characters; " + _string_limit(settings),
                     )
                 stack.append((child, item, depth + 1))
-        elif isinstance(value, list):
+        elif isinstance(value, list | tuple):
             stack.extend((f"{path}.{i}", item, depth + 1) for i, item in enumerate(value))
-        elif isinstance(value, str) and len(value) > settings.max_string_length and not too_long:
-            too_long = True
-            errors.append(
-                FieldError(
-                    path,
-                    f"is {len(value):,} characters long; " + _string_limit(settings),
-                )
+        elif isinstance(value, str) and len(value) > settings.max_string_length:
+            report("long", path, f"is {len(value):,} characters long; " + _string_limit(settings))
+        elif isinstance(value, float) and not math.isfinite(value):
+            report(
+                "non-finite",
+                path,
+                f"is {value}: only finite numbers are allowed (JSON cannot carry NaN or "
+                "infinity, and no trainer can use one)",
+            )
+        elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INTEGER:
+            report(
+                "huge",
+                path,
+                f"is an integer of {len(str(abs(value)))} digits; at most {MAX_INTEGER:,} in "
+                "size is allowed",
             )
     return errors
 
@@ -242,7 +256,25 @@ def resolved_definition(spec: StudySpec, trainer: Trainer) -> dict[str, Any]:
             "stability": StabilitySpec(defaults=False, rules=rules),
         }
     )
-    return resolved.model_dump(mode="json")
+    stored = resolved.model_dump(mode="json")
+    _check_stored(stored)
+    return stored
+
+
+def _check_stored(stored: dict[str, Any]) -> None:
+    """The definition as it will be stored must read back as the same valid definition:
+    what a worker runs is what was checked (a value JSON cannot carry would come back as
+    something else, or not at all)."""
+    try:
+        json.dumps(stored, allow_nan=False)
+        StudySpec.model_validate(stored)
+    except (ValueError, ValidationError) as exc:
+        errors = (
+            field_errors_from_pydantic(exc.errors(), stored)
+            if isinstance(exc, ValidationError)
+            else [FieldError("body", f"cannot be stored as JSON: {exc}")]
+        )
+        raise InvalidInput(errors) from exc
 
 
 def _check_stability(spec: StudySpec, trainer: Trainer) -> list[FieldError]:

@@ -25,6 +25,7 @@ from service.auth import (
 from service.config import Settings
 from service.db.repository import Repository
 from service.db.session import session_scope
+from service.definition_text import check_json_keys
 from service.errors import TooManyRequests, Unauthorized, UnsupportedMediaType
 from service.study_views import ViewCache
 
@@ -78,6 +79,12 @@ DEFINITION_TYPES = (
 )
 """What a definition sent as text may be labelled: never a type a page of another site can
 send without the browser asking first (text/plain, forms)."""
+
+
+async def unique_json_keys(request: Request) -> None:
+    """A JSON definition that gives a key twice is refused (422 naming it), not read with
+    the last value silently winning."""
+    check_json_keys(await request.body())
 
 
 async def definition_text(request: Request) -> bytes:

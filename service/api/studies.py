@@ -18,6 +18,7 @@ from service.api.deps import (
     ViewCacheDep,
     WriterDep,
     definition_text,
+    unique_json_keys,
 )
 from service.db.repository import FINISHED_STUDY_STATES, TRIAL_SORT_KEYS
 from service.definition_text import spec_from_text
@@ -129,6 +130,7 @@ budget: {n_trials: 4, max_concurrent: 2}
     status_code=status.HTTP_201_CREATED,
     operation_id="submit_study",
     responses={**SUBMITTED, **SUBMIT_ERRORS},
+    dependencies=[Depends(unique_json_keys)],
 )
 def submit_study(
     spec: Annotated[

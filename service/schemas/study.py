@@ -9,11 +9,22 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Every part of a study definition: unknown fields are errors, and so is a float that is
+    NaN or infinite (JSON cannot carry one, and no sampler, pruner or rule can use one)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 # --- search space --------------------------------------------------------------------------
@@ -40,6 +51,10 @@ class _Range(StrictModel):
         return high
 
 
+MAX_STEPS = 1e15
+"""Most values a float range's step may cut it into (floats hold about 15 digits)."""
+
+
 class FloatParam(_Range):
     type: Literal["float"]
     log: bool = False
@@ -52,6 +67,14 @@ class FloatParam(_Range):
     def _check_step(cls, step: float | None, info: ValidationInfo) -> float | None:
         if step is not None and info.data.get("log"):
             raise ValueError("a log range cannot have a step; drop one of them")
+        low, high = info.data.get("low"), info.data.get("high")
+        if step is not None and low is not None and high is not None:
+            values = (high - low) / step
+            if not math.isfinite(values) or values > MAX_STEPS:
+                raise ValueError(
+                    f"a step of {step:g} cuts the range into more than {MAX_STEPS:.0e} values, "
+                    "more than a float can tell apart: use a larger step, or none"
+                )
         return step
 
 
@@ -70,7 +93,15 @@ class IntParam(_Range):
         return step
 
 
-Choice = Annotated[str, Field(max_length=200)] | bool | int | float
+def _finite_choice(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"is {value}: a choice must be a finite number, a string or a bool")
+    return value
+
+
+Choice = Annotated[
+    Annotated[str, Field(max_length=200)] | bool | int | float, BeforeValidator(_finite_choice)
+]
 
 
 class CategoricalParam(StrictModel):

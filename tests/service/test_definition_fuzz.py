@@ -1,7 +1,7 @@
 """Malformed study definitions, made by mutating the shipped search spaces at random (seeded):
-each one is either accepted, and then runnable (its stored definition validates again and
-configs drawn from its space parse with the trainer), or refused with a 4xx whose errors name a
-field, and then nothing in the database changed."""
+each one is either accepted, and then runnable (its definition as the database holds it is
+plain JSON, validates again and configs drawn from its space parse with the trainer), or
+refused with a 4xx whose errors name a field, and then nothing in the database changed."""
 
 from __future__ import annotations
 
@@ -171,6 +171,14 @@ def _finished_ring8_study(client: TestClient, settings: Settings) -> int:
     return study_id
 
 
+def _stored(settings: Settings, study_id: int) -> dict[str, Any]:
+    """The definition as the database holds it (what a worker will read), not as echoed."""
+    with session_scope(settings.database_url) as session:
+        spec = session.scalar(select(Study.spec).where(Study.id == study_id))
+    assert isinstance(spec, dict)
+    return spec
+
+
 def _runnable(stored: dict[str, Any], settings: Settings) -> None:
     """What a worker does with a stored definition before the first trial, and then the
     trainer's parse of a few configs drawn from the space."""
@@ -210,8 +218,10 @@ def test_mutated_definitions_are_accepted_and_runnable_or_refused_naming_a_field
         assert answer.status_code in (201, 413, 422), f"{label}: {answer.status_code} {body!r}"
         if answer.status_code == 201:
             outcomes["accepted"] += 1
-            study = answer.json()
-            _runnable(study["definition"], settings)
+            stored = _stored(settings, answer.json()["id"])
+            json.dumps(stored, allow_nan=False)  # nothing JSON cannot carry was stored
+            assert stored == answer.json()["definition"], f"{label}: the API echoed another one"
+            _runnable(stored, settings)
             after = _table_counts(settings.database_url)
             assert after[0] == before[0] + 1 and after[1:] == before[1:], label
             continue

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import httpx
 import pytest
+import yaml
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
+from service.config import Settings
+from service.db.models import Study
+from service.db.session import session_scope
 from tests.conftest import ring_spec
 
 
@@ -228,3 +235,133 @@ def test_an_augmented_image_study_is_accepted(client: TestClient) -> None:
     spec = dcgan_spec({"augment_flip": True, "augment_cutout": 0.25, "augment_color": True})
     spec["search_space"]["augment_translation"] = {"type": "categorical", "choices": [0.0, 0.125]}
     assert client.post("/api/v1/studies", json=spec).status_code == 201
+
+
+# --- values JSON cannot carry, numbers too large to use, keys given twice ------------------
+
+NAN, INF = float("nan"), float("inf")
+
+
+def _submit(client: TestClient, body: str, content_type: str) -> httpx.Response:
+    path = "/api/v1/studies" if content_type == "application/json" else "/api/v1/studies/yaml"
+    return client.post(path, content=body, headers={"Content-Type": content_type})
+
+
+def _refused(client: TestClient, settings: Settings, body: str, content_type: str) -> dict:
+    before = _stored_definitions(settings)
+    answer = _submit(client, body, content_type)
+    assert answer.status_code == 422, answer.text
+    assert _stored_definitions(settings) == before, "a refused study was stored"
+    return {e["field"]: e["message"] for e in answer.json()["errors"]}
+
+
+def _stored_definitions(settings: Settings) -> list[Any]:
+    with session_scope(settings.database_url) as session:
+        return list(session.scalars(select(Study.spec).order_by(Study.id)))
+
+
+def _with(path: str, value: Any, **top: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {**ring_spec(), **top}
+    *parents, last = path.split(".")
+    node = spec
+    for part in parents:
+        node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
+    node[last] = value
+    return spec
+
+
+NON_FINITE = [
+    ("search_space.lr_g.step", {"type": "float", "low": 1e-4, "high": 1e-2, "step": NAN}),
+    ("sampler.sigma0", {"type": "cmaes", "sigma0": INF}),
+    ("pruner.lower", {"type": "threshold", "lower": NAN}),
+    ("pruner.upper", {"type": "threshold", "upper": -INF}),
+    ("pruner.min_delta", {"type": "patient", "patience": 2, "min_delta": INF}),
+    ("params.iters_per_epoch", NAN),
+    ("points_to_evaluate.0.lr_g", [{"lr_g": INF}]),
+    ("search_space.loss.choices.1", {"type": "categorical", "choices": ["bce", NAN]}),
+]
+
+
+@pytest.mark.parametrize(("field", "value"), NON_FINITE, ids=[f for f, _ in NON_FINITE])
+@pytest.mark.parametrize("content_type", ["application/json", "application/yaml"])
+def test_nan_and_infinity_are_refused_wherever_they_stand(
+    client: TestClient, settings: Settings, field: str, value: Any, content_type: str
+) -> None:
+    top, _, rest = field.partition(".")
+    if top in ("sampler", "pruner"):
+        spec = {**ring_spec(), top: value}
+    elif top == "points_to_evaluate":
+        spec = {**ring_spec(), top: value}
+    elif top == "search_space":
+        name = rest.split(".")[0]
+        spec = ring_spec()
+        spec["search_space"] = {**spec["search_space"], name: value}  # type: ignore[dict-item]
+    else:
+        spec = _with(field, value)
+    body = json.dumps(spec) if content_type == "application/json" else yaml.safe_dump(spec)
+    errors = _refused(client, settings, body, content_type)
+    assert field in errors, errors
+    assert "finite" in errors[field], errors
+
+
+@pytest.mark.parametrize(
+    ("label", "spec", "field", "words"),
+    [
+        (
+            "a step too small to count",
+            _with(
+                "search_space.lr_g",
+                {"type": "float", "low": 1e-4, "high": 1e-2, "step": 5e-324},
+                sampler={"type": "grid"},
+            ),
+            "search_space.lr_g.step",
+            "more than a float can tell apart",
+        ),
+        (
+            "a 401-digit integer",
+            _with("points_to_evaluate", [{"lr_g": 10**400}]),
+            "points_to_evaluate.0.lr_g",
+            "an integer of 401 digits",
+        ),
+        ("a huge seed", _with("params.seed", -(2**64)), "params.seed", "an integer of 20 digits"),
+    ],
+)
+@pytest.mark.parametrize("content_type", ["application/json", "application/yaml"])
+def test_numbers_too_large_to_use_are_refused(
+    client: TestClient,
+    settings: Settings,
+    label: str,
+    spec: dict[str, Any],
+    field: str,
+    words: str,
+    content_type: str,
+) -> None:
+    body = json.dumps(spec) if content_type == "application/json" else yaml.safe_dump(spec)
+    errors = _refused(client, settings, body, content_type)
+    assert words in errors.get(field, ""), (label, errors)
+
+
+def test_yaml_types_json_has_not_and_keys_given_twice_are_refused(
+    client: TestClient, settings: Settings
+) -> None:
+    text = yaml.safe_dump(ring_spec(), sort_keys=False)
+    cases = {
+        "a binary value": (text + "note: !!binary aGVsbG8=\n", "note", "binary data"),
+        "a date": (text + "note: 2026-12-04\n", "note", "a date or time"),
+        "a set": (text + "note: !!set {a, b}\n", "note", "a set"),
+        "a key twice": (text + "name: second\n", "name", "is given twice"),
+        "a nested key twice": (
+            text.replace("  lr_g:\n", "  lr_g:\n    type: float\n", 1),
+            "search_space.lr_g.type",
+            "is given twice",
+        ),
+    }
+    for label, (body, field, words) in cases.items():
+        errors = _refused(client, settings, body, "application/yaml")
+        assert words in errors.get(field, ""), (label, errors)
+    duplicated = json.dumps(ring_spec()).replace('"trainer": ', '"trainer": "vae", "trainer": ', 1)
+    errors = _refused(client, settings, duplicated, "application/json")
+    assert "is given twice" in errors["trainer"], errors
+    # The same definitions without the faults are stored, and as given.
+    assert _submit(client, text, "application/yaml").status_code == 201
+    assert _submit(client, json.dumps(ring_spec()), "application/json").status_code == 201
