@@ -52,6 +52,16 @@ class OptunaDashboardUnderPrefix:
                 "gentune serves optuna-dashboard read-only: studies are changed through "
                 "gentune's API (/api/v1).",
             )
+        if path.startswith("/csv/"):
+            return _refuse(
+                start_response,
+                "404 Not Found",
+                "gentune does not serve optuna-dashboard's CSV download, which writes params "
+                "as a spreadsheet would run them (formulas); use gentune's export, "
+                "/api/v1/studies/<id>/export?format=trials.csv.",
+            )
+        # optuna-dashboard's static files read Accept-Encoding and fail without it.
+        environ.setdefault("HTTP_ACCEPT_ENCODING", "identity")
         if path == "/":
             start_response("302 Found", [("Location", f"{self.prefix}/dashboard")])
             return [b""]

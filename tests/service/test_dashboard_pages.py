@@ -62,3 +62,24 @@ def test_optuna_dashboard_is_mounted_read_only_on_the_same_storage(
     assert refused.status_code == 403 and "read-only" in refused.json()["reason"]
     deleted = client.delete(f"/optuna/api/studies/{studies[0]['study_id']}")
     assert deleted.status_code == 403
+
+
+def test_optuna_mount_answers_without_accept_encoding_and_serves_no_formula_csv(
+    client: TestClient, settings: Settings
+) -> None:
+    """Clients that send no Accept-Encoding (curl, probes) get the files, not a 500; the CSV
+    download, which would put a param a spreadsheet runs as a formula into a file, is not
+    served (gentune's own export escapes such cells)."""
+    storage = optuna.storages.RDBStorage(settings.database_url)
+    formula = '=HYPERLINK("http://evil.example","x")'
+    study = optuna.create_study(study_name="gentune-formula", storage=storage)
+    study.optimize(lambda trial: len(trial.suggest_categorical("loss", [formula])), n_trials=1)
+    client.headers.pop("accept-encoding", None)
+    for path in ("/optuna/favicon.ico", "/optuna/static/bundle.js", "/optuna/dashboard"):
+        response = client.get(path)
+        assert response.status_code == 200, (path, response.status_code)
+    study_id = storage.get_study_id_from_name("gentune-formula")
+    download = client.get(f"/optuna/csv/{study_id}")
+    assert download.status_code == 404
+    assert "export?format=trials.csv" in download.json()["reason"]
+    assert formula not in download.text
