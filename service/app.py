@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from optuna.exceptions import StorageInternalError
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from service import __version__
 from service.api import health, metrics, session, studies, trainers, trials
@@ -88,6 +89,22 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     return app
 
 
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route takes at the request's path (Starlette's own 405 names only
+    those of the first route that matched the path): the routing asked once per method."""
+    allowed = []
+    for method in METHODS:
+        scope = {**request.scope, "method": method}
+        for route in request.app.router.routes:
+            if route.matches(scope)[0] == Match.FULL:
+                allowed.append(method)
+                break
+    return allowed
+
+
 def _error(status: int, detail: str, errors: list[dict[str, Any]] | None = None) -> JSONResponse:
     return JSONResponse(status_code=status, content={"detail": detail, "errors": errors or []})
 
@@ -104,8 +121,22 @@ def _install_error_handlers(app: FastAPI) -> None:
         return response
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         """Starlette's and FastAPI's own errors, in the service's error shape."""
+        if exc.status_code == 405:
+            allowed = allowed_methods(request)
+            response = _error(
+                405,
+                f"{request.method} is not allowed on this path; it takes {', '.join(allowed)}.",
+            )
+            response.headers["Allow"] = ", ".join(allowed)
+            return response
+        if exc.status_code == 404 and exc.detail == "Not Found":  # no route has this path
+            return _error(
+                404,
+                f"Nothing is at {request.url.path}: see /docs for the API's paths (ids in them "
+                "are whole numbers).",
+            )
         if exc.status_code == 400 and exc.detail == "There was an error parsing the body":
             message = (
                 "could not be read as JSON: it is not UTF-8 text, nests too deeply or holds "

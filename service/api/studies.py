@@ -210,13 +210,13 @@ def list_studies(
     return Page(data=[describe_study(repo, s, base_url) for s in studies], count=count)
 
 
-@router.get("/{study_id}", operation_id="get_study", responses=NOT_FOUND)
+@router.get("/{study_id:int}", operation_id="get_study", responses=NOT_FOUND)
 def get_study(study_id: StudyId, repo: RepositoryDep, base_url: BaseUrlDep) -> StudyOut:
     return describe_study(repo, repo.get_study(study_id), base_url)
 
 
 @router.post(
-    "/{study_id}/cancel",
+    "/{study_id:int}/cancel",
     operation_id="cancel_study",
     responses={
         200: {
@@ -235,7 +235,7 @@ def cancel_study(
     return describe_study(repo, repo.request_cancel(study_id, who.name if who else None), base_url)
 
 
-@router.get("/{study_id}/trials", operation_id="list_trials", responses=NOT_FOUND)
+@router.get("/{study_id:int}/trials", operation_id="list_trials", responses=NOT_FOUND)
 def list_trials(
     study_id: StudyId,
     repo: RepositoryDep,
@@ -284,7 +284,7 @@ CACHED_VIEW: dict[int | str, dict[str, Any]] = {
 
 
 @router.get(
-    "/{study_id}/columns",
+    "/{study_id:int}/columns",
     operation_id="trial_columns",
     response_model=TrialColumns,
     responses=CACHED_VIEW,
@@ -306,7 +306,7 @@ def trial_columns(
 
 
 @router.get(
-    "/{study_id}/curves",
+    "/{study_id:int}/curves",
     operation_id="metric_curves",
     response_model=CurvesOut,
     responses=CACHED_VIEW,
@@ -337,7 +337,7 @@ def metric_curves(
 
 
 @router.get(
-    "/{study_id}/importances",
+    "/{study_id:int}/importances",
     operation_id="param_importances",
     response_model=ImportancesOut,
     responses=CACHED_VIEW,
@@ -362,7 +362,7 @@ def param_importances(
 
 
 @router.get(
-    "/{study_id}/best",
+    "/{study_id:int}/best",
     operation_id="get_best",
     responses=error_responses({404: "No such study, or no completed trial yet."}),
 )
@@ -372,7 +372,7 @@ def get_best(study_id: StudyId, repo: RepositoryDep, base_url: BaseUrlDep) -> Be
 
 
 @router.get(
-    "/{study_id}/refined",
+    "/{study_id:int}/refined",
     operation_id="refined_definition",
     response_model=StudySpec,
     response_model_exclude_none=True,
@@ -407,7 +407,7 @@ EXPORT_FORMATS = {
 
 
 @router.get(
-    "/{study_id}/export",
+    "/{study_id:int}/export",
     operation_id="export_study",
     response_class=Response,
     responses={

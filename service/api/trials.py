@@ -40,12 +40,12 @@ NOT_FOUND = error_responses({404: "No such trial or checkpoint."})
 TrialId = Annotated[int, Path(ge=1, le=MAX_ID, description="The trial's id.")]
 
 
-@router.get("/{trial_id}", responses=NOT_FOUND)
+@router.get("/{trial_id:int}", responses=NOT_FOUND)
 def get_trial(trial_id: TrialId, repo: RepositoryDep, base_url: BaseUrlDep) -> TrialDetail:
     return trial_detail(repo, repo.get_trial(trial_id), base_url)
 
 
-@router.get("/{trial_id}/manifest", responses=NOT_FOUND)
+@router.get("/{trial_id:int}/manifest", responses=NOT_FOUND)
 def get_manifest(trial_id: TrialId, repo: RepositoryDep, base_url: BaseUrlDep) -> ManifestOut:
     """What the trial ran with and what it reported: ``gentune reproduce`` runs it again
     from this and compares."""
@@ -68,7 +68,7 @@ def get_manifest(trial_id: TrialId, repo: RepositoryDep, base_url: BaseUrlDep) -
 
 
 @router.post(
-    "/{trial_id}/ratings",
+    "/{trial_id:int}/ratings",
     status_code=status.HTTP_201_CREATED,
     responses=error_responses(
         {
@@ -86,7 +86,7 @@ def rate_trial(
     return rate(repo, trial_id, given, who.name if who else ANONYMOUS)
 
 
-@router.get("/{trial_id}/ratings", responses=NOT_FOUND)
+@router.get("/{trial_id:int}/ratings", responses=NOT_FOUND)
 def list_ratings(trial_id: TrialId, repo: RepositoryDep) -> Page[RatingOut]:
     """Every rating of the trial: its scores, and the picks it won or lost."""
     repo.get_trial(trial_id)
@@ -94,7 +94,7 @@ def list_ratings(trial_id: TrialId, repo: RepositoryDep) -> Page[RatingOut]:
     return Page(data=ratings, count=len(ratings))
 
 
-@router.get("/{trial_id}/artifacts", responses=NOT_FOUND)
+@router.get("/{trial_id:int}/artifacts", responses=NOT_FOUND)
 def list_artifacts(
     trial_id: TrialId, repo: RepositoryDep, base_url: BaseUrlDep
 ) -> Page[ArtifactOut]:
@@ -105,7 +105,7 @@ def list_artifacts(
 
 
 @router.get(
-    "/{trial_id}/artifacts/{kind}",
+    "/{trial_id:int}/artifacts/{kind}",
     response_class=FileResponse,
     responses={
         **NOT_FOUND,
@@ -137,7 +137,7 @@ def download_artifact(
 
 
 @router.get(
-    "/{trial_id}/checkpoint",
+    "/{trial_id:int}/checkpoint",
     response_class=FileResponse,
     responses={
         **NOT_FOUND,

@@ -30,10 +30,13 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     ensure_resource_availability,
+    ignored_auth,
+    missing_required_header,
     negative_data_rejection,
     response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
+    unsupported_method,
     use_after_free,
 )
 
@@ -63,7 +66,12 @@ CHECKS = [
     response_headers_conformance,
     response_schema_conformance,
     negative_data_rejection,
+    missing_required_header,
+    unsupported_method,
+    ignored_auth,
 ]
+"""Every check schemathesis has but positive_data_acceptance: a definition that fits the
+schema may still be refused by its trainer (unknown params, metrics it does not report)."""
 STATEFUL_CHECKS = [*CHECKS, created_study_is_readable, use_after_free]
 QUIET = settings(
     database=None,

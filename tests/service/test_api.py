@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
@@ -124,3 +127,35 @@ def test_token_guards_mutating_endpoints_only(settings: Settings) -> None:
         study_id = ok.json()["id"]
         assert client.post(f"/api/v1/studies/{study_id}/cancel").status_code == 401
         assert client.get(f"/api/v1/studies/{study_id}").status_code == 200
+
+
+def test_the_openapi_document_resolves_and_405s_name_every_method(client: TestClient) -> None:
+    document = client.get("/openapi.json").json()
+    refs = re.findall(r'"\$ref": "#/components/schemas/([^"]+)"', json.dumps(document))
+    missing = sorted(set(refs) - set(document["components"]["schemas"]))
+    assert refs and not missing, f"$refs to schemas the document lacks: {missing}"
+    yaml_body = document["paths"]["/api/v1/studies/yaml"]["post"]["requestBody"]["content"]
+    assert set(yaml_body) == {"application/yaml", "application/json"}
+
+    for method, path, allowed in (
+        ("PUT", "/api/v1/studies", "GET, POST"),
+        ("DELETE", "/api/v1/studies/1", "GET"),
+        ("GET", "/api/v1/studies/yaml", "POST"),  # not a study whose id is "yaml"
+        ("PATCH", "/api/v1/studies/yaml", "POST"),
+        ("GET", "/api/v1/trials/1/ratings", None),  # allowed: no 405
+        ("PUT", "/api/v1/trials/1/ratings", "GET, POST"),
+    ):
+        answer = client.request(method, path)
+        if allowed is None:
+            assert answer.status_code != 405, (method, path)
+            continue
+        assert answer.status_code == 405, (method, path, answer.status_code)
+        assert answer.headers["allow"] == allowed, (method, path)
+        assert (
+            f"{method} is not allowed on this path; it takes {allowed}."
+            == (answer.json()["detail"])
+        )
+    for path in ("/api/v1/studies/abc", "/api/v1/studies/-1/trials", "/api/v1/trials/x"):
+        answer = client.delete(path)
+        assert answer.status_code == 404, path
+        assert f"Nothing is at {path}" in answer.json()["detail"]
