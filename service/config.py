@@ -67,6 +67,13 @@ class Settings(BaseSettings):
     worker_id: str | None = Field(
         None, description="Name of this worker in the database; default: host name and pid."
     )
+    max_claims: int = Field(
+        10,
+        ge=1,
+        le=10_000,
+        description="Runs a study may start (its first, and one per resume or takeover) "
+        "before it is failed: a study whose runs keep dying does not loop for ever.",
+    )
     worker_max_studies: int = Field(2, ge=1, le=64, description="Studies one worker runs at once.")
     worker_poll_s: float = Field(1.0, gt=0, le=60, description="Seconds between queue polls.")
     heartbeat_s: float = Field(5.0, gt=0, le=600, description="Seconds between study heartbeats.")

@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -26,8 +27,8 @@ from ray import tune
 from ray.tune.schedulers import TrialScheduler
 
 from service.config import Settings, export_data_root, get_settings
-from service.db.models import WORKER_LOST, StudyState
-from service.db.repository import Repository
+from service.db.models import WORKER_LOST, StudyState, utcnow
+from service.db.repository import Repository, as_utc
 from service.db.retry import is_transient, retrying, transact
 from service.db.session import optuna_storage, session_scope
 from service.scheduling.ledger import DriverSide, Ledger
@@ -53,12 +54,19 @@ class StudyStopper(DriverSide, tune.Stopper):
     """Ends the experiment on cancel, on the study's time budget or on shutdown; heartbeats."""
 
     def __init__(
-        self, study_id: int, worker_id: str, settings: Settings, timeout_s: float | None
+        self,
+        study_id: int,
+        worker_id: str,
+        settings: Settings,
+        timeout_s: float | None,
+        started_at: datetime | None = None,
     ) -> None:
         self.study_id = study_id
         self.worker_id = worker_id
         self.settings = settings
-        self.deadline = time.monotonic() + timeout_s if timeout_s else None
+        # The time budget counts from the study's first start, across resumes.
+        spent = (utcnow() - started_at).total_seconds() if started_at is not None else 0.0
+        self.deadline = time.monotonic() + timeout_s - max(0.0, spent) if timeout_s else None
         self.shutdown = threading.Event()
         self.reason: str | None = None
         self._next_check = 0.0
@@ -106,14 +114,26 @@ def run_study(
     ``scheduler_factory`` replaces gentune's pruning scheduler (benchmarks compare it with
     Ray Tune's own schedulers this way)."""
     url = settings.database_url
-    spec, optuna_name = transact(
+    spec, optuna_name, started_at, claims = transact(
         url,
         lambda repo: (
             StudySpec.model_validate(repo.get_study(study_id).spec),
             repo.get_study(study_id).optuna_study_name,
+            as_utc(repo.get_study(study_id).started_at),
+            repo.get_study(study_id).claims,
         ),
         f"loading study {study_id}",
     )
+    if claims > settings.max_claims:
+        return _finish(
+            url,
+            study_id,
+            worker_id,
+            StudyState.failed,
+            f"its runs ended without finishing it {claims - 1} times (each lost worker or "
+            f"restart resumes it); failed after {settings.max_claims} runs so that it does not "
+            "loop for ever (GENTUNE_MAX_CLAIMS); see the workers' logs",
+        )
     trainer = get_trainer(spec.trainer)
     if trainer is None:
         return _finish(
@@ -173,7 +193,7 @@ def run_study(
     if spec.sampler.type == "grid":
         remaining = min(remaining, grid_size(spec) - used)
 
-    stopper = StudyStopper(study_id, worker_id, settings, spec.budget.timeout_s)
+    stopper = StudyStopper(study_id, worker_id, settings, spec.budget.timeout_s, started_at)
     if stopper_hook is not None:
         stopper_hook.append(stopper)
     ledger = Ledger(

@@ -6,9 +6,11 @@ import threading
 from collections import Counter
 from datetime import timedelta
 
-from service.db.models import StudyState
+from service.config import Settings
+from service.db.models import StudyState, utcnow
 from service.db.repository import Repository
 from service.db.session import session_scope
+from service.scheduling.runner import run_study
 from tests.conftest import ring_spec
 
 
@@ -91,3 +93,54 @@ def _finish_all(url: str, ids: list[int]) -> None:
         repo = Repository(session)
         for study_id in ids:
             repo.finish_study(repo.get_study(study_id), StudyState.cancelled)
+
+
+def _claimed(settings: Settings, spec: dict, *, started_ago_s: float, claims: int) -> int:
+    """A study claimed by worker "w", first started ``started_ago_s`` ago, run ``claims``
+    times (this claim included)."""
+    _drain(settings.database_url)
+    with session_scope(settings.database_url) as session:
+        repo = Repository(session)
+        study_id = repo.create_study(spec["name"], "gan2d", spec).id
+        claimed = repo.claim_next_study("w")
+        assert claimed is not None and claimed.id == study_id
+        claimed.started_at = utcnow() - timedelta(seconds=started_ago_s)
+        claimed.claims = claims
+    return study_id
+
+
+def _state(settings: Settings, study_id: int) -> tuple[str, str | None, int]:
+    with session_scope(settings.database_url) as session:
+        study = Repository(session).get_study(study_id)
+        trials = Repository(session).list_trials(study_id, 0, 1)[1]
+        return study.state, study.state_reason, trials
+
+
+def test_the_time_budget_counts_from_the_first_start_across_resumes(settings: Settings) -> None:
+    """A study resumed after its time budget ran out (counted from when it first started, not
+    from this run) ends at once: it does not get its whole budget again at every resume."""
+    spec = ring_spec(name="late-resume")
+    spec["budget"] = {**spec["budget"], "timeout_s": 60}  # type: ignore[dict-item]
+    study_id = _claimed(settings, spec, started_ago_s=120, claims=2)
+    assert run_study(study_id, "w", settings) == StudyState.completed
+    state, reason, trials = _state(settings, study_id)
+    assert (state, reason, trials) == (
+        StudyState.completed,
+        "stopped when the study's time budget ran out",
+        0,
+    )
+
+
+def test_a_study_whose_runs_keep_dying_fails_after_max_claims(settings: Settings) -> None:
+    limited = settings.model_copy(update={"max_claims": 3})
+    study_id = _claimed(limited, ring_spec(name="keeps-dying"), started_ago_s=0, claims=4)
+    assert run_study(study_id, "w", limited) == StudyState.failed
+    state, reason, trials = _state(limited, study_id)
+    assert state == StudyState.failed and trials == 0
+    assert reason is not None and "without finishing it 3 times" in reason
+    assert "GENTUNE_MAX_CLAIMS" in reason
+    # At the limit it still runs (here it finds its time budget spent, to stay quick).
+    spec = ring_spec(name="at-the-limit")
+    spec["budget"] = {**spec["budget"], "timeout_s": 1}  # type: ignore[dict-item]
+    at_limit = _claimed(limited, spec, started_ago_s=5, claims=3)
+    assert run_study(at_limit, "w", limited) == StudyState.completed
