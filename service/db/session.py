@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, NullPool, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -96,9 +97,47 @@ def migrate(url: str) -> None:
     """
     if is_sqlite(url):
         _prepare_sqlite_path(url)
-    with _migrate_lock:
+    with _migrate_lock, _one_migration_at_a_time(url):
         command.upgrade(alembic_config(url), "head")
         optuna_storage(url).engine.dispose()
+
+
+MIGRATION_LOCK_KEY = 0x67656E74756E65  # "gentune": Postgres's advisory lock for migrations
+
+
+@contextmanager
+def _one_migration_at_a_time(url: str) -> Iterator[None]:
+    """Serialise migrations across processes and machines: `gentune serve` and every worker
+    migrate at start, and two upgrades of a new database at once collide on half-made
+    tables. Postgres: a session advisory lock, held by a connection of its own. SQLite: an
+    exclusive lock on a file beside the database (the processes share its machine)."""
+    if is_sqlite(url):
+        database = make_url(url).database
+        if not database or database == ":memory:":
+            yield
+            return
+        with open(f"{database}.migrate-lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+        return
+    engine = create_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            if connection.dialect.name != "postgresql":
+                yield
+                return
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+            try:
+                yield
+            finally:
+                connection.execute(
+                    text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY}
+                )
+    finally:
+        engine.dispose()
 
 
 def optuna_storage(url: str) -> optuna.storages.RDBStorage:

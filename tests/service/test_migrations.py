@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -41,5 +44,41 @@ def test_migrate_prepares_optunas_tables_so_concurrent_study_runs_do_not_collide
             thread.join()
         assert not errors, errors
         migrate(url)  # and again on the next start: idempotent
+    finally:
+        cleanup()  # type: ignore[operator]
+
+
+@pytest.mark.database
+def test_processes_migrating_a_new_database_at_once_all_succeed(tmp_path: Path) -> None:
+    """`gentune serve` and every `gentune worker` migrate at start: started together on a new
+    database (compose, a cluster coming up), each must end with the schema at head and none
+    may fail on another's half-made tables."""
+    url, cleanup = new_database_url(tmp_path)
+    script = (
+        "import sys, time; from service.db.session import migrate\n"
+        "time.sleep(max(0.0, float(sys.argv[2]) - time.time()))\n"
+        "migrate(sys.argv[1])\n"
+    )
+    try:
+        start_at = str(time.time() + 3.0)  # all of them at the same moment, once imported
+        processes = [
+            subprocess.Popen(
+                [sys.executable, "-c", script, url, start_at],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            for _ in range(6)
+        ]
+        outputs = [p.communicate(timeout=180)[0] for p in processes]
+        failed = [out for p, out in zip(processes, outputs, strict=True) if p.returncode != 0]
+        assert not failed, failed[0][-3000:]
+        tables = set(inspect(get_engine(url)).get_table_names())
+        assert {"gentune_studies", "gentune_trials", "studies", "trials"} <= tables
+        with get_engine(url).connect() as connection:
+            ours = connection.execute(text("SELECT count(*) FROM gentune_alembic_version"))
+            assert ours.scalar() == 1
+            optunas = connection.execute(text("SELECT count(*) FROM alembic_version"))
+            assert optunas.scalar() == 1
     finally:
         cleanup()  # type: ignore[operator]
