@@ -241,6 +241,10 @@ def run_study(
     )
     for number in stragglers:
         retrying(partial(_tell_fail, optuna_study, number), "telling Optuna")
+    for record in ledger.trials.values():  # their twins in the primary objective's study
+        judged = record.pruning_trial
+        if judged is not None and record.db_id in mine and not record.finished:
+            retrying(partial(_tell_fail, judged.study, judged.number), "telling Optuna")
 
     if reason == TAKEN_OVER:
         return _taken_over(study_id)
@@ -349,12 +353,16 @@ def _recover_in_flight(
         log.warning(
             "study %s: %d trials were in flight when their worker was lost", study_id, len(lost)
         )
-    try:
-        optuna_study = optuna.load_study(study_name=optuna_name, storage=storage)
-    except KeyError:
-        return existing
-    for trial in optuna_study.get_trials(deepcopy=False, states=(OptunaTrialState.RUNNING,)):
-        _tell_fail(optuna_study, trial.number)
+    # The study's Optuna study and, for a multi-objective study, its primary objective's twin:
+    # both must agree with gentune's record that nothing is running.
+    for name in (optuna_name, f"{optuna_name}{PRIMARY_SUFFIX}"):
+        try:
+            optuna_study = optuna.load_study(study_name=name, storage=storage)
+        except KeyError:
+            continue
+        running = optuna_study.get_trials(deepcopy=False, states=(OptunaTrialState.RUNNING,))
+        for trial in running:
+            _tell_fail(optuna_study, trial.number)
     return existing
 
 

@@ -6,11 +6,13 @@ import threading
 from collections import Counter
 from datetime import timedelta
 
+import optuna
+
 from service.config import Settings
-from service.db.models import StudyState, utcnow
+from service.db.models import WORKER_LOST, StudyState, utcnow
 from service.db.repository import Repository
-from service.db.session import session_scope
-from service.scheduling.runner import run_study
+from service.db.session import optuna_storage, session_scope
+from service.scheduling.runner import PRIMARY_SUFFIX, run_study
 from tests.conftest import ring_spec
 
 
@@ -144,3 +146,40 @@ def test_a_study_whose_runs_keep_dying_fails_after_max_claims(settings: Settings
     spec["budget"] = {**spec["budget"], "timeout_s": 1}  # type: ignore[dict-item]
     at_limit = _claimed(limited, spec, started_ago_s=5, claims=3)
     assert run_study(at_limit, "w", limited) == StudyState.completed
+
+
+def test_a_resumed_multi_objective_study_fails_the_lost_trials_in_both_optuna_studies(
+    settings: Settings,
+) -> None:
+    """A multi-objective study keeps its primary objective's pruning history in a twin Optuna
+    study; a lost run leaves a trial RUNNING in each, and the resume must end both (a RUNNING
+    trial holds a constant liar's place, and Optuna and gentune would disagree for ever)."""
+    spec = ring_spec(name="lost-multi")
+    spec["objectives"] = [  # type: ignore[assignment]
+        {"metric": "mode_score", "direction": "maximize"},
+        {"metric": "frechet", "direction": "minimize"},
+    ]
+    spec.pop("objective", None)
+    spec["budget"] = {**spec["budget"], "timeout_s": 1}  # type: ignore[dict-item]
+    study_id = _claimed(settings, spec, started_ago_s=5, claims=2)
+    with session_scope(settings.database_url) as session:
+        repo = Repository(session)
+        name = repo.get_study(study_id).optuna_study_name
+        lost = repo.create_trial(study_id, 0, {"lr_g": 1e-3}, None, None)
+        lost_id = lost.id
+    storage = optuna_storage(settings.database_url)
+    main = optuna.create_study(
+        study_name=name, storage=storage, directions=["maximize", "minimize"]
+    )
+    twin = optuna.create_study(
+        study_name=f"{name}{PRIMARY_SUFFIX}", storage=storage, direction="maximize"
+    )
+    main.ask(), twin.ask()  # what the lost run had asked when it died
+
+    run_study(study_id, "w", settings)  # resumes, finds its time spent, ends
+
+    running = (optuna.trial.TrialState.RUNNING,)
+    assert main.get_trials(states=running) == [] and twin.get_trials(states=running) == []
+    with session_scope(settings.database_url) as session:
+        trial = Repository(session).get_trial(lost_id)
+        assert trial.state == "failed" and trial.reason == WORKER_LOST
