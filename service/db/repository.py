@@ -430,6 +430,16 @@ class Repository:
             better_than=better_than.id if better_than is not None else None,
             rater=rater,
         )
+        # Raters at once: the trials' rows are locked first, in id order (no deadlock between
+        # opposite picks), so that the last to commit reads everyone's scores (each statement
+        # reads what is committed). NO KEY UPDATE leaves the ratings' foreign keys free.
+        involved = sorted({trial.id} | ({better_than.id} if better_than is not None else set()))
+        self.session.execute(
+            select(Trial.id)
+            .where(Trial.id.in_(involved))
+            .order_by(Trial.id)
+            .with_for_update(key_share=True)
+        )
         self.session.add(rating)
         self.session.flush()
         if score is not None:
@@ -438,11 +448,22 @@ class Repository:
                     Rating.trial_id == trial.id
                 )
             ).one()
-            trial.rating_mean, trial.rating_count = float(mean), int(count)
-        if better_than is not None:
-            trial.wins += 1
-            better_than.losses += 1
+            self._set(trial.id, rating_mean=float(mean), rating_count=int(count))
+        if better_than is not None:  # counted in SQL: no read-modify-write to lose
+            self._set(trial.id, wins=Trial.wins + 1)
+            self._set(better_than.id, losses=Trial.losses + 1)
+        for changed in (trial, better_than):
+            if changed is not None:
+                self.session.refresh(changed)
         return rating
+
+    def _set(self, trial_id: int, **values: Any) -> None:
+        self.session.execute(
+            update(Trial)
+            .where(Trial.id == trial_id)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
 
     def ratings_of(self, trial_id: int) -> list[Rating]:
         """The ratings of a trial: those it was given and the picks it took part in."""

@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -638,6 +639,42 @@ def test_rate_scores_and_picks_and_the_tallies_follow(server: ApiServer) -> None
     ).text
     row_a = next(line for line in trials_csv.splitlines() if line.startswith(f"{a},"))
     assert ",3.0,2,0,1," in row_a, row_a
+
+
+def test_raters_at_once_lose_no_score_and_no_pick(server: ApiServer) -> None:
+    """Ratings sent at the same moment by many people: every score counts in the trial's mean
+    and count, every pick in its wins and the other's losses (the tallies are counted in the
+    database, not read, changed and written back)."""
+    settings = server.settings
+    study = server.new_study()
+    a = add_trial(settings, study["id"], 0, [0.4], TrialState.completed)
+    b = add_trial(settings, study["id"], 1, [0.5], TrialState.completed)
+    api = f"{server.url}/api/v1"
+    bodies = [{"score": 1 + i % 5} for i in range(24)] + [{"better_than": b}] * 24
+    barrier = threading.Barrier(8)
+    answers: list[int] = []
+    lock = threading.Lock()
+
+    def rater(mine: list[dict[str, int]]) -> None:
+        with httpx.Client(timeout=60) as client:
+            barrier.wait()
+            for body in mine:
+                code = client.post(f"{api}/trials/{a}/ratings", json=body).status_code
+                with lock:
+                    answers.append(code)
+
+    threads = [threading.Thread(target=rater, args=(bodies[i::8],)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert answers.count(201) == len(bodies), Counter(answers)
+    trial_a = httpx.get(f"{api}/trials/{a}").json()
+    trial_b = httpx.get(f"{api}/trials/{b}").json()
+    scores = [body["score"] for body in bodies if "score" in body]
+    assert trial_a["rating_count"] == len(scores)
+    assert trial_a["rating_mean"] == pytest.approx(sum(scores) / len(scores))
+    assert (trial_a["wins"], trial_b["losses"]) == (24, 24)
 
 
 def test_best_of_a_multi_objective_study_prints_its_pareto_set(server: ApiServer) -> None:
