@@ -46,6 +46,7 @@ class ArtifactStore:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        fsync_directory(path.parent)
         return len(data)
 
     def save_checkpoint(self, relative: str, checkpoint: dict[str, Any]) -> int:
@@ -58,6 +59,16 @@ class ArtifactStore:
         ``trainers.base.load_checkpoint``; ``trusted``: a trainer's ``checkpoint_globals``)."""
         with self.resolve(relative).open("rb") as handle:
             return load_checkpoint(handle, "cpu", trusted)
+
+
+def fsync_directory(folder: Path) -> None:
+    """Make a rename in ``folder`` durable: until the folder itself is synced, a power cut can
+    undo the rename while the database, committed after it, names the new file."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 CHECKPOINT_FILE = re.compile(r"^\.?checkpoint-(\d+)\.pt(\..*\.tmp)?$")

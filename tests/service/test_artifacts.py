@@ -165,3 +165,27 @@ def test_paths_that_leave_the_store_are_refused(tmp_path: Path) -> None:
             store.write_bytes(path, b"x")
     assert (tmp_path / "secret").read_text() == "outside"
     assert store.resolve("studies/1/trials/2/checkpoint-3.pt").is_relative_to(store.root)
+
+
+def test_a_written_checkpoint_is_durable_file_and_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After the rename into place the folder is synced too: otherwise a power cut can undo
+    the rename while the database, committed next, names the new file. (Which descriptors
+    are synced is observed through os.fsync; the write itself is real.)"""
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def observed(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", observed)
+    store = ArtifactStore(tmp_path)
+    relative = artifact_path(1, 7, "best")
+    store.save_checkpoint(relative, {"step": 1, "w": torch.zeros(2)})
+    target = store.resolve(relative)
+    assert target.exists()
+    assert len(synced) == 2, synced
+    assert Path(synced[0]).parent == target.parent and synced[0] != str(target)  # the temp file
+    assert synced[1] == str(target.parent), "the folder is synced after the rename"
