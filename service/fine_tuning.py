@@ -1,7 +1,7 @@
 """Fine-tuning: a study whose trials start from an earlier trial's checkpoint.
 
-``params.init_from: {trial: N}`` is checked at submit: the trial must exist, belong to a
-study of the same trainer and have kept the checkpoint asked for, and every param that
+``params.init_from: {trial: N}`` is checked at submit: the trial must exist, have ended,
+belong to a study of the same trainer and have kept the checkpoint asked for, and every param that
 shapes the trainer's networks (``Trainer.architecture``) must match that trial's, and not be
 searched. The stored definition then names the checkpoint's path in the artifact store
 (whatever path was given is replaced), which each trial's worker resolves inside the store.
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from service.db.models import TrialState
 from service.db.repository import Repository
 from service.errors import FieldError, InvalidInput, NotFound
 from service.schemas.study import StudySpec
@@ -33,6 +34,12 @@ def resolve_init_from(repo: Repository, spec: StudySpec, trainer: Trainer) -> St
         trial = repo.get_trial(init.trial)
     except NotFound:
         raise _refused(f"{FIELD}.trial", f"there is no trial {init.trial}") from None
+    if trial.state == TrialState.running:
+        raise _refused(
+            f"{FIELD}.trial",
+            f"trial {trial.id} is still running: its checkpoints are replaced as it trains "
+            "(and the one named would be deleted); fine-tune it once it has ended",
+        )
     source = repo.get_study(trial.study_id)
     if source.trainer != trainer.name:
         raise _refused(

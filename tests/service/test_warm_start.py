@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from service.artifacts import ArtifactStore, artifact_path
 from service.config import Settings
 from service.db.models import TrialState
 from service.db.repository import Repository
@@ -181,3 +182,28 @@ def test_narrow_keeps_the_center_inside_and_the_old_bounds() -> None:
     assert narrow(tiny, 2, 0.1) == tiny, "two values stay two values"
     choices = CategoricalParam(type="categorical", choices=["a", "b"])
     assert narrow(choices, "a", 0.5) == choices
+
+
+def test_fine_tuning_a_trial_that_is_still_running_is_refused_until_it_ends(
+    client: TestClient, settings: Settings
+) -> None:
+    """Retention replaces a running trial's checkpoints as it trains, and deletes the file a
+    fine-tuning study would name one save later: only an ended trial can be fine-tuned."""
+    source = client.post("/api/v1/studies", json=ring_spec(name="source")).json()["id"]
+    with session_scope(settings.database_url) as session:
+        repo = Repository(session)
+        trial = repo.create_trial(source, 0, {"lr_g": 1e-3}, None, None)
+        repo.record_progress(trial.id, 1, {"mode_score": 0.5}, 0.5, 1, {})
+        relative = artifact_path(source, trial.id, "best")
+        size = ArtifactStore(settings.artifact_dir).save_checkpoint(relative, {"step": 1})
+        repo.upsert_artifact(trial.id, "best", relative, 1, size)
+        trial_id = trial.id
+    spec = ring_spec(name="fine-tune")
+    spec["params"] = {**spec["params"], "init_from": {"trial": trial_id}}  # type: ignore[dict-item]
+    spec["search_space"] = {"lr_g": {"type": "float", "low": 1e-4, "high": 1e-3}}
+    refused = _errors(client.post("/api/v1/studies", json=spec))
+    assert "is still running" in refused["params.init_from.trial"], refused
+    with session_scope(settings.database_url) as session:
+        Repository(session).finish_trial(trial_id, TrialState.completed)
+    accepted = client.post("/api/v1/studies", json=spec)
+    assert accepted.status_code == 201, accepted.text
