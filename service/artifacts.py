@@ -8,6 +8,7 @@ sees half a checkpoint. ``CheckpointRetention`` bounds what a trial keeps on dis
 from __future__ import annotations
 
 import io
+import json
 import math
 import os
 import re
@@ -59,6 +60,42 @@ class ArtifactStore:
         ``trainers.base.load_checkpoint``; ``trusted``: a trainer's ``checkpoint_globals``)."""
         with self.resolve(relative).open("rb") as handle:
             return load_checkpoint(handle, "cpu", trusted)
+
+
+STORE_MARKER = "gentune-store.json"
+"""The file that names the database an artifact store belongs to."""
+
+
+class StoreOfAnotherDatabase(RuntimeError):
+    """The artifact folder holds another database's files (studies are named by ids, which
+    every database starts at 1: sharing a folder would overwrite them)."""
+
+
+def bind_store(root: str | Path, database_id: str, database: str) -> None:
+    """Bind the artifact store at ``root`` to the database ``database_id`` (``database``: how
+    to name it in messages): the first use writes the marker, later ones check it."""
+    folder = Path(root)
+    folder.mkdir(parents=True, exist_ok=True)
+    marker = folder / STORE_MARKER
+    try:
+        bound = json.loads(marker.read_text())["database_id"]
+    except FileNotFoundError:
+        ArtifactStore(folder).write_bytes(
+            STORE_MARKER, json.dumps({"database_id": database_id}).encode()
+        )
+        return
+    except (ValueError, KeyError, TypeError) as error:
+        raise StoreOfAnotherDatabase(
+            f"{marker} is not a store marker gentune wrote ({error}); move it away if the "
+            "folder is this database's"
+        ) from None
+    if bound != database_id:
+        raise StoreOfAnotherDatabase(
+            f"the artifact folder {folder} belongs to another database (id {bound}), not to "
+            f"{database} (id {database_id}): studies of both would write over each other's "
+            "files, since each database numbers its studies from 1. Give this database a "
+            "folder of its own: set GENTUNE_ARTIFACT_DIR"
+        )
 
 
 def fsync_directory(folder: Path) -> None:

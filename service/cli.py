@@ -27,7 +27,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from service.config import export_data_root, get_settings
+from service.config import Settings, export_data_root, get_settings
 from service.db.session import redacted
 
 app = typer.Typer(
@@ -84,6 +84,7 @@ def serve(
         console.print(f"[red]gentune: cannot start: {error}[/red]")
         raise typer.Exit(2) from None
     migrate(settings.database_url)
+    _bind_artifact_store(settings)
     worker_process = None
     if worker:
         worker_process = subprocess.Popen(
@@ -114,6 +115,7 @@ def serve(
 @app.command()
 def worker() -> None:
     """Run a worker alone: claim queued studies and run them on Ray (scale out with more)."""
+    from service.artifacts import StoreOfAnotherDatabase
     from service.scheduling.worker import Worker
 
     _logging()
@@ -124,7 +126,22 @@ def worker() -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    the_worker.run()
+    try:
+        the_worker.run()
+    except StoreOfAnotherDatabase as error:
+        console.print(f"[red]gentune: cannot start: {error}[/red]")
+        raise typer.Exit(2) from None
+
+
+def _bind_artifact_store(settings: Settings) -> None:
+    from service.artifacts import StoreOfAnotherDatabase
+    from service.scheduling.worker import bind_artifact_store
+
+    try:
+        bind_artifact_store(settings)
+    except StoreOfAnotherDatabase as error:
+        console.print(f"[red]gentune: cannot start: {error}[/red]")
+        raise typer.Exit(2) from None
 
 
 @app.command()

@@ -190,3 +190,16 @@ class Artifact(Base):
     step: Mapped[int] = mapped_column(Integer)
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Meta(Base):
+    """Facts about the database itself, by key: ``database_id`` names it (a random id made
+    when its tables are), so that an artifact store can tell which database it belongs to."""
+
+    __tablename__ = "gentune_meta"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+DATABASE_ID = "database_id"

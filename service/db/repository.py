@@ -12,8 +12,10 @@ from sqlalchemy import CursorResult, and_, delete, func, null, or_, select, upda
 from sqlalchemy.orm import Session
 
 from service.db.models import (
+    DATABASE_ID,
     WORKER_LOST,
     Artifact,
+    Meta,
     Metric,
     PruneRecord,
     Rating,
@@ -205,6 +207,13 @@ class Repository:
             .execution_options(synchronize_session=False)
         )
         return finished == 1
+
+    def database_id(self) -> str:
+        """The id this database was given when its tables were made."""
+        found = self.session.get(Meta, DATABASE_ID)
+        if found is None:
+            raise RuntimeError("the database has no database_id: run `gentune migrate`")
+        return found.value
 
     def owns_study(self, study_id: int, worker_id: str) -> bool:
         """Whether this worker still runs the study, holding its row until the transaction ends

@@ -23,6 +23,7 @@ import threading
 import time
 from datetime import timedelta
 
+from service.artifacts import bind_store
 from service.config import Settings, export_data_root
 from service.db.models import StudyState
 from service.db.repository import Repository
@@ -45,6 +46,14 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6").prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     except OSError:
         pass
+
+
+def bind_artifact_store(settings: Settings) -> None:
+    """Bind GENTUNE_ARTIFACT_DIR to GENTUNE_DATABASE_URL's database, or raise
+    ``StoreOfAnotherDatabase`` saying what to set (see ``artifacts.bind_store``)."""
+    url = settings.database_url
+    database_id = transact(url, lambda repo: repo.database_id(), "reading the database's id")
+    bind_store(settings.artifact_dir, database_id, redacted(url))
 
 
 def start_local_ray(num_cpus: int | None = None) -> str:
@@ -77,6 +86,7 @@ class Worker:
         """Poll the queue until ``stop_event`` is set, then stop the studies it runs."""
         url = self.settings.database_url
         retrying(lambda: migrate(url), "migrating the schema")
+        bind_artifact_store(self.settings)  # before any study writes there
         ray_address = self.settings.ray_address or start_local_ray()
         env = {
             **os.environ,

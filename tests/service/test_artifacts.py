@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -14,6 +15,9 @@ import pytest
 import torch
 
 from service.artifacts import ArtifactStore, CheckpointRetention, artifact_path, sweep_checkpoints
+from service.db.repository import Repository
+from service.db.session import get_engine, session_scope
+from tests.conftest import new_database_url
 
 
 def _retention(store: ArtifactStore, keep_best: int, keep_last: bool) -> CheckpointRetention:
@@ -189,3 +193,66 @@ def test_a_written_checkpoint_is_durable_file_and_folder(
     assert len(synced) == 2, synced
     assert Path(synced[0]).parent == target.parent and synced[0] != str(target)  # the temp file
     assert synced[1] == str(target.parent), "the folder is synced after the rename"
+
+
+@pytest.mark.database
+def test_an_artifact_folder_serves_one_database_only(tmp_path: Path) -> None:
+    """Studies of two databases both start at id 1 and name their files by id: a second
+    database pointed at the same artifact folder (a new user following the README from the
+    default SQLite to Postgres) would overwrite the first's checkpoints. The folder is bound
+    to the first database that uses it; the API and workers of another refuse to start,
+    saying what to set."""
+    first, cleanup = new_database_url(tmp_path)
+    second = f"sqlite:///{tmp_path / 'second.db'}"
+    artifacts = tmp_path / "artifacts"
+
+    def gentune(database_url: str, *args: str, wait_for: str | None = None) -> tuple[int, str]:
+        env = {
+            **os.environ,
+            "GENTUNE_DATABASE_URL": database_url,
+            "GENTUNE_ARTIFACT_DIR": str(artifacts),
+            "GENTUNE_WORKER_POLL_S": "0.2",
+        }
+        process = subprocess.Popen(
+            [sys.executable, "-m", "service.cli", *args],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        assert process.stdout is not None
+        if wait_for is None:
+            return process.wait(timeout=120), process.stdout.read()
+        lines = []
+        for line in process.stdout:
+            lines.append(line)
+            if wait_for in line:
+                break
+        process.terminate()
+        process.wait(timeout=60)
+        return 0, "".join(lines)
+
+    try:
+        code, out = gentune(
+            first, "serve", "--no-worker", "--port", "0", wait_for="startup complete"
+        )
+        assert "startup complete" in out, out
+        marker = json.loads((artifacts / "gentune-store.json").read_text())
+        with session_scope(first) as session:
+            assert marker["database_id"] == Repository(session).database_id()
+        # The first database again: starts.
+        code, out = gentune(
+            first, "serve", "--no-worker", "--port", "0", wait_for="startup complete"
+        )
+        assert "startup complete" in out, out
+        for args in (("serve", "--no-worker", "--port", "0"), ("worker",)):
+            code, out = gentune(second, *args)
+            words = " ".join(out.split())
+            assert code == 2, out
+            assert f"the artifact folder {artifacts} belongs to another database" in words
+            assert "set GENTUNE_ARTIFACT_DIR" in words
+        assert json.loads((artifacts / "gentune-store.json").read_text()) == marker
+    finally:
+        cleanup()  # type: ignore[operator]
+        get_engine(second).dispose()
