@@ -13,7 +13,7 @@ import math
 import os
 import re
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -209,6 +209,47 @@ def sweep_checkpoints(
             path.unlink(missing_ok=True)
             deleted.append(step)
     return deleted
+
+
+GRIDS_KEPT_LAST = 4
+"""Sample grids a trial keeps from its latest evaluations (besides those at powers of 2)."""
+
+
+def grid_steps_kept(steps: Iterable[int], keep_last: int = GRIDS_KEPT_LAST) -> set[int]:
+    """The grid steps a trial keeps: its last ``keep_last`` and those at powers of 2 (1, 2,
+    4, 8, ...), so that a trial of n evaluations keeps about log2(n) + ``keep_last`` grids
+    and its page still shows how the samples grew."""
+    ordered = sorted(set(steps))
+    powers = {s for s in ordered if s > 0 and s & (s - 1) == 0}
+    return set(ordered[-keep_last:]) | powers if keep_last else powers
+
+
+class GridRetention:
+    """Bounds one trial's sample grids on disk (see ``grid_steps_kept``). A grid that falls
+    out of the kept set is named at once (``save`` returns its kind, for the database to
+    forget) and its file deleted one save later, once the database no longer names it."""
+
+    def __init__(self, store: ArtifactStore, study_id: int, trial_id: int) -> None:
+        self.store = store
+        self.study_id = study_id
+        self.trial_id = trial_id
+        self.steps: list[int] = []
+        self.doomed: list[int] = []
+
+    def path(self, step: int) -> str:
+        return artifact_path(self.study_id, self.trial_id, f"samples-{step}")
+
+    def save(self, step: int, png: Callable[[], bytes]) -> tuple[str, int, list[str]]:
+        """Write the grid of ``step``; return its path, its size and the kinds dropped."""
+        for old in self.doomed:
+            self.store.resolve(self.path(old)).unlink(missing_ok=True)
+        path = self.path(step)
+        size = self.store.write_bytes(path, png())
+        self.steps.append(step)
+        kept = grid_steps_kept(self.steps)
+        self.doomed = [s for s in self.steps if s not in kept]
+        self.steps = [s for s in self.steps if s in kept]
+        return path, size, [f"samples-{s}" for s in self.doomed]
 
 
 def artifact_path(study_id: int, trial_id: int, kind: str) -> str:

@@ -67,6 +67,13 @@ class Settings(BaseSettings):
     worker_id: str | None = Field(
         None, description="Name of this worker in the database; default: host name and pid."
     )
+    default_timeout_s: float = Field(
+        7 * 24 * 3600,
+        ge=0,
+        le=30 * 24 * 3600,
+        description="budget.timeout_s of a study that sets none (written into its stored "
+        "definition): no study runs, and fills the disk, for ever. 0: no default.",
+    )
     max_claims: int = Field(
         10,
         ge=1,

@@ -244,16 +244,22 @@ def sampler_for(spec: StudySpec, trainer: Trainer) -> SamplerSpec:
     return SAMPLER_ADAPTER.validate_python(dict(trainer.sampler_defaults))
 
 
-def resolved_definition(spec: StudySpec, trainer: Trainer) -> dict[str, Any]:
+def resolved_definition(
+    spec: StudySpec, trainer: Trainer, default_timeout_s: float | None = None
+) -> dict[str, Any]:
     """The definition as stored: the sampler, the pruner and the stability rules in force
-    written out in full (the trainer's defaults merged with the study's own), so what runs is
-    what is shown."""
+    written out in full (the trainer's defaults merged with the study's own), and the time
+    budget (``default_timeout_s`` where the study sets none), so what runs is what is shown."""
     rules = resolve_rules(spec.stability, trainer)
+    budget = spec.budget
+    if budget.timeout_s is None and default_timeout_s:
+        budget = budget.model_copy(update={"timeout_s": default_timeout_s})
     resolved = spec.model_copy(
         update={
             "sampler": sampler_for(spec, trainer),
             "pruner": pruner_for(spec, trainer),
             "stability": StabilitySpec(defaults=False, rules=rules),
+            "budget": budget,
         }
     )
     stored = resolved.model_dump(mode="json")

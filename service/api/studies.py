@@ -146,7 +146,10 @@ def submit_study(
     trainer = validate_spec(spec, settings)
     spec = resolve_init_from(repo, resolve_warm_start(repo, spec), trainer)
     study = repo.create_study(
-        spec.name, spec.trainer, resolved_definition(spec, trainer), who.name if who else None
+        spec.name,
+        spec.trainer,
+        resolved_definition(spec, trainer, settings.default_timeout_s),
+        who.name if who else None,
     )
     return describe_study(repo, study, base_url)
 
@@ -194,7 +197,10 @@ def submit_study_text(
     except InvalidInput as exc:
         raise InvalidInput(parsed.locate(exc.errors)) from exc
     study = repo.create_study(
-        spec.name, spec.trainer, resolved_definition(spec, trainer), who.name if who else None
+        spec.name,
+        spec.trainer,
+        resolved_definition(spec, trainer, settings.default_timeout_s),
+        who.name if who else None,
     )
     return describe_study(repo, study, base_url)
 

@@ -683,6 +683,11 @@ class Repository:
             artifact.updated_at = utcnow()
         self.session.flush()
 
+    def delete_artifacts(self, trial_id: int, kinds: Sequence[str]) -> None:
+        self.session.execute(
+            delete(Artifact).where(Artifact.trial_id == trial_id, Artifact.kind.in_(list(kinds)))
+        )
+
     def artifacts_of_trial(self, trial_id: int) -> list[Artifact]:
         return list(
             self.session.scalars(

@@ -63,6 +63,8 @@ class Recorder(DriverSide, Callback):
                 return  # no longer this run's trial: a worker that took the study over failed it
             for kind, (path, size, at_step) in result.get("saved", {}).items():
                 repo.upsert_artifact(record.db_id, kind, path, at_step, size)
+            if result.get("dropped"):  # sample grids past retention: files go next save
+                repo.delete_artifacts(record.db_id, result["dropped"])
             if result.get("run_info"):
                 repo.add_run_info(record.db_id, result["run_info"])
 

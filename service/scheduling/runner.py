@@ -211,6 +211,9 @@ def run_study(
             lambda repo: repo.evaluations_reported(study_id, spec.objective.metric),
             "counting evaluations",
         )
+    unfit = _too_big_for_the_cluster(spec) if remaining > 0 else None
+    if unfit is not None:
+        return _finish(url, study_id, worker_id, StudyState.failed, unfit)
     if remaining > 0 and not stopper.stop_all():
         log.info(
             "study %s: running %d trials (%d at once)",
@@ -267,6 +270,27 @@ def run_study(
             f"all {counts['failed']} trials failed; see the trials' reasons",
         )
     return _finish(url, study_id, worker_id, StudyState.completed, reason)
+
+
+def _too_big_for_the_cluster(spec: StudySpec) -> str | None:
+    """Why no node of the Ray cluster can ever run one of the study's trials (a trial's CPUs
+    and GPUs come from one node), or None. Ray would otherwise keep the trials pending for
+    ever, the study holding its worker's slot. Not checked before Ray is up."""
+    if not ray.is_initialized():
+        return None
+    nodes = [node.get("Resources", {}) for node in ray.nodes() if node.get("Alive")]
+    for name, key, asked in (
+        ("CPUs", "CPU", spec.resources.cpu),
+        ("GPUs", "GPU", spec.resources.gpu),
+    ):
+        largest = max((float(r.get(key, 0.0)) for r in nodes), default=0.0)
+        if asked > largest:
+            return (
+                f"each trial asks for {asked:g} {name} (resources.{key.lower()}), but no node of "
+                f"the Ray cluster has more than {largest:g}: its trials could never start. Ask "
+                f"for at most {largest:g}, or add a node that has {asked:g}."
+            )
+    return None
 
 
 PRIMARY_SUFFIX = "-primary"

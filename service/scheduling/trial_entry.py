@@ -28,7 +28,7 @@ import ray
 import torch
 from ray import tune
 
-from service.artifacts import ArtifactStore, CheckpointRetention, artifact_path
+from service.artifacts import ArtifactStore, CheckpointRetention, GridRetention
 from trainers import DATA_DIR_ENV
 from trainers.base import Checkpoint
 from trainers.grids import grid_png
@@ -55,6 +55,7 @@ class TuneReporter:
             keep_last=bool(keep.get("keep_last", True)),
             maximize=self.maximize,
         )
+        self.grids = GridRetention(self.store, self.study_id, self.trial_id)
         self.placement = dict(where)
         self.unsent_info = dict(run_info)
 
@@ -73,14 +74,15 @@ class TuneReporter:
                     step, value, lambda: {**checkpoint(), "metrics": dict(metrics)}
                 )
             )
+        dropped: list[str] = []
         if samples is not None:
-            kind = f"samples-{step}"
-            path = artifact_path(self.study_id, self.trial_id, kind)
-            saved[kind] = (path, self.store.write_bytes(path, grid_png(samples(), scale=4)), step)
+            path, size, dropped = self.grids.save(step, lambda: grid_png(samples(), scale=4))
+            saved[f"samples-{step}"] = (path, size, step)
         result = {
             "step": step,
             "metrics": {k: float(v) for k, v in metrics.items()},
             "saved": saved,
+            "dropped": dropped,
             **self.placement,
         }
         if self.unsent_info:

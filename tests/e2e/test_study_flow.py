@@ -102,6 +102,17 @@ def test_shipped_ring8_study_finds_a_generator_that_covers_the_ring(
     } <= set(detail["metrics"])
     assert [p["step"] for p in detail["metrics"]["frechet"]] == list(range(1, 31))
     assert {c["kind"] for c in detail["checkpoints"]} == {"best", "last"}
+    # A sample grid came with every evaluation; the trial keeps those of steps at powers of 2
+    # and of its last four, on disk and in the database (the last one dropped, step 26, goes
+    # from disk at the next save, which never comes).
+    kept = {1, 2, 4, 8, 16, 27, 28, 29, 30}
+    listed = service.api("GET", f"/trials/{completed['id']}/artifacts").json()["data"]
+    assert {a["kind"] for a in listed if a["kind"].startswith("samples-")} == {
+        f"samples-{s}" for s in kept
+    }
+    folder = service.artifact_dir / "studies" / str(study_id) / "trials" / str(completed["id"])
+    on_disk = {int(f.stem.split("-")[1]) for f in folder.glob("samples-*.png")}
+    assert kept <= on_disk <= kept | {26}, on_disk
 
     # The best config captures all 8 modes with at least 80% high-quality samples.
     best = service.api("GET", f"/studies/{study_id}/best").json()
@@ -278,6 +289,22 @@ def test_a_trainer_exception_fails_only_its_trial(service: Service) -> None:
             assert trial["attempts"] == 1, "a trainer's own error is never retried"
         else:
             assert trial["state"] == "completed"
+
+
+@pytest.mark.one_database  # what it checks does not involve the database's kind
+def test_a_study_asking_for_more_than_any_node_has_fails_with_the_reason(
+    service: Service,
+) -> None:
+    """Ray would keep such trials pending for ever, and the study would hold its worker's
+    slot: it fails at once, saying what it asked for and what the cluster has."""
+    spec = quadratic_spec("too-big", 2, 1, resources={"cpu": 500})
+    created = service.api("POST", "/studies", json=spec)
+    assert created.status_code == 201, created.text
+    study = service.wait_for_study(created.json()["id"], ("completed", "failed"), timeout=120)
+    assert study["state"] == "failed", study
+    assert "each trial asks for 500 CPUs (resources.cpu)" in study["state_reason"], study
+    assert "no node of the Ray cluster has more than" in study["state_reason"], study
+    assert study["trial_counts"] == {"running": 0, "completed": 0, "pruned": 0, "failed": 0}
 
 
 @pytest.mark.one_database  # the trial records it checks are the same on Postgres

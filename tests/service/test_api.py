@@ -159,3 +159,20 @@ def test_the_openapi_document_resolves_and_405s_name_every_method(client: TestCl
         answer = client.delete(path)
         assert answer.status_code == 404, path
         assert f"Nothing is at {path}" in answer.json()["detail"]
+
+
+def test_a_study_without_a_time_budget_gets_the_default_one(settings: Settings) -> None:
+    """No study runs (and writes metrics and grids) for ever unless an operator says so."""
+    for default, given, stored in (
+        (7 * 24 * 3600.0, None, 7 * 24 * 3600.0),
+        (7 * 24 * 3600.0, 60.0, 60.0),
+        (0.0, None, None),
+    ):
+        configured = settings.model_copy(update={"default_timeout_s": default})
+        spec = ring_spec()
+        if given is not None:
+            spec["budget"] = {**spec["budget"], "timeout_s": given}  # type: ignore[dict-item]
+        with TestClient(base_url=LOCAL, app=create_app(configured)) as client:
+            made = client.post("/api/v1/studies", json=spec)
+            assert made.status_code == 201, made.text
+            assert made.json()["definition"]["budget"]["timeout_s"] == stored, (default, given)

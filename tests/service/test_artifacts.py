@@ -14,7 +14,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from service.artifacts import ArtifactStore, CheckpointRetention, artifact_path, sweep_checkpoints
+from service.artifacts import (
+    ArtifactStore,
+    CheckpointRetention,
+    GridRetention,
+    artifact_path,
+    grid_steps_kept,
+    sweep_checkpoints,
+)
 from service.db.repository import Repository
 from service.db.session import get_engine, session_scope
 from tests.conftest import new_database_url
@@ -256,3 +263,21 @@ def test_an_artifact_folder_serves_one_database_only(tmp_path: Path) -> None:
     finally:
         cleanup()  # type: ignore[operator]
         get_engine(second).dispose()
+
+
+def test_sample_grids_are_kept_at_powers_of_two_and_the_last_four(tmp_path: Path) -> None:
+    """A grid comes with every evaluation; a trial of 100,000 epochs must not keep 100,000."""
+    store = ArtifactStore(tmp_path)
+    grids = GridRetention(store, 1, 7)
+    named: set[int] = set()  # what the database names after each save
+    for step in range(1, 1001):
+        path, size, dropped = grids.save(step, lambda: b"png")
+        assert path == artifact_path(1, 7, f"samples-{step}") and size == 3
+        named.add(step)
+        named -= {int(kind.removeprefix("samples-")) for kind in dropped}
+        on_disk = {int(p.stem.split("-")[1]) for p in store.resolve(path).parent.glob("*.png")}
+        assert named <= on_disk, "a grid the database names is never gone"
+        assert len(on_disk - named) <= 1, "a dropped grid's file goes at the next save"
+    powers = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512}
+    assert named == powers | {997, 998, 999, 1000}
+    assert grid_steps_kept(range(1, 31)) == {1, 2, 4, 8, 16, 27, 28, 29, 30}

@@ -13,6 +13,7 @@ from service.db.models import WORKER_LOST, StudyState, utcnow
 from service.db.repository import Repository
 from service.db.session import optuna_storage, session_scope
 from service.scheduling.runner import PRIMARY_SUFFIX, run_study
+from service.schemas.study import StudySpec
 from tests.conftest import ring_spec
 
 
@@ -103,7 +104,8 @@ def _claimed(settings: Settings, spec: dict, *, started_ago_s: float, claims: in
     _drain(settings.database_url)
     with session_scope(settings.database_url) as session:
         repo = Repository(session)
-        study_id = repo.create_study(spec["name"], "gan2d", spec).id
+        stored = StudySpec.model_validate(spec).model_dump(mode="json")  # as the API stores
+        study_id = repo.create_study(spec["name"], "gan2d", stored).id
         claimed = repo.claim_next_study("w")
         assert claimed is not None and claimed.id == study_id
         claimed.started_at = utcnow() - timedelta(seconds=started_ago_s)
