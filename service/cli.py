@@ -768,8 +768,10 @@ def _detail(response: httpx.Response) -> str:
 
 
 def _download(full_url: str) -> bytes:
+    token = os.environ.get("GENTUNE_API_TOKEN")  # where reads are protected, files are too
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        response = httpx.get(full_url, timeout=120)
+        response = httpx.get(full_url, timeout=120, headers=headers)
     except httpx.HTTPError as exc:
         _fail(f"download failed: {exc}")
     if response.status_code >= 400:
