@@ -8,6 +8,8 @@ server cannot be reached the run fails; it never falls back to SQLite.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -108,3 +110,32 @@ def ring_spec(**overrides: object) -> dict[str, object]:
     }
     spec.update(overrides)
     return spec
+
+
+def run_gentune(
+    args: list[str], env: dict[str, str], cwd: Path, until: str | None = None
+) -> tuple[int, str]:
+    """``gentune ARGS`` in a process of its own: its exit code and output, or, with ``until``,
+    its output up to the first line containing ``until``, after which it is stopped (code 0)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "service.cli", *args],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    if until is None:
+        output = process.stdout.read()
+        return process.wait(timeout=120), output
+    lines = []
+    try:
+        for line in process.stdout:
+            lines.append(line)
+            if until in line:
+                break
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+    return 0, "".join(lines)

@@ -24,7 +24,7 @@ from service.artifacts import (
 )
 from service.db.repository import Repository
 from service.db.session import get_engine, session_scope
-from tests.conftest import new_database_url
+from tests.conftest import new_database_url, run_gentune
 
 
 def _retention(store: ArtifactStore, keep_best: int, keep_last: bool) -> CheckpointRetention:
@@ -220,25 +220,7 @@ def test_an_artifact_folder_serves_one_database_only(tmp_path: Path) -> None:
             "GENTUNE_ARTIFACT_DIR": str(artifacts),
             "GENTUNE_WORKER_POLL_S": "0.2",
         }
-        process = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", *args],
-            env=env,
-            cwd=tmp_path,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        assert process.stdout is not None
-        if wait_for is None:
-            return process.wait(timeout=120), process.stdout.read()
-        lines = []
-        for line in process.stdout:
-            lines.append(line)
-            if wait_for in line:
-                break
-        process.terminate()
-        process.wait(timeout=60)
-        return 0, "".join(lines)
+        return run_gentune(list(args), env, tmp_path, until=wait_for)
 
     try:
         code, out = gentune(

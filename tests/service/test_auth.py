@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +15,7 @@ from service.auth import CSRF_COOKIE, MAX_TOKEN_LENGTH, TOKEN_COOKIE, TokenFileE
 from service.config import Settings
 from service.db.repository import Repository
 from service.db.session import session_scope
-from tests.conftest import LOCAL, ring_spec
+from tests.conftest import LOCAL, ring_spec, run_gentune
 from tests.service.test_cli_client import ApiServer
 
 ALICE = "alice-token-0123456789abcdef"
@@ -307,28 +305,10 @@ def test_serving_off_loopback_without_a_token_warns(settings: Settings, tmp_path
     }
     env.pop("GENTUNE_API_TOKEN", None)
     env.pop("GENTUNE_API_TOKENS_FILE", None)
-    command = [sys.executable, "-m", "service.cli", "serve", "--no-worker", "--port", "0"]
+    command = ["serve", "--no-worker", "--port", "0"]
     for host, warned in (("0.0.0.0", True), ("127.0.0.1", False)):
-        served = subprocess.Popen(
-            [*command, "--host", host],
-            env=env,
-            cwd=tmp_path,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        assert served.stdout is not None
-        lines = []
-        try:
-            for line in served.stdout:
-                lines.append(line)
-                if "Uvicorn running" in line or "Application startup complete" in line:
-                    break
-        finally:
-            served.terminate()
-            served.wait(timeout=30)
-        text = "".join(lines)
-        assert "Application startup complete" in text or "Uvicorn running" in text, text
+        _, text = run_gentune([*command, "--host", host], env, tmp_path, until="startup complete")
+        assert "Application startup complete" in text, text
         assert ("with no token: anyone who can reach port" in text) is warned, text
 
 

@@ -89,6 +89,18 @@ def test_the_pruner_decides_when_no_rule_fires_and_is_recorded_as_such() -> None
     assert second.prune_reason is not None and "median pruner at step 1" in second.prune_reason
 
 
+def _dead_rule(study: optuna.Study, trial: optuna.Trial) -> StabilityMonitor:
+    """dead_objective alone (warmup 1) on mode_score, whose worst value is 0, judging
+    ``trial`` against the study's other trials."""
+    return StabilityMonitor(
+        [RULE_ADAPTER.validate_python({"type": "dead_objective", "warmup": 1})],
+        "mode_score",
+        "maximize",
+        metric_specs={"mode_score": MetricSpec("", "maximize", worst=0.0)},
+        peers=study_peers(study, "maximize", exclude=trial.number),
+    )
+
+
 def test_a_dead_trial_is_stopped_though_the_median_pruner_sees_a_tie() -> None:
     """Most trials of a wide space sit at mode_score 0: the median of the completed trials at
     a step is 0, and the median pruner keeps a trial at 0 (not worse than the median). The
@@ -99,19 +111,12 @@ def test_a_dead_trial_is_stopped_though_the_median_pruner_sees_a_tie() -> None:
     )
     ledger = Ledger(study_id=1, objective="mode_score", direction="maximize")
     scheduler = PruningScheduler(ledger, study, MedianPruner(type="median", n_startup_trials=1))
-    rules = [RULE_ADAPTER.validate_python({"type": "dead_objective", "warmup": 1})]
-    specs = {"mode_score": MetricSpec("", "maximize", worst=0.0)}
 
     def start_trial(tune_id: str) -> TrialRecord:
         trial = study.ask()
-        monitor = StabilityMonitor(
-            rules,
-            "mode_score",
-            "maximize",
-            metric_specs=specs,
-            peers=study_peers(study, "maximize", exclude=trial.number),
+        record = TrialRecord(
+            db_id=len(ledger.trials) + 1, optuna_trial=trial, monitor=_dead_rule(study, trial)
         )
-        record = TrialRecord(db_id=len(ledger.trials) + 1, optuna_trial=trial, monitor=monitor)
         ledger.trials[tune_id] = record
         return record
 
@@ -153,18 +158,10 @@ def test_a_dead_trial_is_judged_against_trials_still_running_beside_it() -> None
     study = optuna.create_study(direction="maximize", pruner=optuna.pruners.NopPruner())
     ledger = Ledger(study_id=1, objective="mode_score", direction="maximize")
     scheduler = PruningScheduler(ledger, study, NoPruner(type="none"))
-    rules = [RULE_ADAPTER.validate_python({"type": "dead_objective", "warmup": 1})]
-    specs = {"mode_score": MetricSpec("", "maximize", worst=0.0)}
     records = {}
     for tune_id in ("dead", "good", "also-dead"):
         trial = study.ask()
-        monitor = StabilityMonitor(
-            rules,
-            "mode_score",
-            "maximize",
-            metric_specs=specs,
-            peers=study_peers(study, "maximize", exclude=trial.number),
-        )
+        monitor = _dead_rule(study, trial)
         records[tune_id] = TrialRecord(db_id=trial.number + 1, optuna_trial=trial, monitor=monitor)
     ledger.trials = dict(records)
 
