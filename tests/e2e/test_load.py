@@ -2,7 +2,8 @@
 while the study runs, and a 51st keeps trying what a reviewer would (no token or a forged one,
 path traversal, SQL and HTML injection, oversized and pathological bodies, an unregistered
 trainer). Every poll must succeed, every probe must get the 4xx it deserves with a readable
-error, and the study's results must be those of the same study run without either."""
+error (a client sending wrong tokens is throttled, the others are not), and the study's
+results must be those of the same study run without either."""
 
 from __future__ import annotations
 
@@ -152,10 +153,11 @@ def _probes(study_id: int, trial_id: int) -> tuple[list[Probe], list[Probe]]:
     no_token: list[Probe] = [
         ("POST", studies, {"json": spec}, {401}, "token"),
         ("GET", study, {}, {401}, "token"),
-        ("GET", trial, {"headers": forged}, {401}, "token"),
+        # Wrong tokens count against the sender's address: after 10 in a minute it gets 429.
+        ("GET", trial, {"headers": forged}, {401, 429}, "token"),
         ("GET", "/metrics", {}, {401}, "token"),
         ("GET", "/optuna/api/studies", {}, {401}, "token"),
-        ("POST", f"{study}/cancel", {"headers": forged}, {401}, "token"),
+        ("POST", f"{study}/cancel", {"headers": forged}, {401, 429}, "token"),
         ("POST", f"{study}/cancel", {"cookies": {"gentune_token": TOKEN}}, {403}, "CSRF"),
         (
             "POST",
@@ -167,17 +169,17 @@ def _probes(study_id: int, trial_id: int) -> tuple[list[Probe], list[Probe]]:
     ]
     with_token: list[Probe] = [
         # Paths out of the artifact store and out of the dashboard's files.
-        ("GET", f"{trial}/artifacts/..%2F..%2F..%2Fetc%2Fpasswd", {}, {404}, "Not Found"),
-        ("GET", f"{trial}/artifacts/%2Fetc%2Fpasswd", {}, {404}, "Not Found"),
+        ("GET", f"{trial}/artifacts/..%2F..%2F..%2Fetc%2Fpasswd", {}, {404}, "Nothing is at"),
+        ("GET", f"{trial}/artifacts/%2Fetc%2Fpasswd", {}, {404}, "Nothing is at"),
         ("GET", f"{trial}/artifacts/%2e%2e", {}, {404, 422}, ""),
-        ("GET", "/assets/..%2F..%2Fconfig.py", {}, {404}, "Not Found"),
+        ("GET", "/assets/..%2F..%2Fconfig.py", {}, {404}, "Nothing is at"),
         ("GET", "/assets/..%5C..%5Capp.py", {}, {404, 422}, "name"),
         # SQL and HTML in names, filters, sort keys and ids.
         ("POST", studies, {"json": {**spec, "name": "x'; DROP TABLE studies; --"}}, {422}, "name"),
         ("POST", studies, {"json": {**spec, "name": "<script>alert(1)</script>"}}, {422}, "name"),
         ("GET", studies, {"params": {"state": "running' OR '1'='1"}}, {422}, "state"),
         ("GET", f"{study}/trials", {"params": {"sort": "value; DROP TABLE trials"}}, {422}, "sort"),
-        ("GET", f"{study}%20OR%201=1", {}, {422}, "study_id"),
+        ("GET", f"{study}%20OR%201=1", {}, {404}, "Nothing is at"),  # ids are whole numbers
         ("GET", f"{api}/trials/99999999999999999999", {}, {422}, "trial_id"),
         # Trainers are looked up in the registry, never imported.
         ("POST", studies, {"json": {**spec, "trainer": "os:system"}}, {422}, "trainer"),
@@ -199,7 +201,12 @@ async def _probe(url: str, study_id: int, until: float, tally: Counter[str]) -> 
     async with httpx.AsyncClient(base_url=url, timeout=30) as client:
         trials = await client.get(f"/api/v1/studies/{study_id}/trials", headers=AUTH)
         no_token, with_token = _probes(study_id, trials.json()["data"][0]["id"])
-        probes = [(probe, {}) for probe in no_token] + [(probe, AUTH) for probe in with_token]
+        # The prober is two clients behind the proxy the service trusts (127.0.0.1): the one
+        # without the token sends wrong ones and is throttled, which must touch neither the
+        # other nor the pollers (each address has its own count).
+        guessing = {"X-Forwarded-For": "203.0.113.66"}
+        holding = {**AUTH, "X-Forwarded-For": "203.0.113.67"}
+        probes = [(p, guessing) for p in no_token] + [(p, holding) for p in with_token]
         while time.monotonic() < until:
             for (method, path, kwargs, right, phrase), token in probes:
                 client.cookies.clear()
