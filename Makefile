@@ -31,8 +31,9 @@ test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install
-	$(BIN)/ruff check service trainers tests benchmarks
-	$(BIN)/mypy service trainers
+	$(BIN)/ruff check gentune service trainers tests benchmarks examples
+	$(BIN)/lint-imports
+	$(BIN)/mypy gentune
 
 bench: install
 	$(BIN)/python benchmarks/overhead.py

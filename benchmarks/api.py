@@ -54,12 +54,12 @@ import optuna
 from sqlalchemy import create_engine, delete, func, insert, select, text, update
 from sqlalchemy.engine import make_url
 
-from service.config import Settings
-from service.db.models import Metric, Study, StudyState, Trial, TrialState
-from service.db.repository import Repository
-from service.db.session import get_engine, is_sqlite, migrate, optuna_storage, session_scope
-from service.schemas.study import StudySpec
-from service.studies import distribution, resolved_definition, validate_spec
+from gentune.service.config import Settings
+from gentune.service.db.models import Metric, Study, StudyState, Trial, TrialState
+from gentune.service.db.repository import Repository
+from gentune.service.db.session import get_engine, is_sqlite, migrate, optuna_storage, session_scope
+from gentune.service.schemas.study import StudySpec
+from gentune.service.studies import distribution, resolved_definition, validate_spec
 
 DEFAULT_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/gentune_bench_api"
 METRICS = (
@@ -544,7 +544,7 @@ def start_server(url: str, home: Path, port: int) -> subprocess.Popen[bytes]:
     env.pop("GENTUNE_API_TOKEN", None)
     log = (home / "service.log").open("wb")
     return subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "serve", "--no-worker", "--port", str(port)],
+        [sys.executable, "-m", "gentune.service.cli", "serve", "--no-worker", "--port", str(port)],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,

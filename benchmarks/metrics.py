@@ -19,10 +19,10 @@ from collections.abc import Callable, Mapping
 
 import torch
 
-from trainers.base import Checkpoint
-from trainers.data import digits
-from trainers.metrics.features import DomainClassifier, InceptionFeatures, RandomFeatures
-from trainers.registry import get_trainer
+from gentune.trainers.base import Checkpoint
+from gentune.trainers.data import digits
+from gentune.trainers.metrics.features import DomainClassifier, InceptionFeatures, RandomFeatures
+from gentune.trainers.registry import get_trainer
 
 
 class TimingReporter:

@@ -25,8 +25,8 @@ import httpx
 import optuna
 import torch
 
-from trainers.base import Checkpoint
-from trainers.registry import get_trainer
+from gentune.trainers.base import Checkpoint
+from gentune.trainers.registry import get_trainer
 
 
 def free_port() -> int:
@@ -67,7 +67,7 @@ def run_service(spec: dict, home: Path) -> tuple[float, list[dict]]:
     }
     log = (home / "service.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "gentune.service.cli", "serve", "--port", str(port)],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,

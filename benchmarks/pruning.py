@@ -34,8 +34,8 @@ import yaml
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 from study_runs import Outcome, run_definition
 
-from service.db.models import PruneRecord
-from service.scheduling.ledger import Ledger
+from gentune.service.db.models import PruneRecord
+from gentune.service.scheduling.ledger import Ledger
 
 METHODS = ("random", "asha", "gentune")
 SPACES = ["search_spaces/gan2d_ring8_wide.yaml", "search_spaces/untuned/gan2d_grid25.yaml"]

@@ -30,13 +30,13 @@ from pathlib import Path
 import optuna
 import ray
 
-from service.config import Settings
-from service.db.models import StudyState
-from service.db.repository import Repository
-from service.db.session import migrate, session_scope
-from service.scheduling.runner import run_study
-from service.schemas.study import StudySpec
-from service.studies import resolved_definition, validate_spec
+from gentune.service.config import Settings
+from gentune.service.db.models import StudyState
+from gentune.service.db.repository import Repository
+from gentune.service.db.session import migrate, session_scope
+from gentune.service.scheduling.runner import run_study
+from gentune.service.schemas.study import StudySpec
+from gentune.service.studies import resolved_definition, validate_spec
 
 RAY = str(Path(sys.executable).parent / "ray")
 LIST_NODES = "import sys, ray; ray.init(address=sys.argv[1]); print(len(ray.nodes()))"

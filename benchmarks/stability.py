@@ -30,9 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from service.scheduling.stability import StabilityMonitor, default_rules, watched_metrics
-from service.schemas.study import StabilityRule
-from trainers.registry import get_trainer
+from gentune.service.scheduling.stability import StabilityMonitor, default_rules, watched_metrics
+from gentune.service.schemas.study import StabilityRule
+from gentune.trainers.registry import get_trainer
 
 HISTORIES = Path(".gentune/bench/stability-histories.json")
 

@@ -17,15 +17,15 @@ import optuna
 from ray.tune.schedulers import TrialScheduler
 from sqlalchemy import select
 
-from service.config import Settings
-from service.db.models import Metric, Study, Trial, TrialState
-from service.db.repository import Repository
-from service.db.session import migrate, session_scope
-from service.scheduling.ledger import Ledger
-from service.scheduling.runner import run_study
-from service.schemas.study import StudySpec
-from service.studies import resolved_definition, validate_spec
-from trainers.base import Trainer
+from gentune.service.config import Settings
+from gentune.service.db.models import Metric, Study, Trial, TrialState
+from gentune.service.db.repository import Repository
+from gentune.service.db.session import migrate, session_scope
+from gentune.service.scheduling.ledger import Ledger
+from gentune.service.scheduling.runner import run_study
+from gentune.service.schemas.study import StudySpec
+from gentune.service.studies import resolved_definition, validate_spec
+from gentune.trainers.base import Trainer
 
 SchedulerFactory = Callable[[Ledger, optuna.Study], TrialScheduler]
 

@@ -18,25 +18,25 @@ from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from service import __version__
-from service.api import health, metrics, session, studies, trainers, trials
-from service.api.body_limit import BodyLimit
-from service.api.deps import require_reader
-from service.auth import ReadGuard, Tokens, TokenThrottle, TrustedHosts, trusted_host_names
-from service.config import Settings, export_data_root, get_settings
-from service.dashboard import pages
-from service.dashboard.optuna import OptunaDashboardUnderPrefix
-from service.db.retry import first_line, is_transient
-from service.db.session import migrate
-from service.errors import (
+from gentune.service import __version__
+from gentune.service.api import health, metrics, session, studies, trainers, trials
+from gentune.service.api.body_limit import BodyLimit
+from gentune.service.api.deps import require_reader
+from gentune.service.auth import ReadGuard, Tokens, TokenThrottle, TrustedHosts, trusted_host_names
+from gentune.service.config import Settings, export_data_root, get_settings
+from gentune.service.dashboard import pages
+from gentune.service.dashboard.optuna import OptunaDashboardUnderPrefix
+from gentune.service.db.retry import first_line, is_transient
+from gentune.service.db.session import migrate
+from gentune.service.errors import (
     GentuneError,
     InvalidInput,
     TooManyRequests,
     Unauthorized,
     field_errors_from_pydantic,
 )
-from service.monitoring import install_metrics
-from service.study_views import ViewCache
+from gentune.service.monitoring import install_metrics
+from gentune.service.study_views import ViewCache
 
 log = logging.getLogger(__name__)
 API_PREFIX = "/api/v1"

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from trainers.base import load_checkpoint
+from gentune.trainers.base import load_checkpoint
 
 
 class ArtifactStore:

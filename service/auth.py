@@ -31,8 +31,8 @@ from starlette.requests import HTTPConnection
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.config import Settings
-from service.errors import Forbidden, Unauthorized
+from gentune.service.config import Settings
+from gentune.service.errors import Forbidden, Unauthorized
 
 log = logging.getLogger(__name__)
 

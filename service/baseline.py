@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import math
 
-from service.db.models import Study, Trial, TrialState
-from service.db.repository import Repository
-from service.schemas.api import BaselineOut
-from service.schemas.study import StudySpec
-from service.warm_start import BASELINE, QueuedConfig, baseline_config, runs_baseline
-from trainers.registry import get_trainer
+from gentune.service.db.models import Study, Trial, TrialState
+from gentune.service.db.repository import Repository
+from gentune.service.schemas.api import BaselineOut
+from gentune.service.schemas.study import StudySpec
+from gentune.service.warm_start import BASELINE, QueuedConfig, baseline_config, runs_baseline
+from gentune.trainers.registry import get_trainer
 
 
 def improvement(best: float, baseline: float, direction: str) -> float | None:

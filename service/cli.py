@@ -27,8 +27,8 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from service.config import Settings, export_data_root, get_settings
-from service.db.session import redacted
+from gentune.service.config import Settings, export_data_root, get_settings
+from gentune.service.db.session import redacted
 
 app = typer.Typer(
     help="gentune: hyperparameter optimization for generative models.",
@@ -71,10 +71,10 @@ def serve(
     """Run the REST API, and by default a worker beside it."""
     import uvicorn
 
-    from service.app import create_app
-    from service.auth import LOOPBACK_HOSTS, TokenFileError, host_name
-    from service.db.session import migrate
-    from service.scheduling.worker import _die_with_parent
+    from gentune.service.app import create_app
+    from gentune.service.auth import LOOPBACK_HOSTS, TokenFileError, host_name
+    from gentune.service.db.session import migrate
+    from gentune.service.scheduling.worker import _die_with_parent
 
     _logging()
     settings = get_settings()
@@ -88,7 +88,7 @@ def serve(
     worker_process = None
     if worker:
         worker_process = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "worker"], preexec_fn=_die_with_parent
+            [sys.executable, "-m", "gentune.service.cli", "worker"], preexec_fn=_die_with_parent
         )
     console.print(
         f"gentune: API on http://{host}:{port} (docs at /docs), database "
@@ -115,8 +115,8 @@ def serve(
 @app.command()
 def worker() -> None:
     """Run a worker alone: claim queued studies and run them on Ray (scale out with more)."""
-    from service.artifacts import StoreOfAnotherDatabase
-    from service.scheduling.worker import Worker
+    from gentune.service.artifacts import StoreOfAnotherDatabase
+    from gentune.service.scheduling.worker import Worker
 
     _logging()
     the_worker = Worker(get_settings())
@@ -134,8 +134,8 @@ def worker() -> None:
 
 
 def _bind_artifact_store(settings: Settings) -> None:
-    from service.artifacts import StoreOfAnotherDatabase
-    from service.scheduling.worker import bind_artifact_store
+    from gentune.service.artifacts import StoreOfAnotherDatabase
+    from gentune.service.scheduling.worker import bind_artifact_store
 
     try:
         bind_artifact_store(settings)
@@ -147,7 +147,7 @@ def _bind_artifact_store(settings: Settings) -> None:
 @app.command()
 def migrate() -> None:
     """Create or upgrade gentune's tables in GENTUNE_DATABASE_URL."""
-    from service.db.session import migrate as run_migrations
+    from gentune.service.db.session import migrate as run_migrations
 
     settings = get_settings()
     run_migrations(settings.database_url)
@@ -417,9 +417,9 @@ def reproduce(
     torch threads) and compare every recorded metric at every step; exit 1 on a difference."""
     import torch
 
-    from service.reproduce import COMPARED_FACTS, ReproduceError, compare, run_again
-    from service.scheduling.trial_entry import device_info
-    from trainers.registry import get_trainer
+    from gentune.service.reproduce import COMPARED_FACTS, ReproduceError, compare, run_again
+    from gentune.service.scheduling.trial_entry import device_info
+    from gentune.trainers.registry import get_trainer
 
     export_data_root(get_settings())
     manifest = _request("GET", url, f"/trials/{trial_id}/manifest", token)
@@ -540,9 +540,9 @@ def sample(
     import numpy as np
     import torch
 
-    from trainers.base import UnsafeCheckpoint, load_checkpoint
-    from trainers.grids import grid_png
-    from trainers.registry import get_trainer
+    from gentune.trainers.base import UnsafeCheckpoint, load_checkpoint
+    from gentune.trainers.grids import grid_png
+    from gentune.trainers.registry import get_trainer
 
     trial = _request("GET", url, f"/trials/{trial_id}")
     study = _request("GET", url, f"/studies/{trial['study_id']}")
@@ -587,15 +587,15 @@ def fid(
     ] = 64,
 ) -> None:
     """FID (and KID, precision, recall, density, coverage) between two image folders."""
-    from trainers.data import LABELLED_DATASETS, image_folder, load_image_dataset
-    from trainers.metrics.features import (
+    from gentune.trainers.data import LABELLED_DATASETS, image_folder, load_image_dataset
+    from gentune.trainers.metrics.features import (
         DomainClassifier,
         FeatureExtractor,
         InceptionFeatures,
         RandomFeatures,
     )
-    from trainers.metrics.image import ReferenceStats, kid, prdc
-    from trainers.metrics.image import fid as fid_of
+    from gentune.trainers.metrics.image import ReferenceStats, kid, prdc
+    from gentune.trainers.metrics.image import fid as fid_of
 
     export_data_root(get_settings())
     extractor: FeatureExtractor
@@ -651,8 +651,8 @@ def try_trainer(
     from pydantic import ValidationError
     from rich.progress import Progress
 
-    from trainers.base import pick_device
-    from trainers.registry import get_trainer, trainer_names
+    from gentune.trainers.base import pick_device
+    from gentune.trainers.registry import get_trainer, trainer_names
 
     export_data_root(get_settings())
     trainer = get_trainer(trainer_name)

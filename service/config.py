@@ -9,7 +9,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from trainers import DATA_DIR_ENV
+from gentune.trainers import DATA_DIR_ENV
 
 DEFAULT_HOME = Path(".gentune")
 

@@ -10,8 +10,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from service.errors import FieldError, InvalidInput, field_errors_from_pydantic
-from service.schemas.study import StudySpec
+from gentune.service.errors import FieldError, InvalidInput, field_errors_from_pydantic
+from gentune.service.schemas.study import StudySpec
 
 MAX_DEFINITION_CHARS = 1_000_000
 

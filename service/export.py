@@ -17,10 +17,10 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from service.db.models import Study
-from service.db.repository import Repository
-from service.schemas.api import RatingOut
-from service.studies import describe_study, describe_trial, full_config
+from gentune.service.db.models import Study
+from gentune.service.db.repository import Repository
+from gentune.service.schemas.api import RatingOut
+from gentune.service.studies import describe_study, describe_trial, full_config
 
 FORMAT = "gentune-export/1"
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.db.models import TrialState
-from service.db.repository import Repository
-from service.errors import FieldError, InvalidInput, NotFound
-from service.schemas.study import StudySpec
-from service.studies import full_config
-from trainers.base import InitFrom, Trainer
+from gentune.service.db.models import TrialState
+from gentune.service.db.repository import Repository
+from gentune.service.errors import FieldError, InvalidInput, NotFound
+from gentune.service.schemas.study import StudySpec
+from gentune.service.studies import full_config
+from gentune.trainers.base import InitFrom, Trainer
 
 FIELD = "params.init_from"
 

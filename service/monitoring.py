@@ -21,10 +21,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.routing import Match, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.db.models import TrialState, utcnow
-from service.db.repository import Repository
-from service.db.retry import first_line, is_transient
-from service.db.session import session_scope
+from gentune.service.db.models import TrialState, utcnow
+from gentune.service.db.repository import Repository
+from gentune.service.db.retry import first_line, is_transient
+from gentune.service.db.session import session_scope
 
 log = logging.getLogger(__name__)
 

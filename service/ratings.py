@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from service.db.models import Trial
-from service.db.repository import Repository
-from service.errors import FieldError, InvalidInput, NotFound
-from service.schemas.api import RatingIn, RatingOut
+from gentune.service.db.models import Trial
+from gentune.service.db.repository import Repository
+from gentune.service.errors import FieldError, InvalidInput, NotFound
+from gentune.service.schemas.api import RatingIn, RatingOut
 
 ANONYMOUS = "anonymous"
 """The rater on a service without tokens."""

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from trainers.registry import get_trainer
+from gentune.trainers.registry import get_trainer
 
 COMPARED_FACTS = ("dataset_fingerprint", "torch", "gentune", "code", "device", "torch_threads")
 """Facts of the run shown side by side with this machine's; a difference may explain one

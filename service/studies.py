@@ -14,15 +14,15 @@ from optuna.distributions import (
 )
 from pydantic import TypeAdapter, ValidationError
 
-from service.artifacts import is_checkpoint, media_type
-from service.baseline import describe_baseline
-from service.config import Settings
-from service.db.models import Study, Trial
-from service.db.repository import Repository
-from service.errors import FieldError, InvalidInput, NotFound, field_errors_from_pydantic
-from service.pareto import pareto_front
-from service.scheduling.stability import resolve_rules, rule_metrics
-from service.schemas.api import (
+from gentune.service.artifacts import is_checkpoint, media_type
+from gentune.service.baseline import describe_baseline
+from gentune.service.config import Settings
+from gentune.service.db.models import Study, Trial
+from gentune.service.db.repository import Repository
+from gentune.service.errors import FieldError, InvalidInput, NotFound, field_errors_from_pydantic
+from gentune.service.pareto import pareto_front
+from gentune.service.scheduling.stability import resolve_rules, rule_metrics
+from gentune.service.schemas.api import (
     ArtifactOut,
     BestOut,
     BestSoFar,
@@ -34,7 +34,7 @@ from service.schemas.api import (
     TrialDetail,
     TrialOut,
 )
-from service.schemas.study import (
+from gentune.service.schemas.study import (
     CategoricalParam,
     DiscriminatorCollapseRule,
     DivergenceRule,
@@ -49,9 +49,9 @@ from service.schemas.study import (
     StabilitySpec,
     StudySpec,
 )
-from service.warm_start import check_points
-from trainers.base import Trainer
-from trainers.registry import get_trainer, trainer_names
+from gentune.service.warm_start import check_points
+from gentune.trainers.base import Trainer
+from gentune.trainers.registry import get_trainer, trainer_names
 
 
 def validate_spec(spec: StudySpec, settings: Settings) -> Trainer:

@@ -18,18 +18,18 @@ from collections.abc import Callable, Hashable
 import optuna
 from pydantic import BaseModel, TypeAdapter
 
-from service.db.models import Study, TrialState
-from service.db.repository import Repository
-from service.schemas.api import (
+from gentune.service.db.models import Study, TrialState
+from gentune.service.db.repository import Repository
+from gentune.service.schemas.api import (
     Curve,
     CurvesOut,
     ImportancesOut,
     TrialColumns,
 )
-from service.schemas.study import (
+from gentune.service.schemas.study import (
     ParamSpec,
 )
-from service.studies import distribution
+from gentune.service.studies import distribution
 
 PARAM_SPEC: TypeAdapter[ParamSpec] = TypeAdapter(ParamSpec)
 MAX_IMPORTANCE_TRIALS = 500

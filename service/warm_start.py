@@ -17,10 +17,10 @@ from typing import Any
 
 from pydantic_core import PydanticUndefined
 
-from service.db.models import Study, Trial, TrialState
-from service.db.repository import Repository
-from service.errors import Conflict, FieldError, InvalidInput, NotFound
-from service.schemas.study import (
+from gentune.service.db.models import Study, Trial, TrialState
+from gentune.service.db.repository import Repository
+from gentune.service.errors import Conflict, FieldError, InvalidInput, NotFound
+from gentune.service.schemas.study import (
     CategoricalParam,
     FloatParam,
     IntParam,
@@ -28,7 +28,7 @@ from service.schemas.study import (
     StudySpec,
     WarmStart,
 )
-from trainers.base import Trainer
+from gentune.trainers.base import Trainer
 
 ORIGIN = "gentune_origin"
 """The Optuna user attribute naming where an enqueued config came from."""

@@ -19,9 +19,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from service.app import create_app
-from service.config import Settings
-from service.db.session import get_engine, migrate
+from gentune.service.app import create_app
+from gentune.service.config import Settings
+from gentune.service.db.session import get_engine, migrate
 
 POSTGRES_ENV = "GENTUNE_TEST_DATABASE_URL"
 E2E_DIR = Path(__file__).parent / "e2e"
@@ -118,7 +118,7 @@ def run_gentune(
     """``gentune ARGS`` in a process of its own: its exit code and output, or, with ``until``,
     its output up to the first line containing ``until``, after which it is stopped (code 0)."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", *args],
+        [sys.executable, "-m", "gentune.service.cli", *args],
         env=env,
         cwd=cwd,
         stdout=subprocess.PIPE,

@@ -15,10 +15,10 @@ import pytest
 import typer
 import yaml
 
-from service.api.health import router as health_router
-from service.app import API_PREFIX
-from service.cli import app as gentune_app
-from service.config import Settings
+from gentune.service.api.health import router as health_router
+from gentune.service.app import API_PREFIX
+from gentune.service.cli import app as gentune_app
+from gentune.service.config import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "Dockerfile"

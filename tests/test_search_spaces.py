@@ -9,9 +9,9 @@ import pytest
 import torch
 import yaml
 
-from service.config import Settings
-from service.schemas.study import StudySpec
-from service.studies import validate_spec
+from gentune.service.config import Settings
+from gentune.service.schemas.study import StudySpec
+from gentune.service.studies import validate_spec
 from tests.trainers.contract import RecordingReporter
 
 

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
-from trainers.augment import AugmentPolicy
-from trainers.data import (
+from gentune.trainers.augment import AugmentPolicy
+from gentune.trainers.data import (
     LABELLED_DATASETS,
     ImageData,
     ImageDatasetName,

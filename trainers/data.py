@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from trainers import DATA_DIR_ENV
+from gentune.trainers import DATA_DIR_ENV
 
 
 @dataclass(frozen=True)

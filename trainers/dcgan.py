@@ -17,8 +17,8 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from trainers.augment import AugmentPolicy, augment
-from trainers.base import (
+from gentune.trainers.augment import AugmentPolicy, augment
+from gentune.trainers.base import (
     Checkpoint,
     ImageTrainer,
     ImageTrainerParams,
@@ -29,7 +29,7 @@ from trainers.base import (
     mixed_precision,
     params_millions,
 )
-from trainers.gan_losses import (
+from gentune.trainers.gan_losses import (
     CriticAwareMetrics,
     GanLoss,
     adam_pair,
@@ -40,7 +40,7 @@ from trainers.gan_losses import (
     grad_norm,
     gradient_penalty,
 )
-from trainers.metrics.evaluator import (
+from gentune.trainers.metrics.evaluator import (
     IMAGE_METRIC_SPECS,
     SAMPLING_METRIC_SPECS,
     start_image_run,

@@ -18,8 +18,8 @@ from pydantic import Field
 from torch import nn
 from torch.nn import functional as F
 
-from trainers.augment import augment
-from trainers.base import (
+from gentune.trainers.augment import augment
+from gentune.trainers.base import (
     Checkpoint,
     ImageTrainer,
     ImageTrainerParams,
@@ -30,8 +30,8 @@ from trainers.base import (
     mixed_precision,
     params_millions,
 )
-from trainers.gan_losses import ema_of, grad_norm
-from trainers.metrics.evaluator import (
+from gentune.trainers.gan_losses import ema_of, grad_norm
+from gentune.trainers.metrics.evaluator import (
     IMAGE_METRIC_SPECS,
     SAMPLING_METRIC_SPECS,
     start_image_run,

@@ -20,7 +20,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from trainers.base import (
+from gentune.trainers.base import (
     PARAMS_MILLIONS,
     Checkpoint,
     MetricSpec,
@@ -29,8 +29,8 @@ from trainers.base import (
     initial_weights,
     params_millions,
 )
-from trainers.data import GaussianMixture2D, gaussian_mixture
-from trainers.gan_losses import (
+from gentune.trainers.data import GaussianMixture2D, gaussian_mixture
+from gentune.trainers.gan_losses import (
     CriticAwareMetrics,
     adam_pair,
     d_accuracy,
@@ -40,8 +40,8 @@ from trainers.gan_losses import (
     grad_norm,
     gradient_penalty,
 )
-from trainers.grids import scatter_image
-from trainers.metrics import (
+from gentune.trainers.grids import scatter_image
+from gentune.trainers.metrics import (
     diversity_ratio,
     frechet_distance,
     mean_pairwise_distance,

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from trainers.base import MetricSpec, Trainer, TrainerParams
+from gentune.trainers.base import MetricSpec, Trainer, TrainerParams
 
 GanLoss = Literal["bce", "hinge", "wgan-gp", "lsgan"]
 

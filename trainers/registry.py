@@ -10,11 +10,11 @@ import logging
 from functools import cache
 from importlib.metadata import entry_points
 
-from trainers.base import Trainer
-from trainers.dcgan import DCGANTrainer
-from trainers.ddpm import DDPMTrainer
-from trainers.gan2d import Gan2DTrainer
-from trainers.vae import VAETrainer
+from gentune.trainers.base import Trainer
+from gentune.trainers.dcgan import DCGANTrainer
+from gentune.trainers.ddpm import DDPMTrainer
+from gentune.trainers.gan2d import Gan2DTrainer
+from gentune.trainers.vae import VAETrainer
 
 ENTRY_POINT_GROUP = "gentune.trainers"
 BUILTIN_TRAINERS: dict[str, type[Trainer]] = {

@@ -16,8 +16,8 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from trainers.augment import augment
-from trainers.base import (
+from gentune.trainers.augment import augment
+from gentune.trainers.base import (
     Checkpoint,
     ImageTrainer,
     ImageTrainerParams,
@@ -28,13 +28,13 @@ from trainers.base import (
     mixed_precision,
     params_millions,
 )
-from trainers.gan_losses import grad_norm
-from trainers.metrics.evaluator import (
+from gentune.trainers.gan_losses import grad_norm
+from gentune.trainers.metrics.evaluator import (
     IMAGE_METRIC_SPECS,
     SAMPLING_METRIC_SPECS,
     start_image_run,
 )
-from trainers.metrics.image import psnr, ssim
+from gentune.trainers.metrics.image import psnr, ssim
 
 
 class VAEParams(ImageTrainerParams):

@@ -10,8 +10,8 @@ from fastapi import Depends, Query, Request
 from prometheus_client import CollectorRegistry
 from sqlalchemy.orm import Session
 
-from service.artifacts import ArtifactStore
-from service.auth import (
+from gentune.service.artifacts import ArtifactStore
+from gentune.service.auth import (
     CSRF_COOKIE,
     CSRF_HEADER,
     TOKEN_COOKIE,
@@ -22,12 +22,12 @@ from service.auth import (
     check_csrf,
     check_origin,
 )
-from service.config import Settings
-from service.db.repository import Repository
-from service.db.session import session_scope
-from service.definition_text import check_json_keys
-from service.errors import TooManyRequests, Unauthorized, UnsupportedMediaType
-from service.study_views import ViewCache
+from gentune.service.config import Settings
+from gentune.service.db.repository import Repository
+from gentune.service.db.session import session_scope
+from gentune.service.definition_text import check_json_keys
+from gentune.service.errors import TooManyRequests, Unauthorized, UnsupportedMediaType
+from gentune.service.study_views import ViewCache
 
 
 def get_settings(request: Request) -> Settings:

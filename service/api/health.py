@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 from sqlalchemy import text
 
-from service import __version__
-from service.api.deps import SessionDep
-from service.schemas.api import UNREACHABLE_DATABASE, HealthOut, error_responses
+from gentune.service import __version__
+from gentune.service.api.deps import SessionDep
+from gentune.service.schemas.api import UNREACHABLE_DATABASE, HealthOut, error_responses
 
 router = APIRouter(tags=["health"])
 

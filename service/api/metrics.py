@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from service.api.deps import MetricsRegistryDep
-from service.monitoring import METRICS_PATH
-from service.schemas.api import error_responses
+from gentune.service.api.deps import MetricsRegistryDep
+from gentune.service.monitoring import METRICS_PATH
+from gentune.service.schemas.api import error_responses
 
 router = APIRouter(tags=["monitoring"])
 

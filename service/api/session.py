@@ -9,17 +9,23 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, Request, Response, status
 from pydantic import BaseModel, Field
 
-from service.api.deps import SettingsDep, client_address, get_tokens, own_hosts, reader_of_page
-from service.auth import (
+from gentune.service.api.deps import (
+    SettingsDep,
+    client_address,
+    get_tokens,
+    own_hosts,
+    reader_of_page,
+)
+from gentune.service.auth import (
     CSRF_COOKIE,
     MAX_TOKEN_LENGTH,
     TOKEN_COOKIE,
     TokenThrottle,
     new_csrf_token,
 )
-from service.config import Settings
-from service.errors import Conflict, Forbidden, TooManyRequests, Unauthorized
-from service.schemas.api import error_responses
+from gentune.service.config import Settings
+from gentune.service.errors import Conflict, Forbidden, TooManyRequests, Unauthorized
+from gentune.service.schemas.api import error_responses
 
 router = APIRouter(prefix="/session", tags=["session"])
 

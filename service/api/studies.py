@@ -9,8 +9,8 @@ from typing import Annotated, Any, Literal, get_args
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response, status
 from pydantic import BaseModel
 
-from service import study_views
-from service.api.deps import (
+from gentune.service import study_views
+from gentune.service.api.deps import (
     BaseUrlDep,
     PagingDep,
     RepositoryDep,
@@ -20,12 +20,12 @@ from service.api.deps import (
     definition_text,
     unique_json_keys,
 )
-from service.db.repository import FINISHED_STUDY_STATES, TRIAL_SORT_KEYS
-from service.definition_text import spec_from_text
-from service.errors import FieldError, InvalidInput
-from service.export import export_json, metrics_csv, trials_csv
-from service.fine_tuning import resolve_init_from
-from service.schemas.api import (
+from gentune.service.db.repository import FINISHED_STUDY_STATES, TRIAL_SORT_KEYS
+from gentune.service.definition_text import spec_from_text
+from gentune.service.errors import FieldError, InvalidInput
+from gentune.service.export import export_json, metrics_csv, trials_csv
+from gentune.service.fine_tuning import resolve_init_from
+from gentune.service.schemas.api import (
     MAX_ID,
     UNREACHABLE_DATABASE,
     BestOut,
@@ -37,15 +37,15 @@ from service.schemas.api import (
     TrialOut,
     error_responses,
 )
-from service.schemas.study import StudySpec
-from service.studies import (
+from gentune.service.schemas.study import StudySpec
+from gentune.service.studies import (
     best_of_study,
     describe_study,
     describe_trial,
     resolved_definition,
     validate_spec,
 )
-from service.warm_start import refined_definition, resolve_warm_start
+from gentune.service.warm_start import refined_definition, resolve_warm_start
 
 router = APIRouter(
     prefix="/studies",

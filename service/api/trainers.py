@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service.schemas.api import MetricInfo, Page, TrainerOut, error_responses
-from trainers.registry import trainer_classes
+from gentune.service.schemas.api import MetricInfo, Page, TrainerOut, error_responses
+from gentune.trainers.registry import trainer_classes
 
 router = APIRouter(
     prefix="/trainers",

@@ -8,11 +8,11 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query, status
 from fastapi.responses import FileResponse
 
-from service.api.deps import ArtifactStoreDep, BaseUrlDep, RepositoryDep, WriterDep
-from service.artifacts import media_type
-from service.errors import NotFound
-from service.ratings import ANONYMOUS, rate
-from service.schemas.api import (
+from gentune.service.api.deps import ArtifactStoreDep, BaseUrlDep, RepositoryDep, WriterDep
+from gentune.service.artifacts import media_type
+from gentune.service.errors import NotFound
+from gentune.service.ratings import ANONYMOUS, rate
+from gentune.service.schemas.api import (
     MAX_ID,
     UNREACHABLE_DATABASE,
     ArtifactOut,
@@ -23,7 +23,7 @@ from service.schemas.api import (
     TrialDetail,
     error_responses,
 )
-from service.studies import describe_artifacts, trial_detail
+from gentune.service.studies import describe_artifacts, trial_detail
 
 router = APIRouter(
     prefix="/trials",

@@ -79,7 +79,7 @@ class OptunaDashboardUnderPrefix:
             if self._app is None:
                 from optuna_dashboard import wsgi
 
-                from service.db.session import optuna_storage
+                from gentune.service.db.session import optuna_storage
 
                 self._storage = optuna_storage(self.database_url)
                 self._app = wsgi(self._storage)

@@ -19,9 +19,9 @@ from fastapi import APIRouter, Request, Response
 from fastapi import Path as PathParam
 from fastapi.responses import RedirectResponse
 
-from service.api.deps import get_tokens, reader_of_page
-from service.auth import login_url
-from service.errors import NotFound
+from gentune.service.api.deps import get_tokens, reader_of_page
+from gentune.service.auth import login_url
+from gentune.service.errors import NotFound
 
 STATIC_DIR = Path(__file__).parent / "static"
 PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"

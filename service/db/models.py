@@ -22,7 +22,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from service.db.base import Base
+from gentune.service.db.base import Base
 
 
 def utcnow() -> datetime:

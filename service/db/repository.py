@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import CursorResult, and_, delete, func, null, or_, select, update
 from sqlalchemy.orm import Session
 
-from service.db.models import (
+from gentune.service.db.models import (
     DATABASE_ID,
     WORKER_LOST,
     Artifact,
@@ -25,7 +25,7 @@ from service.db.models import (
     TrialState,
     utcnow,
 )
-from service.errors import Conflict, NotFound
+from gentune.service.errors import Conflict, NotFound
 
 FINISHED_STUDY_STATES = (StudyState.completed, StudyState.failed, StudyState.cancelled)
 TRIAL_SORT_KEYS: dict[str, Any] = {

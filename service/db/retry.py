@@ -16,9 +16,9 @@ from typing import TypeVar
 from optuna.exceptions import StorageInternalError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-from service.config import get_settings
-from service.db.repository import Repository
-from service.db.session import session_scope
+from gentune.service.config import get_settings
+from gentune.service.db.repository import Repository
+from gentune.service.db.session import session_scope
 
 log = logging.getLogger("gentune.db")
 T = TypeVar("T")

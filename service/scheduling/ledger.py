@@ -10,9 +10,9 @@ from dataclasses import dataclass, field, replace
 
 import optuna
 
-from service.db.models import PruneRecord
-from service.scheduling.stability import StabilityMonitor
-from service.schemas.study import Constraint
+from gentune.service.db.models import PruneRecord
+from gentune.service.scheduling.stability import StabilityMonitor
+from gentune.service.schemas.study import Constraint
 
 
 @dataclass

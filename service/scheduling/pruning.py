@@ -20,10 +20,10 @@ import optuna
 from optuna.trial import TrialState as OptunaTrialState
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-from service.db.models import PruneRecord
-from service.db.retry import retrying
-from service.scheduling.ledger import DriverSide, Ledger, TrialRecord
-from service.schemas.study import PrunerSpec
+from gentune.service.db.models import PruneRecord
+from gentune.service.db.retry import retrying
+from gentune.service.scheduling.ledger import DriverSide, Ledger, TrialRecord
+from gentune.service.schemas.study import PrunerSpec
 
 log = logging.getLogger(__name__)
 

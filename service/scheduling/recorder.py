@@ -14,12 +14,12 @@ from ray import cloudpickle
 from ray.exceptions import NodeDiedError, RayActorError, WorkerCrashedError
 from ray.tune import Callback
 
-from service.artifacts import ArtifactStore, is_checkpoint, sweep_checkpoints
-from service.db.models import PruneRecord, TrialState
-from service.db.repository import Repository
-from service.db.retry import transact
-from service.scheduling.ledger import DriverSide, Ledger
-from service.scheduling.trial_entry import failure_text
+from gentune.service.artifacts import ArtifactStore, is_checkpoint, sweep_checkpoints
+from gentune.service.db.models import PruneRecord, TrialState
+from gentune.service.db.repository import Repository
+from gentune.service.db.retry import transact
+from gentune.service.scheduling.ledger import DriverSide, Ledger
+from gentune.service.scheduling.trial_entry import failure_text
 
 log = logging.getLogger(__name__)
 WORKER_OR_NODE_LOST = "Ray lost the trial's worker process or its node"

@@ -26,23 +26,29 @@ from optuna.trial import TrialState as OptunaTrialState
 from ray import tune
 from ray.tune.schedulers import TrialScheduler
 
-from service.config import Settings, export_data_root, get_settings
-from service.db.models import WORKER_LOST, StudyState, utcnow
-from service.db.repository import Repository, as_utc
-from service.db.retry import is_transient, retrying, transact
-from service.db.session import optuna_storage, session_scope
-from service.scheduling.ledger import DriverSide, Ledger
-from service.scheduling.pruning import PruningScheduler, build_pruner
-from service.scheduling.recorder import Recorder
-from service.scheduling.searcher import OptunaSearcher, build_sampler
-from service.scheduling.stability import resolve_rules
-from service.scheduling.trial_entry import run_trial
-from service.schemas.study import StudySpec
-from service.studies import grid_size, pruner_for
-from service.warm_start import ORIGIN, ORIGIN_NOTE, QueuedConfig, first_configs, runs_baseline
-from service.warm_start import trial_ids as warm_start_trials
-from trainers.base import Trainer
-from trainers.registry import get_trainer
+from gentune.service.config import Settings, export_data_root, get_settings
+from gentune.service.db.models import WORKER_LOST, StudyState, utcnow
+from gentune.service.db.repository import Repository, as_utc
+from gentune.service.db.retry import is_transient, retrying, transact
+from gentune.service.db.session import optuna_storage, session_scope
+from gentune.service.scheduling.ledger import DriverSide, Ledger
+from gentune.service.scheduling.pruning import PruningScheduler, build_pruner
+from gentune.service.scheduling.recorder import Recorder
+from gentune.service.scheduling.searcher import OptunaSearcher, build_sampler
+from gentune.service.scheduling.stability import resolve_rules
+from gentune.service.scheduling.trial_entry import run_trial
+from gentune.service.schemas.study import StudySpec
+from gentune.service.studies import grid_size, pruner_for
+from gentune.service.warm_start import (
+    ORIGIN,
+    ORIGIN_NOTE,
+    QueuedConfig,
+    first_configs,
+    runs_baseline,
+)
+from gentune.service.warm_start import trial_ids as warm_start_trials
+from gentune.trainers.base import Trainer
+from gentune.trainers.registry import get_trainer
 
 log = logging.getLogger("gentune.runner")
 TAKEN_OVER = "the study was taken over by another worker"

@@ -17,20 +17,20 @@ from optuna.trial import FrozenTrial
 from optuna.trial import TrialState as OptunaTrialState
 from ray.tune.search import Searcher
 
-from service.db.repository import Repository
-from service.db.retry import retrying, transact
-from service.scheduling.ledger import DriverSide, Ledger, TrialRecord
-from service.scheduling.local_search import LocalSearchSampler
-from service.scheduling.stability import Peers, StabilityMonitor, watched_metrics
-from service.schemas.study import (
+from gentune.service.db.repository import Repository
+from gentune.service.db.retry import retrying, transact
+from gentune.service.scheduling.ledger import DriverSide, Ledger, TrialRecord
+from gentune.service.scheduling.local_search import LocalSearchSampler
+from gentune.service.scheduling.stability import Peers, StabilityMonitor, watched_metrics
+from gentune.service.schemas.study import (
     ParamSpec,
     SamplerSpec,
     StabilityRule,
     StudySpec,
 )
-from service.studies import distribution, grid_values
-from service.warm_start import ORIGIN
-from trainers.base import Trainer
+from gentune.service.studies import distribution, grid_values
+from gentune.service.warm_start import ORIGIN
+from gentune.trainers.base import Trainer
 
 log = logging.getLogger(__name__)
 

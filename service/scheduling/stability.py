@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from service.schemas.study import (
+from gentune.service.schemas.study import (
     DeadObjectiveRule,
     DiscriminatorCollapseRule,
     DivergenceRule,
@@ -30,7 +30,7 @@ from service.schemas.study import (
     StabilitySpec,
     StalledRule,
 )
-from trainers.base import MetricSpec, Trainer, TrainerParams
+from gentune.trainers.base import MetricSpec, Trainer, TrainerParams
 
 RULE_ADAPTER: TypeAdapter[StabilityRule] = TypeAdapter(StabilityRule)
 

@@ -28,11 +28,11 @@ import ray
 import torch
 from ray import tune
 
-from service.artifacts import ArtifactStore, CheckpointRetention, GridRetention
-from trainers import DATA_DIR_ENV
-from trainers.base import Checkpoint
-from trainers.grids import grid_png
-from trainers.registry import get_trainer
+from gentune.service.artifacts import ArtifactStore, CheckpointRetention, GridRetention
+from gentune.trainers import DATA_DIR_ENV
+from gentune.trainers.base import Checkpoint
+from gentune.trainers.grids import grid_png
+from gentune.trainers.registry import get_trainer
 
 
 class TuneReporter:

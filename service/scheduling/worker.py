@@ -23,12 +23,12 @@ import threading
 import time
 from datetime import timedelta
 
-from service.artifacts import bind_store
-from service.config import Settings, export_data_root
-from service.db.models import StudyState
-from service.db.repository import Repository
-from service.db.retry import first_line, is_transient, retrying, transact
-from service.db.session import migrate, redacted, session_scope
+from gentune.service.artifacts import bind_store
+from gentune.service.config import Settings, export_data_root
+from gentune.service.db.models import StudyState
+from gentune.service.db.repository import Repository
+from gentune.service.db.retry import first_line, is_transient, retrying, transact
+from gentune.service.db.session import migrate, redacted, session_scope
 
 log = logging.getLogger("gentune.worker")
 PR_SET_PDEATHSIG = 1
@@ -147,7 +147,13 @@ class Worker:
                 return
             log.info("worker %s: starting study %s", self.worker_id, study_id)
             self.children[study_id] = subprocess.Popen(
-                [sys.executable, "-m", "service.scheduling.runner", str(study_id), self.worker_id],
+                [
+                    sys.executable,
+                    "-m",
+                    "gentune.service.scheduling.runner",
+                    str(study_id),
+                    self.worker_id,
+                ],
                 env=env,
                 preexec_fn=_die_with_parent,
             )

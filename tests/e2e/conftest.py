@@ -114,7 +114,7 @@ def service_env(database_url: str, artifact_dir: Path) -> dict[str, str]:
 def start(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
     log = log_path.open("ab")
     return subprocess.Popen(
-        [sys.executable, "-m", "service.cli", *args],
+        [sys.executable, "-m", "gentune.service.cli", *args],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -390,7 +390,7 @@ def _time(text: str) -> float:
 
 def _study_process(worker_pid: int) -> int:
     out = subprocess.run(
-        ["pgrep", "-P", str(worker_pid), "-f", "service.scheduling.runner"],
+        ["pgrep", "-P", str(worker_pid), "-f", "gentune.service.scheduling.runner"],
         capture_output=True,
         text=True,
     )

@@ -40,7 +40,7 @@ DIGITS = {
 
 def _cli(service: Service, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "service.cli", *args, "--url", service.url],
+        [sys.executable, "-m", "gentune.service.cli", *args, "--url", service.url],
         env=service.env,
         capture_output=True,
         text=True,

@@ -17,10 +17,10 @@ import yaml
 from optuna.trial import TrialState as OptunaTrialState
 from PIL import Image
 
+from gentune.trainers.data import digits, ring8
+from gentune.trainers.grids import save_images
+from gentune.trainers.metrics import mode_metrics
 from tests.e2e.conftest import UNSTABLE_RING_STUDY, Service, quadratic_spec
-from trainers.data import digits, ring8
-from trainers.grids import save_images
-from trainers.metrics import mode_metrics
 
 pytestmark = pytest.mark.slow
 
@@ -134,7 +134,7 @@ def test_shipped_ring8_study_finds_a_generator_that_covers_the_ring(
         [
             sys.executable,
             "-m",
-            "service.cli",
+            "gentune.service.cli",
             "sample",
             str(best["trial_id"]),
             "-n",
@@ -159,7 +159,7 @@ def test_shipped_ring8_study_finds_a_generator_that_covers_the_ring(
     # `gentune best --download` saves the best config and the checkpoint the API serves.
     def gentune(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "service.cli", *args, "--url", service.url],
+            [sys.executable, "-m", "gentune.service.cli", *args, "--url", service.url],
             capture_output=True,
             text=True,
             env=service.env,
@@ -247,7 +247,7 @@ def test_stability_rules_stop_divergent_trials_early_and_say_why(service: Servic
 
     # The terminal shows the same: what stopped how many trials, and with --why each reason.
     cli = subprocess.run(
-        [sys.executable, "-m", "service.cli", "status", str(study_id), "--why"]
+        [sys.executable, "-m", "gentune.service.cli", "status", str(study_id), "--why"]
         + ["--url", service.url],
         capture_output=True,
         text=True,
@@ -416,7 +416,7 @@ def test_shipped_image_study_runs_and_its_best_checkpoint_draws_a_grid(
         [
             sys.executable,
             "-m",
-            "service.cli",
+            "gentune.service.cli",
             "sample",
             str(best["trial_id"]),
             "-n",

@@ -47,7 +47,16 @@ def test_points_and_an_earlier_studys_best_run_first(service: Service) -> None:
         ),
     )
     refine = subprocess.run(
-        [sys.executable, "-m", "service.cli", "refine", str(source), "--trials", "3", "--submit"]
+        [
+            sys.executable,
+            "-m",
+            "gentune.service.cli",
+            "refine",
+            str(source),
+            "--trials",
+            "3",
+            "--submit",
+        ]
         + ["--url", service.url],
         env=service.env,
         capture_output=True,

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from trainers.base import Checkpoint, MetricSpec, Reporter, Trainer, TrainerParams
+from gentune.trainers.base import Checkpoint, MetricSpec, Reporter, Trainer, TrainerParams
 
 
 class QuadraticParams(TrainerParams):

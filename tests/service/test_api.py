@@ -8,8 +8,8 @@ import re
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from service.app import create_app
-from service.config import Settings
+from gentune.service.app import create_app
+from gentune.service.config import Settings
 from tests.conftest import LOCAL, ring_spec
 
 

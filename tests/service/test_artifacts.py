@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from service.artifacts import (
+from gentune.service.artifacts import (
     ArtifactStore,
     CheckpointRetention,
     GridRetention,
@@ -22,8 +22,8 @@ from service.artifacts import (
     grid_steps_kept,
     sweep_checkpoints,
 )
-from service.db.repository import Repository
-from service.db.session import get_engine, session_scope
+from gentune.service.db.repository import Repository
+from gentune.service.db.session import get_engine, session_scope
 from tests.conftest import new_database_url, run_gentune
 
 
@@ -132,7 +132,7 @@ def test_readers_never_see_a_half_written_checkpoint(tmp_path: Path) -> None:
 
 WRITE_FOREVER = """
 import sys
-from service.artifacts import ArtifactStore
+from gentune.service.artifacts import ArtifactStore
 store = ArtifactStore(sys.argv[1])
 chunk = b"x" * (64 * 1024 * 1024)
 while True:

@@ -10,11 +10,11 @@ import yaml
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from service.app import create_app
-from service.auth import CSRF_COOKIE, MAX_TOKEN_LENGTH, TOKEN_COOKIE, TokenFileError
-from service.config import Settings
-from service.db.repository import Repository
-from service.db.session import session_scope
+from gentune.service.app import create_app
+from gentune.service.auth import CSRF_COOKIE, MAX_TOKEN_LENGTH, TOKEN_COOKIE, TokenFileError
+from gentune.service.config import Settings
+from gentune.service.db.repository import Repository
+from gentune.service.db.session import session_scope
 from tests.conftest import LOCAL, ring_spec, run_gentune
 from tests.service.test_cli_client import ApiServer
 

@@ -8,15 +8,15 @@ import math
 import pytest
 from fastapi.testclient import TestClient
 
-from service.baseline import improvement
-from service.config import Settings
-from service.db.models import PruneRecord, TrialState
-from service.db.repository import Repository
-from service.db.session import session_scope
-from service.schemas.study import CategoricalParam, FloatParam, IntParam, StudySpec
-from service.warm_start import BASELINE, baseline_config, first_configs, nearest_allowed
+from gentune.service.baseline import improvement
+from gentune.service.config import Settings
+from gentune.service.db.models import PruneRecord, TrialState
+from gentune.service.db.repository import Repository
+from gentune.service.db.session import session_scope
+from gentune.service.schemas.study import CategoricalParam, FloatParam, IntParam, StudySpec
+from gentune.service.warm_start import BASELINE, baseline_config, first_configs, nearest_allowed
+from gentune.trainers.registry import get_trainer
 from tests.conftest import ring_spec
-from trainers.registry import get_trainer
 
 
 def test_a_default_that_fits_is_kept_and_one_that_does_not_moves_to_the_nearest_value() -> None:

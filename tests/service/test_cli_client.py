@@ -28,13 +28,13 @@ import yaml
 from pydantic import SecretStr
 from typer.testing import CliRunner, Result
 
-from service.app import create_app
-from service.artifacts import ArtifactStore, artifact_path
-from service.cli import app
-from service.config import Settings
-from service.db.models import PruneRecord, StudyState, TrialState, utcnow
-from service.db.repository import Repository
-from service.db.session import session_scope
+from gentune.service.app import create_app
+from gentune.service.artifacts import ArtifactStore, artifact_path
+from gentune.service.cli import app
+from gentune.service.config import Settings
+from gentune.service.db.models import PruneRecord, StudyState, TrialState, utcnow
+from gentune.service.db.repository import Repository
+from gentune.service.db.session import session_scope
 from tests.conftest import ring_spec
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -477,7 +477,15 @@ def test_watch_on_a_terminal_redraws_and_ctrl_c_leaves_the_study_running(server:
     add_trial(settings, study["id"], 0, [0.25], TrialState.running)
     env = {**os.environ, "FORCE_COLOR": "1", "COLUMNS": "120", "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "watch", str(study["id"]), "--url", server.url],
+        [
+            sys.executable,
+            "-m",
+            "gentune.service.cli",
+            "watch",
+            str(study["id"]),
+            "--url",
+            server.url,
+        ],
         cwd=REPO_ROOT,
         env=env,
         stdout=subprocess.PIPE,

@@ -10,11 +10,11 @@ import torch
 from torchmetrics.image.fid import FrechetInceptionDistance
 from typer.testing import CliRunner
 
-from service.cli import app
-from trainers.data import digits, image_folder
-from trainers.grids import save_images
-from trainers.metrics.features import DomainClassifier, InceptionFeatures
-from trainers.metrics.image import ReferenceStats, fid
+from gentune.service.cli import app
+from gentune.trainers.data import digits, image_folder
+from gentune.trainers.grids import save_images
+from gentune.trainers.metrics.features import DomainClassifier, InceptionFeatures
+from gentune.trainers.metrics.image import ReferenceStats, fid
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from service.cli import app
+from gentune.service.cli import app
 
 
 @pytest.fixture(autouse=True)

@@ -7,7 +7,7 @@ import optuna
 import pytest
 from fastapi.testclient import TestClient
 
-from service.config import Settings
+from gentune.service.config import Settings
 
 
 @pytest.mark.parametrize("path", ["/", "/studies/1", "/trials/7"])

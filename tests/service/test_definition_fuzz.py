@@ -18,13 +18,13 @@ import yaml
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from service.config import Settings
-from service.db.models import Artifact, Metric, Study, Trial, TrialState
-from service.db.repository import Repository
-from service.db.session import session_scope
-from service.schemas.study import StudySpec
-from service.studies import distribution, validate_spec
-from trainers.registry import get_trainer
+from gentune.service.config import Settings
+from gentune.service.db.models import Artifact, Metric, Study, Trial, TrialState
+from gentune.service.db.repository import Repository
+from gentune.service.db.session import session_scope
+from gentune.service.schemas.study import StudySpec
+from gentune.service.studies import distribution, validate_spec
+from gentune.trainers.registry import get_trainer
 
 SEARCH_SPACES = sorted((Path(__file__).resolve().parents[2] / "search_spaces").glob("*.yaml"))
 MUTATIONS_PER_FILE = 45

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from service.app import create_app
-from service.config import Settings
+from gentune.service.app import create_app
+from gentune.service.config import Settings
 from tests.conftest import LOCAL, ring_spec
 
 YAML = {"Content-Type": "application/yaml"}

@@ -7,9 +7,9 @@ import math
 import optuna
 import pytest
 
-from service.scheduling.local_search import LocalSearchSampler
-from service.scheduling.searcher import build_sampler
-from service.schemas.study import TPESampler
+from gentune.service.scheduling.local_search import LocalSearchSampler
+from gentune.service.scheduling.searcher import build_sampler
+from gentune.service.schemas.study import TPESampler
 
 
 def _objective(trial: optuna.Trial) -> float:

@@ -12,11 +12,11 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
-from service.app import create_app
-from service.config import Settings
-from service.db.models import PruneRecord, StudyState, TrialState, utcnow
-from service.db.repository import Repository
-from service.db.session import migrate, session_scope
+from gentune.service.app import create_app
+from gentune.service.config import Settings
+from gentune.service.db.models import PruneRecord, StudyState, TrialState, utcnow
+from gentune.service.db.repository import Repository
+from gentune.service.db.session import migrate, session_scope
 from tests.conftest import LOCAL, new_database_url, ring_spec
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]

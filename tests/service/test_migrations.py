@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect, text
 
-from service.db.session import get_engine, migrate, optuna_storage
+from gentune.service.db.session import get_engine, migrate, optuna_storage
 from tests.conftest import new_database_url
 
 

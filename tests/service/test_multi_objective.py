@@ -7,8 +7,8 @@ import random
 
 from fastapi.testclient import TestClient
 
-from service.pareto import dominates, pareto_front
-from service.schemas.study import Constraint
+from gentune.service.pareto import dominates, pareto_front
+from gentune.service.schemas.study import Constraint
 from tests.conftest import ring_spec
 
 TWO = [

@@ -11,12 +11,12 @@ import optuna
 from optuna.trial import TrialState as OptunaTrialState
 from ray.tune.schedulers import TrialScheduler
 
-from service.scheduling.ledger import Ledger, TrialRecord
-from service.scheduling.pruning import PruningScheduler
-from service.scheduling.searcher import study_peers
-from service.scheduling.stability import RULE_ADAPTER, StabilityMonitor
-from service.schemas.study import MedianPruner, NoPruner
-from trainers.base import MetricSpec
+from gentune.service.scheduling.ledger import Ledger, TrialRecord
+from gentune.service.scheduling.pruning import PruningScheduler
+from gentune.service.scheduling.searcher import study_peers
+from gentune.service.scheduling.stability import RULE_ADAPTER, StabilityMonitor
+from gentune.service.schemas.study import MedianPruner, NoPruner
+from gentune.trainers.base import MetricSpec
 
 
 def setup() -> tuple[PruningScheduler, optuna.Study, Ledger]:

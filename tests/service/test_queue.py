@@ -8,12 +8,12 @@ from datetime import timedelta
 
 import optuna
 
-from service.config import Settings
-from service.db.models import WORKER_LOST, StudyState, utcnow
-from service.db.repository import Repository
-from service.db.session import optuna_storage, session_scope
-from service.scheduling.runner import PRIMARY_SUFFIX, run_study
-from service.schemas.study import StudySpec
+from gentune.service.config import Settings
+from gentune.service.db.models import WORKER_LOST, StudyState, utcnow
+from gentune.service.db.repository import Repository
+from gentune.service.db.session import optuna_storage, session_scope
+from gentune.service.scheduling.runner import PRIMARY_SUFFIX, run_study
+from gentune.service.schemas.study import StudySpec
 from tests.conftest import ring_spec
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from service.scheduling.stability import (
+from gentune.service.scheduling.stability import (
     RULE_ADAPTER,
     StabilityMonitor,
     Verdict,
@@ -17,10 +17,10 @@ from service.scheduling.stability import (
     rule_metrics,
     watched_metrics,
 )
-from service.schemas.study import StabilitySpec, StudySpec
-from service.studies import PRUNER_ADAPTER, pruner_for
-from trainers.base import MetricSpec
-from trainers.registry import get_trainer, trainer_names
+from gentune.service.schemas.study import StabilitySpec, StudySpec
+from gentune.service.studies import PRUNER_ADAPTER, pruner_for
+from gentune.trainers.base import MetricSpec
+from gentune.trainers.registry import get_trainer, trainer_names
 
 
 def replay(

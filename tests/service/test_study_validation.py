@@ -11,9 +11,9 @@ import yaml
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from service.config import Settings
-from service.db.models import Study
-from service.db.session import session_scope
+from gentune.service.config import Settings
+from gentune.service.db.models import Study
+from gentune.service.db.session import session_scope
 from tests.conftest import ring_spec
 
 

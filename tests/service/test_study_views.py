@@ -9,10 +9,10 @@ import yaml
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from service.config import Settings
-from service.db.models import PruneRecord, Study, TrialState
-from service.db.repository import Repository
-from service.db.session import session_scope
+from gentune.service.config import Settings
+from gentune.service.db.models import PruneRecord, Study, TrialState
+from gentune.service.db.repository import Repository
+from gentune.service.db.session import session_scope
 from tests.conftest import ring_spec
 
 YAML = {"Content-Type": "application/yaml"}
@@ -223,7 +223,7 @@ def test_view_cache_computes_a_view_once_for_concurrent_requests() -> None:
 
     from pydantic import BaseModel
 
-    from service.study_views import ViewCache
+    from gentune.service.study_views import ViewCache
 
     class Body(BaseModel):
         n: int

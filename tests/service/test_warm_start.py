@@ -8,13 +8,13 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from service.artifacts import ArtifactStore, artifact_path
-from service.config import Settings
-from service.db.models import TrialState
-from service.db.repository import Repository
-from service.db.session import session_scope
-from service.schemas.study import CategoricalParam, FloatParam, IntParam
-from service.warm_start import narrow
+from gentune.service.artifacts import ArtifactStore, artifact_path
+from gentune.service.config import Settings
+from gentune.service.db.models import TrialState
+from gentune.service.db.repository import Repository
+from gentune.service.db.session import session_scope
+from gentune.service.schemas.study import CategoricalParam, FloatParam, IntParam
+from gentune.service.warm_start import narrow
 from tests.conftest import ring_spec
 
 

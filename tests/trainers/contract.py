@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from trainers.base import Checkpoint, Trainer, TrainerParams
-from trainers.registry import get_trainer
+from gentune.trainers.base import Checkpoint, Trainer, TrainerParams
+from gentune.trainers.registry import get_trainer
 
 
 class RecordingReporter:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from trainers.augment import AugmentPolicy, augment
-from trainers.data import digits
+from gentune.trainers.augment import AugmentPolicy, augment
+from gentune.trainers.data import digits
 
 
 @pytest.fixture

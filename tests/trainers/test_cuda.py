@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import torch
 
+from gentune.trainers.base import mixed_precision
+from gentune.trainers.data import digits
+from gentune.trainers.metrics.evaluator import ImageEvaluator
+from gentune.trainers.registry import get_trainer
 from tests.trainers.contract import RecordingReporter
-from trainers.base import mixed_precision
-from trainers.data import digits
-from trainers.metrics.evaluator import ImageEvaluator
-from trainers.registry import get_trainer
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import torch
 
+from gentune.trainers.data import digits, load_image_dataset, resolve_data_dir
+from gentune.trainers.grids import save_images
+from gentune.trainers.vae import VAEParams, VAETrainer
 from tests.trainers.contract import RecordingReporter
-from trainers.data import digits, load_image_dataset, resolve_data_dir
-from trainers.grids import save_images
-from trainers.vae import VAEParams, VAETrainer
 
 
 @pytest.fixture

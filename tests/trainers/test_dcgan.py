@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from gentune.trainers.dcgan import DCGANTrainer
 from tests.trainers.contract import RecordingReporter, TrainerContract
-from trainers.dcgan import DCGANTrainer
 
 
 class TestDCGANContract(TrainerContract):

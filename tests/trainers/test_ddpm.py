@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from gentune.trainers.ddpm import DDPMTrainer, alpha_bars, ddim_sample
 from tests.trainers.contract import RecordingReporter, TrainerContract
-from trainers.ddpm import DDPMTrainer, alpha_bars, ddim_sample
 
 
 class TestDDPMContract(TrainerContract):

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from gentune.trainers.base import Trainer
+from gentune.trainers.registry import get_trainer, trainer_classes
 from tests.trainers.contract import TrainerContract
-from trainers.base import Trainer
-from trainers.registry import get_trainer, trainer_classes
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO_ROOT / "examples" / "plugin"
@@ -84,7 +84,7 @@ def test_gentune_try_runs_the_installed_plugin(plugin_site: Path, tmp_path: Path
         "GENTUNE_CACHE_DIR": str(tmp_path / "cache"),
     }
     result = subprocess.run(
-        [sys.executable, "-m", "service.cli", "try", "ppca"]
+        [sys.executable, "-m", "gentune.service.cli", "try", "ppca"]
         + ["-p", "epochs=3", "-p", "eval_samples=200", "--out", str(tmp_path / "last.pt")],
         capture_output=True,
         text=True,

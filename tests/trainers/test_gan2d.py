@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
+from gentune.trainers.data import grid25, ring8
+from gentune.trainers.gan2d import Gan2DTrainer
+from gentune.trainers.metrics import mode_metrics
 from tests.trainers.contract import RecordingReporter, TrainerContract
-from trainers.data import grid25, ring8
-from trainers.gan2d import Gan2DTrainer
-from trainers.metrics import mode_metrics
 
 
 class TestGan2DContract(TrainerContract):

@@ -10,10 +10,10 @@ import torch
 from torch.nn import functional as F
 from torchmetrics.image.fid import FrechetInceptionDistance
 
-from trainers.data import ImageData, digits
-from trainers.metrics.evaluator import ImageEvaluator
-from trainers.metrics.features import DomainClassifier, RandomFeatures
-from trainers.metrics.image import ReferenceStats, fid, prdc, psnr, ssim
+from gentune.trainers.data import ImageData, digits
+from gentune.trainers.metrics.evaluator import ImageEvaluator
+from gentune.trainers.metrics.features import DomainClassifier, RandomFeatures
+from gentune.trainers.metrics.image import ReferenceStats, fid, prdc, psnr, ssim
 
 
 @pytest.fixture(scope="module")

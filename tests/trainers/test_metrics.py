@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from trainers.data import ring8
-from trainers.metrics import frechet_distance, mode_metrics
+from gentune.trainers.data import ring8
+from gentune.trainers.metrics import frechet_distance, mode_metrics
 
 
 def test_samples_from_the_mixture_score_perfectly() -> None:

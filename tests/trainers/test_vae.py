@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import torch
 
+from gentune.trainers.vae import VAETrainer, beta_at
 from tests.trainers.contract import RecordingReporter, TrainerContract
-from trainers.vae import VAETrainer, beta_at
 
 
 class TestVAEContract(TrainerContract):

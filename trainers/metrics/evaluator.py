@@ -13,11 +13,11 @@ from pathlib import Path
 
 import torch
 
-from trainers.base import PARAMS_MILLIONS, ImageTrainerParams, MetricSpec, Reporter
-from trainers.data import ImageData
-from trainers.metrics.diversity import diversity_ratio, mean_pairwise_distance
-from trainers.metrics.features import DomainClassifier, default_cache_dir, extractor_for
-from trainers.metrics.image import ReferenceStats, class_kl, fid, inception_score, kid, prdc
+from gentune.trainers.base import PARAMS_MILLIONS, ImageTrainerParams, MetricSpec, Reporter
+from gentune.trainers.data import ImageData
+from gentune.trainers.metrics.diversity import diversity_ratio, mean_pairwise_distance
+from gentune.trainers.metrics.features import DomainClassifier, default_cache_dir, extractor_for
+from gentune.trainers.metrics.image import ReferenceStats, class_kl, fid, inception_score, kid, prdc
 
 IMAGE_METRIC_SPECS = {
     "fid": MetricSpec("Fréchet distance of generated to real features.", "minimize"),

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from trainers.data import ImageData
+from gentune.trainers.data import ImageData
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from torchmetrics.functional.image import (
     structural_similarity_index_measure,
 )
 
-from trainers.metrics.frechet import frechet_from_stats, gaussian_stats
+from gentune.trainers.metrics.frechet import frechet_from_stats, gaussian_stats
 
 
 @dataclass(frozen=True)

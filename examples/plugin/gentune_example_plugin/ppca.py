@@ -14,18 +14,18 @@ import time
 
 import numpy as np
 import torch
-from pydantic import Field
-from torch import nn
-
-from trainers.base import (
+from gentune import (
+    IMAGE_METRIC_SPECS,
     Checkpoint,
     ImageTrainer,
     ImageTrainerParams,
     MetricSpec,
     Reporter,
     TrainerParams,
+    start_image_run,
 )
-from trainers.metrics.evaluator import IMAGE_METRIC_SPECS, start_image_run
+from pydantic import Field
+from torch import nn
 
 
 class PPCAParams(ImageTrainerParams):

@@ -5,9 +5,9 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-from service.db import models  # noqa: F401  (registers the tables on Base.metadata)
-from service.db.base import TABLE_PREFIX, Base
-from service.db.session import VERSION_TABLE
+from gentune.service.db import models  # noqa: F401  (registers the tables on Base.metadata)
+from gentune.service.db.base import TABLE_PREFIX, Base
+from gentune.service.db.session import VERSION_TABLE
 
 config = context.config
 
