@@ -59,7 +59,8 @@ from gentune.service.db.models import Metric, Study, StudyState, Trial, TrialSta
 from gentune.service.db.repository import Repository
 from gentune.service.db.session import get_engine, is_sqlite, migrate, optuna_storage, session_scope
 from gentune.service.schemas.study import StudySpec
-from gentune.service.studies import distribution, resolved_definition, validate_spec
+from gentune.service.studies.space import distribution
+from gentune.service.studies.validation import resolved_definition, validate_spec
 
 DEFAULT_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/gentune_bench_api"
 METRICS = (

@@ -36,7 +36,7 @@ from gentune.service.db.repository import Repository
 from gentune.service.db.session import migrate, session_scope
 from gentune.service.scheduling.runner import run_study
 from gentune.service.schemas.study import StudySpec
-from gentune.service.studies import resolved_definition, validate_spec
+from gentune.service.studies.validation import resolved_definition, validate_spec
 
 RAY = str(Path(sys.executable).parent / "ray")
 LIST_NODES = "import sys, ray; ray.init(address=sys.argv[1]); print(len(ray.nodes()))"

@@ -45,7 +45,7 @@ import ray
 import yaml
 from study_runs import Outcome, run_definition
 
-from gentune.service.baseline import improvement
+from gentune.service.studies.baseline import improvement
 
 SUITE = sorted(str(p) for p in Path("search_spaces/untuned").glob("*.yaml"))
 QUICK = ["search_spaces/untuned/gan2d_ring8.yaml", "search_spaces/untuned/vae_digits.yaml"]

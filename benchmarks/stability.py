@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from gentune.service.scheduling.stability import StabilityMonitor, default_rules, watched_metrics
 from gentune.service.schemas.study import StabilityRule
+from gentune.service.studies.stability import StabilityMonitor, default_rules, watched_metrics
 from gentune.trainers.registry import get_trainer
 
 HISTORIES = Path(".gentune/bench/stability-histories.json")

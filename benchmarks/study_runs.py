@@ -24,7 +24,7 @@ from gentune.service.db.session import migrate, session_scope
 from gentune.service.scheduling.ledger import Ledger
 from gentune.service.scheduling.runner import run_study
 from gentune.service.schemas.study import StudySpec
-from gentune.service.studies import resolved_definition, validate_spec
+from gentune.service.studies.validation import resolved_definition, validate_spec
 from gentune.trainers.base import Trainer
 
 SchedulerFactory = Callable[[Ledger, optuna.Study], TrialScheduler]

@@ -2,11 +2,17 @@
 
 What a trainer plugin or a notebook imports comes from here, and only from here::
 
-    from gentune import ImageTrainer, ImageTrainerParams, MetricSpec, Reporter
+    import gentune
 
-Everything else (``gentune.service``, ``gentune.trainers``) is the implementation and may
-change between versions. Names load on first use, so ``import gentune`` (and the ``gentune``
-command) does not import torch until a trainer name is asked for.
+    class MyTrainer(gentune.ImageTrainer): ...
+
+The trainer interface (``Trainer``, ``TrainerParams``, ``Reporter``, ``MetricSpec``,
+``Checkpoint``), the image trainers' params, data and metrics, and what every training loop
+shares (``EpochMeter``, ``shuffled_batches``, ``batched``, ``report_epoch``, ``report_images``;
+``GanPair`` and ``gan_step`` for GANs). Everything else (``gentune.service``,
+``gentune.trainers``) is the implementation and may change between versions. Names load on
+first use, so ``import gentune`` (and the ``gentune`` command) does not import torch until a
+trainer name is asked for.
 """
 
 from __future__ import annotations
@@ -25,8 +31,29 @@ if TYPE_CHECKING:
         TrainerParams,
         initial_weights,
         load_checkpoint,
+        mixed_precision,
+        params_millions,
     )
-    from gentune.trainers.metrics.evaluator import IMAGE_METRIC_SPECS, start_image_run
+    from gentune.trainers.gan_losses import (
+        GAN_STEP_METRICS,
+        GanPair,
+        adam_pair,
+        ema_of,
+        gan_step,
+    )
+    from gentune.trainers.loop import (
+        EpochMeter,
+        batched,
+        report_epoch,
+        report_images,
+        save_atomically,
+        shuffled_batches,
+    )
+    from gentune.trainers.metrics.evaluator import (
+        IMAGE_METRIC_SPECS,
+        SAMPLING_METRIC_SPECS,
+        start_image_run,
+    )
 
 __version__ = "0.1.0"
 
@@ -40,21 +67,49 @@ _PUBLIC = {
     "TrainerParams": "gentune.trainers.base",
     "initial_weights": "gentune.trainers.base",
     "load_checkpoint": "gentune.trainers.base",
+    "mixed_precision": "gentune.trainers.base",
+    "params_millions": "gentune.trainers.base",
     "IMAGE_METRIC_SPECS": "gentune.trainers.metrics.evaluator",
+    "SAMPLING_METRIC_SPECS": "gentune.trainers.metrics.evaluator",
     "start_image_run": "gentune.trainers.metrics.evaluator",
+    "EpochMeter": "gentune.trainers.loop",
+    "batched": "gentune.trainers.loop",
+    "report_epoch": "gentune.trainers.loop",
+    "report_images": "gentune.trainers.loop",
+    "save_atomically": "gentune.trainers.loop",
+    "shuffled_batches": "gentune.trainers.loop",
+    "GAN_STEP_METRICS": "gentune.trainers.gan_losses",
+    "GanPair": "gentune.trainers.gan_losses",
+    "adam_pair": "gentune.trainers.gan_losses",
+    "ema_of": "gentune.trainers.gan_losses",
+    "gan_step": "gentune.trainers.gan_losses",
 }
 
 __all__ = [
     "Checkpoint",
+    "EpochMeter",
+    "GAN_STEP_METRICS",
+    "GanPair",
     "IMAGE_METRIC_SPECS",
     "ImageTrainer",
     "ImageTrainerParams",
     "MetricSpec",
     "Reporter",
+    "SAMPLING_METRIC_SPECS",
     "Trainer",
     "TrainerParams",
+    "adam_pair",
+    "batched",
+    "ema_of",
+    "gan_step",
     "initial_weights",
     "load_checkpoint",
+    "mixed_precision",
+    "params_millions",
+    "report_epoch",
+    "report_images",
+    "save_atomically",
+    "shuffled_batches",
     "start_image_run",
 ]
 

@@ -18,7 +18,7 @@ from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from gentune.service import __version__
+from gentune import __version__
 from gentune.service.api import health, metrics, session, studies, trainers, trials
 from gentune.service.api.body_limit import BodyLimit
 from gentune.service.api.deps import require_reader
@@ -36,7 +36,7 @@ from gentune.service.errors import (
     field_errors_from_pydantic,
 )
 from gentune.service.monitoring import install_metrics
-from gentune.service.study_views import ViewCache
+from gentune.service.studies.charts import ViewCache
 
 log = logging.getLogger(__name__)
 API_PREFIX = "/api/v1"
@@ -109,77 +109,87 @@ def _error(status: int, detail: str, errors: list[dict[str, Any]] | None = None)
     return JSONResponse(status_code=status, content={"detail": detail, "errors": errors or []})
 
 
-def _install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(GentuneError)
-    async def gentune_error(_: Request, exc: GentuneError) -> JSONResponse:
-        errors = exc.errors if isinstance(exc, InvalidInput) else []
-        response = _error(exc.status_code, exc.message, [e.__dict__ for e in errors])
-        if isinstance(exc, Unauthorized):
-            response.headers["WWW-Authenticate"] = 'Bearer realm="gentune"'
-        if isinstance(exc, TooManyRequests):
-            response.headers["Retry-After"] = str(exc.retry_after_s)
-        return response
+async def _gentune_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, GentuneError)
+    errors = exc.errors if isinstance(exc, InvalidInput) else []
+    response = _error(exc.status_code, exc.message, [e.__dict__ for e in errors])
+    if isinstance(exc, Unauthorized):
+        response.headers["WWW-Authenticate"] = 'Bearer realm="gentune"'
+    if isinstance(exc, TooManyRequests):
+        response.headers["Retry-After"] = str(exc.retry_after_s)
+    return response
 
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        """Starlette's and FastAPI's own errors, in the service's error shape."""
-        if exc.status_code == 405:
-            allowed = allowed_methods(request)
-            response = _error(
-                405,
-                f"{request.method} is not allowed on this path; it takes {', '.join(allowed)}.",
-            )
-            response.headers["Allow"] = ", ".join(allowed)
-            return response
-        if exc.status_code == 404 and exc.detail == "Not Found":  # no route has this path
-            return _error(
-                404,
-                f"Nothing is at {request.url.path}: see /docs for the API's paths (ids in them "
-                "are whole numbers).",
-            )
-        if exc.status_code == 400 and exc.detail == "There was an error parsing the body":
-            message = (
-                "could not be read as JSON: it is not UTF-8 text, nests too deeply or holds "
-                "a number too long to parse"
-            )
-            response = _error(
-                422,
-                f"Invalid request. body {message}",
-                [{"field": "body", "message": message, "line": None}],
-            )
-        else:
-            response = _error(exc.status_code, str(exc.detail))
-        for name, value in (exc.headers or {}).items():
-            response.headers[name] = value
-        return response
 
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        body = exc.body
-        if isinstance(body, bytes | str):
-            try:
-                body = json.loads(body)
-            except (ValueError, RecursionError):  # not JSON, or nested past Python's stack
-                body = None
-        errors = field_errors_from_pydantic(exc.errors(), body)
-        summary = "; ".join(
-            f"{e.field} {e.message}" if e.field == "body" else f"{e.field}: {e.message}"
-            for e in errors[:5]
-        )
-        return _error(422, f"Invalid request. {summary}", [e.__dict__ for e in errors])
+BODY_UNREADABLE = (
+    "could not be read as JSON: it is not UTF-8 text, nests too deeply or holds a number too "
+    "long to parse"
+)
 
-    async def database_error(_: Request, exc: Exception) -> JSONResponse:
-        if not is_transient(exc):
-            log.exception("database error", exc_info=exc)
-            return _error(500, "The database refused a query; the service's log has the details.")
-        log.warning("database unreachable: %s", first_line(exc))
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    """Starlette's and FastAPI's own errors, in the service's error shape."""
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 405:
+        allowed = allowed_methods(request)
         response = _error(
-            503,
-            "The database is unreachable right now (restarting or down); nothing was changed. "
-            "Running studies go on and catch up once it is back; try again in a few seconds.",
+            405, f"{request.method} is not allowed on this path; it takes {', '.join(allowed)}."
         )
-        response.headers["Retry-After"] = str(DATABASE_RETRY_AFTER_S)
+        response.headers["Allow"] = ", ".join(allowed)
         return response
+    if exc.status_code == 404 and exc.detail == "Not Found":  # no route has this path
+        return _error(
+            404,
+            f"Nothing is at {request.url.path}: see /docs for the API's paths (ids in them "
+            "are whole numbers).",
+        )
+    if exc.status_code == 400 and exc.detail == "There was an error parsing the body":
+        response = _error(
+            422,
+            f"Invalid request. body {BODY_UNREADABLE}",
+            [{"field": "body", "message": BODY_UNREADABLE, "line": None}],
+        )
+    else:
+        response = _error(exc.status_code, str(exc.detail))
+    for name, value in (exc.headers or {}).items():
+        response.headers[name] = value
+    return response
 
-    app.add_exception_handler(DBAPIError, database_error)
-    app.add_exception_handler(StorageInternalError, database_error)
+
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    body = exc.body
+    if isinstance(body, bytes | str):
+        try:
+            body = json.loads(body)
+        except (ValueError, RecursionError):  # not JSON, or nested past Python's stack
+            body = None
+    errors = field_errors_from_pydantic(exc.errors(), body)
+    summary = "; ".join(
+        f"{e.field} {e.message}" if e.field == "body" else f"{e.field}: {e.message}"
+        for e in errors[:5]
+    )
+    return _error(422, f"Invalid request. {summary}", [e.__dict__ for e in errors])
+
+
+async def _database_error(_: Request, exc: Exception) -> JSONResponse:
+    if not is_transient(exc):
+        log.exception("database error", exc_info=exc)
+        return _error(500, "The database refused a query; the service's log has the details.")
+    log.warning("database unreachable: %s", first_line(exc))
+    response = _error(
+        503,
+        "The database is unreachable right now (restarting or down); nothing was changed. "
+        "Running studies go on and catch up once it is back; try again in a few seconds.",
+    )
+    response.headers["Retry-After"] = str(DATABASE_RETRY_AFTER_S)
+    return response
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    """Every error leaves as JSON ``{"detail", "errors"}`` with its status: translated here,
+    once."""
+    app.add_exception_handler(GentuneError, _gentune_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(DBAPIError, _database_error)
+    app.add_exception_handler(StorageInternalError, _database_error)

@@ -417,8 +417,8 @@ def reproduce(
     torch threads) and compare every recorded metric at every step; exit 1 on a difference."""
     import torch
 
-    from gentune.service.reproduce import COMPARED_FACTS, ReproduceError, compare, run_again
     from gentune.service.scheduling.trial_entry import device_info
+    from gentune.service.studies.reproduce import COMPARED_FACTS, ReproduceError, compare, run_again
     from gentune.trainers.registry import get_trainer
 
     export_data_root(get_settings())

@@ -11,7 +11,7 @@ import yaml
 
 from gentune.service.config import Settings
 from gentune.service.schemas.study import StudySpec
-from gentune.service.studies import validate_spec
+from gentune.service.studies.validation import validate_spec
 from tests.trainers.contract import RecordingReporter
 
 

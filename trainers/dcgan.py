@@ -9,8 +9,8 @@ them (see trainers.augment).
 
 from __future__ import annotations
 
+import functools
 import math
-import time
 
 import numpy as np
 import torch
@@ -30,15 +30,19 @@ from gentune.trainers.base import (
     params_millions,
 )
 from gentune.trainers.gan_losses import (
+    GAN_STEP_METRICS,
     CriticAwareMetrics,
     GanLoss,
+    GanPair,
     adam_pair,
-    d_accuracy,
-    discriminator_loss,
     ema_of,
-    generator_loss,
-    grad_norm,
-    gradient_penalty,
+    gan_step,
+)
+from gentune.trainers.loop import (
+    EpochMeter,
+    batched,
+    report_images,
+    shuffled_batches,
 )
 from gentune.trainers.metrics.evaluator import (
     IMAGE_METRIC_SPECS,
@@ -173,10 +177,9 @@ class DCGANTrainer(CriticAwareMetrics, ImageTrainer):
         if (start := initial_weights(p, device)) is not None:  # fine-tuning
             g.load_state_dict(start["model"])
             d.load_state_dict(start["discriminator"])
-        g_ema = ema_of(g, p.ema)
         opt_g, opt_d = adam_pair(g, d, p.lr_g, p.lr_d, (p.beta1, p.beta2), p.weight_decay)
+        pair = GanPair(g, d, opt_g, opt_d, ema_of(g, p.ema))
         autocast = mixed_precision(device, p.amp)
-        policy = p.augmentation
         real_all = data.train.to(device)
         shuffle = torch.Generator().manual_seed(p.seed)
         eval_z = torch.randn(
@@ -185,73 +188,38 @@ class DCGANTrainer(CriticAwareMetrics, ImageTrainer):
 
         def checkpoint() -> Checkpoint:
             return {
-                "model": (g_ema.module if g_ema is not None else g).state_dict(),
-                "discriminator": d.state_dict(),
-                "optimizer_g": opt_g.state_dict(),
-                "optimizer_d": opt_d.state_dict(),
+                **pair.state(),
                 "config": p.model_dump(),
                 "channels": data.channels,
                 "dataset_fingerprint": data.fingerprint,
                 "step": epoch,
             }
 
+        def augmented(x: torch.Tensor) -> torch.Tensor:
+            return augment(x, p.augmentation)
+
         for epoch in range(1, p.epochs + 1):
-            sums = dict.fromkeys(
-                ("g_loss", "d_loss", "stability/d_accuracy", "grad_norm_g", "grad_norm_d"), 0.0
-            )
-            steps = 0
-            started = time.perf_counter()
-            order = torch.randperm(real_all.shape[0], generator=shuffle)
-            batches = [
-                order[i : i + p.batch_size]
-                for i in range(0, len(order) - p.batch_size + 1, p.batch_size)
-            ]
+            meter = EpochMeter(*GAN_STEP_METRICS)
+            batches = shuffled_batches(real_all.shape[0], p.batch_size, shuffle)
             for i in range(0, len(batches), p.n_critic):
-                for idx in batches[i : i + p.n_critic]:
-                    real = augment(real_all[idx.to(device)], policy)
-                    with autocast:
-                        fake = g(torch.randn(len(idx), p.z_dim, device=device)).detach()
-                        fake = augment(fake, policy)
-                        d_real, d_fake = d(real), d(fake)
-                        loss_d = discriminator_loss(p.loss, d_real, d_fake)
-                    if p.loss == "wgan-gp":
-                        loss_d = loss_d + p.gp_weight * gradient_penalty(d, real, fake.float())
-                    opt_d.zero_grad(set_to_none=True)
-                    loss_d.backward()
-                    grad_d = grad_norm(d)
-                    opt_d.step()
-                with autocast:
-                    z = torch.randn(p.batch_size, p.z_dim, device=device)
-                    loss_g = generator_loss(p.loss, d(augment(g(z), policy)))
-                opt_g.zero_grad(set_to_none=True)
-                loss_g.backward()
-                sums["grad_norm_g"] += grad_norm(g)
-                opt_g.step()
-                if g_ema is not None:
-                    g_ema.update_parameters(g)
-                sums["g_loss"] += loss_g.item()
-                sums["d_loss"] += loss_d.item()
-                sums["grad_norm_d"] += grad_d
-                sums["stability/d_accuracy"] += d_accuracy(d_real, d_fake)
-                steps += 1
-            elapsed = time.perf_counter() - started
-            metrics = {k: v / max(steps, 1) for k, v in sums.items()}
+                reals = (real_all[idx.to(device)] for idx in batches[i : i + p.n_critic])
+                step = gan_step(pair, p.loss, p.gp_weight, p.z_dim, reals, augmented, autocast)
+                meter.step(images=p.batch_size * p.n_critic, **step)
+            metrics = meter.metrics()
             if p.loss == "wgan-gp":
                 del metrics["stability/d_accuracy"]
-            metrics.update(
-                lr_g=opt_g.param_groups[0]["lr"],
-                lr_d=opt_d.param_groups[0]["lr"],
-                seconds_per_step=elapsed / max(steps, 1),
-                images_per_second=steps * p.batch_size * p.n_critic / max(elapsed, 1e-9),
-            )
-            generator = g_ema.module if g_ema is not None else g
-            sampling_started = time.perf_counter()
-            fake = _generate(generator, eval_z, device)
-            metrics["sample_seconds"] = time.perf_counter() - sampling_started
-            metrics["params_millions"] = params_millions(generator)
-            metrics.update(evaluator.evaluate(fake))
-            reporter.report(epoch, metrics, checkpoint, samples=fake[:64].numpy)
-            if reporter.should_stop() or not math.isfinite(metrics["d_loss"] + metrics["g_loss"]):
+            metrics.update(lr_g=opt_g.param_groups[0]["lr"], lr_d=opt_d.param_groups[0]["lr"])
+            sampler = pair.sampler
+            if report_images(
+                reporter,
+                epoch,
+                metrics,
+                draw=functools.partial(batched, sampler, sampler, eval_z, device),
+                evaluator=evaluator,
+                size=params_millions(sampler),
+                checkpoint=checkpoint,
+                watched=("d_loss", "g_loss"),
+            ):
                 return
 
     def sample(
@@ -261,17 +229,4 @@ class DCGANTrainer(CriticAwareMetrics, ImageTrainer):
         g = Generator(p, int(checkpoint["channels"])).to(device)
         g.load_state_dict(checkpoint["model"])
         z = torch.randn(n, p.z_dim, generator=torch.Generator().manual_seed(seed))
-        return _generate(g, z, device).numpy()
-
-
-@torch.no_grad()
-def _generate(
-    g: nn.Module, z: torch.Tensor, device: torch.device, batch_size: int = 500
-) -> torch.Tensor:
-    was_training = g.training
-    g.eval()
-    parts = [
-        g(z[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(z), batch_size)
-    ]
-    g.train(was_training)
-    return torch.cat(parts)
+        return batched(g, g, z, device).numpy()

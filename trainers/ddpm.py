@@ -8,9 +8,10 @@ trial affordable on CPU.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
-import time
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -31,6 +32,7 @@ from gentune.trainers.base import (
     params_millions,
 )
 from gentune.trainers.gan_losses import ema_of, grad_norm
+from gentune.trainers.loop import EpochMeter, report_images, shuffled_batches
 from gentune.trainers.metrics.evaluator import (
     IMAGE_METRIC_SPECS,
     SAMPLING_METRIC_SPECS,
@@ -151,6 +153,22 @@ def ddim_sample(
     return torch.cat(parts).clamp(-1, 1)
 
 
+def denoising_loss(
+    model: nn.Module,
+    x0: torch.Tensor,
+    a_bar: torch.Tensor,
+    autocast: contextlib.AbstractContextManager[Any],
+) -> torch.Tensor:
+    """The simple DDPM loss: noise ``x0`` to a random step t, and the squared error of the
+    model's prediction of that noise (Ho et al., 2020)."""
+    t = torch.randint(0, len(a_bar), (x0.shape[0],), device=x0.device)
+    noise = torch.randn_like(x0)
+    ab = a_bar[t][:, None, None, None]
+    with autocast:
+        predicted = model(ab.sqrt() * x0 + (1 - ab).sqrt() * noise, t)
+    return F.mse_loss(predicted.float(), noise)
+
+
 class DDPMTrainer(ImageTrainer):
     name = "ddpm"
     architecture = ("dataset", "channels", "image_size", "width")
@@ -203,41 +221,31 @@ class DDPMTrainer(ImageTrainer):
             }
 
         for epoch in range(1, p.epochs + 1):
-            sums = {"loss": 0.0, "grad_norm": 0.0}
-            steps = 0
-            started = time.perf_counter()
-            order = torch.randperm(train_images.shape[0], generator=shuffle)
-            for i in range(0, len(order) - p.batch_size + 1, p.batch_size):
-                x0 = augment(train_images[order[i : i + p.batch_size].to(device)], policy)
-                t = torch.randint(0, p.timesteps, (x0.shape[0],), device=device)
-                noise = torch.randn_like(x0)
-                ab = a_bar[t][:, None, None, None]
-                with autocast:
-                    predicted = model(ab.sqrt() * x0 + (1 - ab).sqrt() * noise, t)
-                loss = F.mse_loss(predicted.float(), noise)
+            meter = EpochMeter("loss", "grad_norm")
+            for idx in shuffled_batches(train_images.shape[0], p.batch_size, shuffle):
+                x0 = augment(train_images[idx.to(device)], policy)
+                loss = denoising_loss(model, x0, a_bar, autocast)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                sums["grad_norm"] += grad_norm(model)
+                norm = grad_norm(model)
                 optimizer.step()
                 if ema is not None:
                     ema.update_parameters(model)
-                sums["loss"] += loss.item()
-                steps += 1
-            elapsed = time.perf_counter() - started
-            metrics = {k: v / max(steps, 1) for k, v in sums.items()}
-            metrics.update(
-                lr=optimizer.param_groups[0]["lr"],
-                seconds_per_step=elapsed / max(steps, 1),
-                images_per_second=steps * p.batch_size / max(elapsed, 1e-9),
-            )
-            sampling_started = time.perf_counter()
+                meter.step(images=len(x0), loss=loss.item(), grad_norm=norm)
+            metrics = {**meter.metrics(), "lr": optimizer.param_groups[0]["lr"]}
             net = ema.module if ema is not None else model
-            fake = ddim_sample(net, a_bar, eval_noise, p.sampling_steps, device)
-            metrics["sample_seconds"] = time.perf_counter() - sampling_started
-            metrics["params_millions"] = params_millions(net)
-            metrics.update(evaluator.evaluate(fake))
-            reporter.report(epoch, metrics, checkpoint, samples=fake[:64].numpy)
-            if reporter.should_stop() or not math.isfinite(metrics["loss"]):
+            if report_images(
+                reporter,
+                epoch,
+                metrics,
+                draw=functools.partial(
+                    ddim_sample, net, a_bar, eval_noise, p.sampling_steps, device
+                ),
+                evaluator=evaluator,
+                size=params_millions(net),
+                checkpoint=checkpoint,
+                watched=("loss",),
+            ):
                 return
 
     def sample(

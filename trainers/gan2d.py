@@ -31,16 +31,15 @@ from gentune.trainers.base import (
 )
 from gentune.trainers.data import GaussianMixture2D, gaussian_mixture
 from gentune.trainers.gan_losses import (
+    GAN_STEP_METRICS,
     CriticAwareMetrics,
+    GanPair,
     adam_pair,
-    d_accuracy,
-    discriminator_loss,
     ema_of,
-    generator_loss,
-    grad_norm,
-    gradient_penalty,
+    gan_step,
 )
 from gentune.trainers.grids import scatter_image
+from gentune.trainers.loop import EpochMeter, report_epoch
 from gentune.trainers.metrics import (
     diversity_ratio,
     frechet_distance,
@@ -186,58 +185,26 @@ class Gan2DTrainer(CriticAwareMetrics):
         if (start := initial_weights(p, device)) is not None:  # fine-tuning
             g.load_state_dict(start["model"])
             d.load_state_dict(start["discriminator"])
-        g_ema = ema_of(g, p.ema)
         opt_g, opt_d = adam_pair(g, d, p.lr_g, p.lr_d, (p.beta1, p.beta2), p.weight_decay)
+        pair = GanPair(g, d, opt_g, opt_d, ema_of(g, p.ema))
 
         def checkpoint() -> Checkpoint:
-            return {
-                "model": (g_ema.module if g_ema is not None else g).state_dict(),
-                "discriminator": d.state_dict(),
-                "optimizer_g": opt_g.state_dict(),
-                "optimizer_d": opt_d.state_dict(),
-                "config": p.model_dump(),
-                "step": epoch,
-            }
+            return {**pair.state(), "config": p.model_dump(), "step": epoch}
 
         for epoch in range(1, p.epochs + 1):
-            sums = dict.fromkeys(
-                ("g_loss", "d_loss", "stability/d_accuracy", "grad_norm_g", "grad_norm_d"), 0.0
-            )
+            meter = EpochMeter(*GAN_STEP_METRICS)
             for _ in range(p.iters_per_epoch):
-                for _ in range(p.n_critic):
-                    real = mixture.sample(p.batch_size, data_rng).to(device)
-                    fake = g(torch.randn(p.batch_size, p.z_dim, device=device)).detach()
-                    d_real, d_fake = d(real), d(fake)
-                    loss_d = discriminator_loss(p.loss, d_real, d_fake)
-                    if p.loss == "wgan-gp":
-                        loss_d = loss_d + p.gp_weight * gradient_penalty(d, real, fake)
-                    opt_d.zero_grad(set_to_none=True)
-                    loss_d.backward()
-                    grad_d = grad_norm(d)
-                    opt_d.step()
-                fake = g(torch.randn(p.batch_size, p.z_dim, device=device))
-                loss_g = generator_loss(p.loss, d(fake))
-                opt_g.zero_grad(set_to_none=True)
-                loss_g.backward()
-                sums["grad_norm_g"] += grad_norm(g)
-                opt_g.step()
-                if g_ema is not None:
-                    g_ema.update_parameters(g)
-                sums["g_loss"] += loss_g.item()
-                sums["d_loss"] += loss_d.item()
-                sums["grad_norm_d"] += grad_d
-                sums["stability/d_accuracy"] += d_accuracy(d_real, d_fake)
-            metrics = {k: v / p.iters_per_epoch for k, v in sums.items()}
+                reals = (
+                    mixture.sample(p.batch_size, data_rng).to(device) for _ in range(p.n_critic)
+                )
+                meter.step(**gan_step(pair, p.loss, p.gp_weight, p.z_dim, reals))
+            metrics = meter.means()
             if p.loss == "wgan-gp":
                 del metrics["stability/d_accuracy"]
-            scores, fake = self._evaluate(
-                g_ema.module if g_ema is not None else g, mixture, p, device
-            )
-            metrics.update(scores)
-            metrics["params_millions"] = params_millions(g)
+            scores, fake = self._evaluate(pair.sampler, mixture, p, device)
+            metrics.update(scores, params_millions=params_millions(g))
             picture = functools.partial(scatter_image, fake.numpy(), mixture.means.numpy())
-            reporter.report(epoch, metrics, checkpoint, samples=picture)
-            if reporter.should_stop() or not math.isfinite(metrics["d_loss"] + metrics["g_loss"]):
+            if report_epoch(reporter, epoch, metrics, checkpoint, picture, ("d_loss", "g_loss")):
                 return
 
     @torch.no_grad()

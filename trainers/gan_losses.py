@@ -1,10 +1,12 @@
 """What the GAN trainers share: adversarial losses (D sees logits), the gradient penalty,
-their Adam pair and the EMA of the generator."""
+their Adam pair, the EMA of the generator, and one training step of the pair."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Literal
+import contextlib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -93,3 +95,74 @@ def ema_of(g: nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel | 
     return torch.optim.swa_utils.AveragedModel(
         g, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(decay), use_buffers=True
     )
+
+
+@dataclass
+class GanPair:
+    """A generator and its discriminator, their optimizers, and the generator's EMA."""
+
+    g: nn.Module
+    d: nn.Module
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    ema: torch.optim.swa_utils.AveragedModel | None
+
+    @property
+    def sampler(self) -> nn.Module:
+        """The generator samples come from: the EMA when there is one."""
+        return self.ema.module if self.ema is not None else self.g
+
+    def state(self) -> dict[str, Any]:
+        """The checkpoint's networks and optimizers (``model`` is the sampling generator)."""
+        return {
+            "model": self.sampler.state_dict(),
+            "discriminator": self.d.state_dict(),
+            "optimizer_g": self.opt_g.state_dict(),
+            "optimizer_d": self.opt_d.state_dict(),
+        }
+
+
+GAN_STEP_METRICS = ("g_loss", "d_loss", "stability/d_accuracy", "grad_norm_g", "grad_norm_d")
+
+
+def gan_step(
+    pair: GanPair,
+    loss: GanLoss,
+    gp_weight: float,
+    z_dim: int,
+    reals: Iterable[torch.Tensor],
+    augment: Callable[[torch.Tensor], torch.Tensor] = lambda x: x,
+    autocast: contextlib.AbstractContextManager[Any] | None = None,
+) -> dict[str, float]:
+    """One step of the pair: a discriminator step per batch of ``reals`` (its ``n_critic``)
+    on detached fakes, then one generator step on a batch as large; the step's losses,
+    gradient norms and D's ranking accuracy (from its last step)."""
+    autocast = autocast or contextlib.nullcontext()
+    for batch in reals:
+        real = augment(batch)
+        with autocast:
+            fake = augment(pair.g(torch.randn(len(real), z_dim, device=real.device)).detach())
+            d_real, d_fake = pair.d(real), pair.d(fake)
+            loss_d = discriminator_loss(loss, d_real, d_fake)
+        if loss == "wgan-gp":
+            loss_d = loss_d + gp_weight * gradient_penalty(pair.d, real, fake.float())
+        pair.opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        grad_d = grad_norm(pair.d)
+        pair.opt_d.step()
+    with autocast:
+        z = torch.randn(len(real), z_dim, device=real.device)
+        loss_g = generator_loss(loss, pair.d(augment(pair.g(z))))
+    pair.opt_g.zero_grad(set_to_none=True)
+    loss_g.backward()
+    grad_g = grad_norm(pair.g)
+    pair.opt_g.step()
+    if pair.ema is not None:
+        pair.ema.update_parameters(pair.g)
+    return {
+        "g_loss": loss_g.item(),
+        "d_loss": loss_d.item(),
+        "grad_norm_g": grad_g,
+        "grad_norm_d": grad_d,
+        "stability/d_accuracy": d_accuracy(d_real, d_fake),
+    }

@@ -8,8 +8,8 @@ reconstructed (PSNR, SSIM).
 
 from __future__ import annotations
 
+import functools
 import math
-import time
 
 import numpy as np
 import torch
@@ -29,6 +29,12 @@ from gentune.trainers.base import (
     params_millions,
 )
 from gentune.trainers.gan_losses import grad_norm
+from gentune.trainers.loop import (
+    EpochMeter,
+    batched,
+    report_images,
+    shuffled_batches,
+)
 from gentune.trainers.metrics.evaluator import (
     IMAGE_METRIC_SPECS,
     SAMPLING_METRIC_SPECS,
@@ -75,6 +81,20 @@ class VAE(nn.Module):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.from_latent(z).view(-1, self.top, 4, 4))
+
+    def losses(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch's squared reconstruction error and KL from the prior, per image (in
+        float32 under autocast), from one reparameterized sample of each posterior."""
+        mu, logvar = self.encode(x)
+        recon = self.decode(mu + torch.randn_like(mu) * (0.5 * logvar).exp())
+        mu, logvar = mu.float(), logvar.float()
+        rec = ((recon.float() - x) ** 2).flatten(1).sum(dim=1).mean()
+        kl = (-0.5 * (1 + logvar - mu**2 - logvar.exp()).sum(dim=1)).mean()
+        return rec, kl
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """Each image decoded from its posterior mean."""
+        return self.decode(self.encode(x)[0])
 
 
 def beta_at(p: VAEParams, epoch: int) -> float:
@@ -136,48 +156,37 @@ class VAETrainer(ImageTrainer):
 
         for epoch in range(1, p.epochs + 1):
             beta = beta_at(p, epoch)
-            sums = dict.fromkeys(("loss", "reconstruction", "kl", "grad_norm"), 0.0)
-            steps = 0
-            started = time.perf_counter()
-            order = torch.randperm(train_images.shape[0], generator=shuffle)
-            for i in range(0, len(order) - p.batch_size + 1, p.batch_size):
-                x = augment(train_images[order[i : i + p.batch_size].to(device)], policy)
+            meter = EpochMeter("loss", "reconstruction", "kl", "grad_norm")
+            for idx in shuffled_batches(train_images.shape[0], p.batch_size, shuffle):
+                x = augment(train_images[idx.to(device)], policy)
                 with autocast:
-                    mu, logvar = model.encode(x)
-                    z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
-                    recon = model.decode(z)
-                mu, logvar = mu.float(), logvar.float()
-                rec = ((recon.float() - x) ** 2).flatten(1).sum(dim=1).mean()
-                kl = (-0.5 * (1 + logvar - mu**2 - logvar.exp()).sum(dim=1)).mean()
+                    rec, kl = model.losses(x)
                 loss = rec + beta * kl
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                sums["grad_norm"] += grad_norm(model)
+                norm = grad_norm(model)
                 optimizer.step()
-                sums["loss"] += loss.item()
-                sums["reconstruction"] += rec.item()
-                sums["kl"] += kl.item()
-                steps += 1
-            elapsed = time.perf_counter() - started
-            metrics = {k: v / max(steps, 1) for k, v in sums.items()}
-            metrics.update(
-                beta=beta,
-                lr=optimizer.param_groups[0]["lr"],
-                seconds_per_step=elapsed / max(steps, 1),
-                images_per_second=steps * p.batch_size / max(elapsed, 1e-9),
-            )
-            sampling_started = time.perf_counter()
-            fake = _decode(model, eval_z, device)
-            metrics["sample_seconds"] = time.perf_counter() - sampling_started
-            metrics["params_millions"] = params_millions(model.from_latent) + params_millions(
-                model.decoder
-            )
-            metrics.update(evaluator.evaluate(fake))
+                meter.step(
+                    images=len(x),
+                    loss=loss.item(),
+                    reconstruction=rec.item(),
+                    kl=kl.item(),
+                    grad_norm=norm,
+                )
+            metrics = {**meter.metrics(), "beta": beta, "lr": optimizer.param_groups[0]["lr"]}
             held = data.held_out
-            reconstructions = _reconstruct(model, held, device)
+            reconstructions = batched(model, model.reconstruct, held, device)
             metrics.update(psnr=psnr(reconstructions, held), ssim=ssim(reconstructions, held))
-            reporter.report(epoch, metrics, checkpoint, samples=fake[:64].numpy)
-            if reporter.should_stop() or not math.isfinite(metrics["loss"]):
+            if report_images(
+                reporter,
+                epoch,
+                metrics,
+                draw=functools.partial(batched, model, model.decode, eval_z, device),
+                evaluator=evaluator,
+                size=params_millions(model.from_latent) + params_millions(model.decoder),
+                checkpoint=checkpoint,
+                watched=("loss",),
+            ):
                 return
 
     def sample(
@@ -187,26 +196,4 @@ class VAETrainer(ImageTrainer):
         model = VAE(p, int(checkpoint["channels"])).to(device)
         model.load_state_dict(checkpoint["model"])
         z = torch.randn(n, p.latent_dim, generator=torch.Generator().manual_seed(seed))
-        return _decode(model, z, device).numpy()
-
-
-@torch.no_grad()
-def _decode(model: VAE, z: torch.Tensor, device: torch.device) -> torch.Tensor:
-    model.eval()
-    images = torch.cat(
-        [model.decode(z[i : i + 500].to(device)).float().cpu() for i in range(0, len(z), 500)]
-    )
-    model.train()
-    return images
-
-
-@torch.no_grad()
-def _reconstruct(model: VAE, images: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """Decode each image's posterior mean."""
-    model.eval()
-    parts = [
-        model.decode(model.encode(images[i : i + 500].to(device))[0]).float().cpu()
-        for i in range(0, len(images), 500)
-    ]
-    model.train()
-    return torch.cat(parts)
+        return batched(model, model.decode, z, device).numpy()

@@ -22,6 +22,31 @@ class _TooLarge(Exception):
     pass
 
 
+class _CountedBody:
+    """A request's receive and send, counting the body as it arrives (``_TooLarge`` past the
+    limit) and noting whether the response has started."""
+
+    def __init__(self, receive: Receive, send: Send, max_bytes: int) -> None:
+        self._receive, self._send, self.max_bytes = receive, send, max_bytes
+        self.seen = 0
+        self.more = True
+        self.started = False
+
+    async def receive(self) -> Message:
+        message = await self._receive()
+        if message["type"] == "http.request":
+            self.seen += len(message.get("body", b""))
+            self.more = message.get("more_body", False)
+            if self.seen > self.max_bytes:
+                raise _TooLarge
+        return message
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+        await self._send(message)
+
+
 class BodyLimit:
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -31,43 +56,31 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None:
-            if not declared.strip().isdigit():
-                await self._refuse(send, 400, "The Content-Length header is not a number.")
-                return
-            if int(declared) > self.max_bytes:
-                if not _expects_continue(scope):
-                    await _drain(receive, int(declared))
-                await self._refuse(send, 413, self._message(int(declared)))
-                return
-        seen = 0
-        started = False
-        more = True
-
-        async def counted() -> Message:
-            nonlocal seen, more
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                more = message.get("more_body", False)
-                if seen > self.max_bytes:
-                    raise _TooLarge
-            return message
-
-        async def watched(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
+        if await self._refused_by_length(scope, receive, send):
+            return
+        body = _CountedBody(receive, send, self.max_bytes)
         try:
-            await self.app(scope, counted, watched)
+            await self.app(scope, body.receive, body.send)
         except _TooLarge:
-            if not started:
-                if more:  # another receive() after the last part would wait for a disconnect
+            if not body.started:
+                if body.more:  # another receive() after the last part would wait for a disconnect
                     await _drain(receive, DRAIN_BYTES)
-                await self._refuse(send, 413, self._message(seen))
+                await self._refuse(send, 413, self._message(body.seen))
+
+    async def _refused_by_length(self, scope: Scope, receive: Receive, send: Send) -> bool:
+        """Answer a request whose declared Content-Length is no number or over the limit."""
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is None:
+            return False
+        if not declared.strip().isdigit():
+            await self._refuse(send, 400, "The Content-Length header is not a number.")
+            return True
+        if int(declared) <= self.max_bytes:
+            return False
+        if not _expects_continue(scope):
+            await _drain(receive, int(declared))
+        await self._refuse(send, 413, self._message(int(declared)))
+        return True
 
     def _message(self, size: int) -> str:
         return (

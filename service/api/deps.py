@@ -25,9 +25,9 @@ from gentune.service.auth import (
 from gentune.service.config import Settings
 from gentune.service.db.repository import Repository
 from gentune.service.db.session import session_scope
-from gentune.service.definition_text import check_json_keys
 from gentune.service.errors import TooManyRequests, Unauthorized, UnsupportedMediaType
-from gentune.service.study_views import ViewCache
+from gentune.service.studies.charts import ViewCache
+from gentune.service.studies.definition_text import check_json_keys
 
 
 def get_settings(request: Request) -> Settings:

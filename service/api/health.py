@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from sqlalchemy import text
 
-from gentune.service import __version__
+from gentune import __version__
 from gentune.service.api.deps import SessionDep
 from gentune.service.schemas.api import UNREACHABLE_DATABASE, HealthOut, error_responses
 

@@ -9,7 +9,6 @@ from typing import Annotated, Any, Literal, get_args
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response, status
 from pydantic import BaseModel
 
-from gentune.service import study_views
 from gentune.service.api.deps import (
     BaseUrlDep,
     PagingDep,
@@ -21,10 +20,7 @@ from gentune.service.api.deps import (
     unique_json_keys,
 )
 from gentune.service.db.repository import FINISHED_STUDY_STATES, TRIAL_SORT_KEYS
-from gentune.service.definition_text import spec_from_text
 from gentune.service.errors import FieldError, InvalidInput
-from gentune.service.export import export_json, metrics_csv, trials_csv
-from gentune.service.fine_tuning import resolve_init_from
 from gentune.service.schemas.api import (
     MAX_ID,
     UNREACHABLE_DATABASE,
@@ -38,14 +34,13 @@ from gentune.service.schemas.api import (
     error_responses,
 )
 from gentune.service.schemas.study import StudySpec
-from gentune.service.studies import (
-    best_of_study,
-    describe_study,
-    describe_trial,
-    resolved_definition,
-    validate_spec,
-)
-from gentune.service.warm_start import refined_definition, resolve_warm_start
+from gentune.service.studies import charts
+from gentune.service.studies.definition_text import spec_from_text
+from gentune.service.studies.export import export_json, metrics_csv, trials_csv
+from gentune.service.studies.fine_tuning import resolve_init_from
+from gentune.service.studies.validation import resolved_definition, validate_spec
+from gentune.service.studies.views import best_of_study, describe_study, describe_trial
+from gentune.service.studies.warm_start import refined_definition, resolve_warm_start
 
 router = APIRouter(
     prefix="/studies",
@@ -260,7 +255,7 @@ def list_trials(
 
 def _cached(
     request: Request,
-    cache: study_views.ViewCache,
+    cache: charts.ViewCache,
     key: tuple[Any, ...],
     revision: str,
     compute: Callable[[], BaseModel],
@@ -307,7 +302,7 @@ def trial_columns(
         cache,
         ("columns", study_id),
         revision,
-        lambda: study_views.trial_columns(repo, study, revision),
+        lambda: charts.trial_columns(repo, study, revision),
     )
 
 
@@ -338,7 +333,7 @@ def metric_curves(
         cache,
         ("curves", study_id, name, best, recent),
         revision,
-        lambda: study_views.curves(repo, study, revision, name, best, recent),
+        lambda: charts.curves(repo, study, revision, name, best, recent),
     )
 
 
@@ -363,7 +358,7 @@ def param_importances(
         cache,
         ("importances", study_id),
         revision,
-        lambda: study_views.importances(repo, study, revision),
+        lambda: charts.importances(repo, study, revision),
     )
 
 

@@ -11,7 +11,6 @@ from fastapi.responses import FileResponse
 from gentune.service.api.deps import ArtifactStoreDep, BaseUrlDep, RepositoryDep, WriterDep
 from gentune.service.artifacts import media_type
 from gentune.service.errors import NotFound
-from gentune.service.ratings import ANONYMOUS, rate
 from gentune.service.schemas.api import (
     MAX_ID,
     UNREACHABLE_DATABASE,
@@ -23,7 +22,8 @@ from gentune.service.schemas.api import (
     TrialDetail,
     error_responses,
 )
-from gentune.service.studies import describe_artifacts, trial_detail
+from gentune.service.studies.ratings import ANONYMOUS, rate
+from gentune.service.studies.views import describe_artifacts, trial_detail
 
 router = APIRouter(
     prefix="/trials",

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field, replace
 import optuna
 
 from gentune.service.db.models import PruneRecord
-from gentune.service.scheduling.stability import StabilityMonitor
 from gentune.service.schemas.study import Constraint
+from gentune.service.studies.stability import StabilityMonitor
 
 
 @dataclass

@@ -1,8 +1,8 @@
 """Run one study as one Ray Tune experiment, in a process of its own.
 
-The worker starts ``python -m service.scheduling.runner STUDY_ID WORKER_ID`` for each study it
-claims: a crash or a cancel then ends only that study, and several studies run side by side
-on one Ray cluster. A run resumes a study left running by a lost worker: trials that were in
+The worker starts ``python -m gentune.service.scheduling.runner STUDY_ID WORKER_ID`` for each
+study it claims: a crash or a cancel then ends only that study, and several studies run side
+by side on one Ray cluster. A run resumes a study left running by a lost worker: trials that were in
 flight are failed as ``worker lost`` (they do not use up budget) and the rest of the budget runs.
 """
 
@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -26,7 +27,7 @@ from optuna.trial import TrialState as OptunaTrialState
 from ray import tune
 from ray.tune.schedulers import TrialScheduler
 
-from gentune.service.config import Settings, export_data_root, get_settings
+from gentune.service.config import Settings, get_settings
 from gentune.service.db.models import WORKER_LOST, StudyState, utcnow
 from gentune.service.db.repository import Repository, as_utc
 from gentune.service.db.retry import is_transient, retrying, transact
@@ -35,18 +36,17 @@ from gentune.service.scheduling.ledger import DriverSide, Ledger
 from gentune.service.scheduling.pruning import PruningScheduler, build_pruner
 from gentune.service.scheduling.recorder import Recorder
 from gentune.service.scheduling.searcher import OptunaSearcher, build_sampler
-from gentune.service.scheduling.stability import resolve_rules
 from gentune.service.scheduling.trial_entry import run_trial
 from gentune.service.schemas.study import StudySpec
-from gentune.service.studies import grid_size, pruner_for
-from gentune.service.warm_start import (
+from gentune.service.studies.space import grid_size, pruner_for
+from gentune.service.studies.warm_start import (
     ORIGIN,
     ORIGIN_NOTE,
     QueuedConfig,
     first_configs,
     runs_baseline,
 )
-from gentune.service.warm_start import trial_ids as warm_start_trials
+from gentune.service.studies.warm_start import trial_ids as warm_start_trials
 from gentune.trainers.base import Trainer
 from gentune.trainers.registry import get_trainer
 
@@ -108,6 +108,44 @@ class StudyStopper(DriverSide, tune.Stopper):
         return self.reason is not None
 
 
+@dataclass(frozen=True)
+class StoredStudy:
+    """What a run reads of its study before it starts."""
+
+    spec: StudySpec
+    optuna_name: str
+    started_at: datetime | None
+    claims: int
+
+    @classmethod
+    def read(cls, repo: Repository, study_id: int) -> StoredStudy:
+        study = repo.get_study(study_id)
+        return cls(
+            StudySpec.model_validate(study.spec),
+            study.optuna_study_name,
+            as_utc(study.started_at),
+            study.claims,
+        )
+
+
+@dataclass(frozen=True)
+class StudyRun:
+    """The facts of one run of a study, fixed once its Optuna studies are open."""
+
+    study_id: int
+    worker_id: str
+    settings: Settings
+    spec: StudySpec
+    trainer: Trainer
+    optuna_study: optuna.Study
+    pruning_study: optuna.Study | None
+    """A multi-objective study's twin for its primary objective, which its pruner judges."""
+
+    @property
+    def url(self) -> str:
+        return self.settings.database_url
+
+
 def run_study(
     study_id: int,
     worker_id: str,
@@ -120,39 +158,66 @@ def run_study(
     ``scheduler_factory`` replaces gentune's pruning scheduler (benchmarks compare it with
     Ray Tune's own schedulers this way)."""
     url = settings.database_url
-    spec, optuna_name, started_at, claims = transact(
-        url,
-        lambda repo: (
-            StudySpec.model_validate(repo.get_study(study_id).spec),
-            repo.get_study(study_id).optuna_study_name,
-            as_utc(repo.get_study(study_id).started_at),
-            repo.get_study(study_id).claims,
-        ),
-        f"loading study {study_id}",
+    stored = transact(
+        url, lambda repo: StoredStudy.read(repo, study_id), f"loading study {study_id}"
     )
-    if claims > settings.max_claims:
-        return _finish(
-            url,
+    trainer = get_trainer(stored.spec.trainer)
+    refusal = _why_not_run(stored, trainer, settings, worker_id)
+    if refusal is not None or trainer is None:
+        return _finish(url, study_id, worker_id, StudyState.failed, refusal)
+    run = _open_studies(study_id, worker_id, settings, stored, trainer)
+    _enqueue_first_configs(run)
+    remaining = _remaining_budget(run)
+    stopper = StudyStopper(
+        study_id, worker_id, settings, run.spec.budget.timeout_s, stored.started_at
+    )
+    if stopper_hook is not None:
+        stopper_hook.append(stopper)
+    ledger = _ledger(run)
+    unfit = _too_big_for_the_cluster(run.spec) if remaining > 0 else None
+    if unfit is not None:
+        return _finish(url, study_id, worker_id, StudyState.failed, unfit)
+    if remaining > 0 and not stopper.stop_all():
+        log.info(
+            "study %s: running %d trials (%d at once)",
             study_id,
-            worker_id,
-            StudyState.failed,
-            f"its runs ended without finishing it {claims - 1} times (each lost worker or "
-            f"restart resumes it); failed after {settings.max_claims} runs so that it does not "
-            "loop for ever (GENTUNE_MAX_CLAIMS); see the workers' logs",
+            remaining,
+            run.spec.budget.max_concurrent,
         )
-    trainer = get_trainer(spec.trainer)
-    if trainer is None:
-        return _finish(
-            url,
-            study_id,
-            worker_id,
-            StudyState.failed,
-            f"trainer '{spec.trainer}' is not registered on worker {worker_id}",
+        scheduler = (
+            scheduler_factory(ledger, run.optuna_study)
+            if scheduler_factory is not None
+            else PruningScheduler(ledger, run.optuna_study, pruner_for(run.spec, trainer))
         )
+        _fit(run, ledger, scheduler, stopper, remaining)
+    _fail_unfinished(run, ledger, stopper.reason)
+    return _settle(run, stopper.reason)
 
+
+def _why_not_run(
+    stored: StoredStudy, trainer: Trainer | None, settings: Settings, worker_id: str
+) -> str | None:
+    """Why this run must fail the study at once, or None."""
+    if stored.claims > settings.max_claims:
+        return (
+            f"its runs ended without finishing it {stored.claims - 1} times (each lost worker or "
+            f"restart resumes it); failed after {settings.max_claims} runs so that it does not "
+            "loop for ever (GENTUNE_MAX_CLAIMS); see the workers' logs"
+        )
+    if trainer is None:
+        return f"trainer '{stored.spec.trainer}' is not registered on worker {worker_id}"
+    return None
+
+
+def _open_studies(
+    study_id: int, worker_id: str, settings: Settings, stored: StoredStudy, trainer: Trainer
+) -> StudyRun:
+    """Open (or create) the study's Optuna studies, after failing the trials a lost run left
+    in flight; the sampler's seed moves on with every trial the study already has."""
+    url, spec, name = settings.database_url, stored.spec, stored.optuna_name
     storage = retrying(lambda: optuna_storage(url), "connecting to Optuna's storage")
     existing = retrying(
-        lambda: _recover_in_flight(url, study_id, storage, optuna_name), "recovering trials"
+        lambda: _recover_in_flight(url, study_id, storage, name), "recovering trials"
     )
     sampler = build_sampler(
         spec.sampler, spec.search_space, seed_offset=existing, n_constraints=len(spec.constraints)
@@ -161,7 +226,7 @@ def run_study(
     optuna_study = retrying(
         lambda: optuna.create_study(
             storage=storage,
-            study_name=optuna_name,
+            study_name=name,
             load_if_exists=True,
             directions=[o.direction for o in spec.all_objectives],
             sampler=sampler,
@@ -175,7 +240,7 @@ def run_study(
         retrying(
             lambda: optuna.create_study(
                 storage=storage,
-                study_name=f"{optuna_name}{PRIMARY_SUFFIX}",
+                study_name=f"{name}{PRIMARY_SUFFIX}",
                 load_if_exists=True,
                 direction=spec.objective.direction,
                 pruner=pruner,
@@ -186,75 +251,78 @@ def run_study(
         else None
     )
     retrying(lambda: optuna_study.set_user_attr("gentune_study_id", study_id), "telling Optuna")
+    return StudyRun(study_id, worker_id, settings, spec, trainer, optuna_study, pruning_study)
+
+
+def _enqueue_first_configs(run: StudyRun) -> None:
+    """The defaults' config, given points and warm-start configs go first, queued in Optuna."""
+    spec = run.spec
     if runs_baseline(spec) or spec.points_to_evaluate or spec.warm_start is not None:
         configs = transact(
-            url,
-            lambda repo: first_configs(spec, trainer, repo.trials_by_id(warm_start_trials(spec))),
+            run.url,
+            lambda repo: first_configs(
+                spec, run.trainer, repo.trials_by_id(warm_start_trials(spec))
+            ),
             "loading the warm start's trials",
         )
-        retrying(lambda: _enqueue_first(optuna_study, configs), "telling Optuna")
+        retrying(lambda: _enqueue_first(run.optuna_study, configs), "telling Optuna")
 
-    used = transact(url, lambda repo: repo.budget_used(study_id), "counting trials")
-    remaining = spec.budget.n_trials - used
-    if spec.sampler.type == "grid":
-        remaining = min(remaining, grid_size(spec) - used)
 
-    stopper = StudyStopper(study_id, worker_id, settings, spec.budget.timeout_s, started_at)
-    if stopper_hook is not None:
-        stopper_hook.append(stopper)
+def _remaining_budget(run: StudyRun) -> int:
+    """Trials left to start: the budget less those that used it (and the grid's points left)."""
+    used = transact(run.url, lambda repo: repo.budget_used(run.study_id), "counting trials")
+    remaining = run.spec.budget.n_trials - used
+    if run.spec.sampler.type == "grid":
+        remaining = min(remaining, grid_size(run.spec) - used)
+    return remaining
+
+
+def _ledger(run: StudyRun) -> Ledger:
+    spec = run.spec
     ledger = Ledger(
-        study_id,
+        run.study_id,
         spec.objective.metric,
         spec.objective.direction,
-        worker_id,
+        run.worker_id,
         objectives=[(o.metric, o.direction) for o in spec.objectives or []],
         constraints=list(spec.constraints),
-        pruning_study=pruning_study,
+        pruning_study=run.pruning_study,
     )
     if spec.budget.max_evaluations is not None:  # a resumed run counts what came before
         ledger.evaluations = transact(
-            url,
-            lambda repo: repo.evaluations_reported(study_id, spec.objective.metric),
+            run.url,
+            lambda repo: repo.evaluations_reported(run.study_id, spec.objective.metric),
             "counting evaluations",
         )
-    unfit = _too_big_for_the_cluster(spec) if remaining > 0 else None
-    if unfit is not None:
-        return _finish(url, study_id, worker_id, StudyState.failed, unfit)
-    if remaining > 0 and not stopper.stop_all():
-        log.info(
-            "study %s: running %d trials (%d at once)",
-            study_id,
-            remaining,
-            spec.budget.max_concurrent,
-        )
-        scheduler = (
-            scheduler_factory(ledger, optuna_study)
-            if scheduler_factory is not None
-            else PruningScheduler(ledger, optuna_study, pruner_for(spec, trainer))
-        )
-        _fit(spec, trainer, ledger, optuna_study, scheduler, stopper, settings, study_id, remaining)
+    return ledger
 
-    reason = stopper.reason
-    # Only this run's own trials: after a takeover, the others belong to the new run.
+
+def _fail_unfinished(run: StudyRun, ledger: Ledger, reason: str | None) -> None:
+    """Fail this run's trials that never finished, in gentune and in Optuna (the twin too).
+    Only this run's own: after a takeover, the others belong to the new run."""
     mine = [record.db_id for record in ledger.trials.values()]
     straggler_reason = WORKER_LOST if reason == TAKEN_OVER else reason
     stragglers = transact(
-        url,
+        run.url,
         lambda repo: [
             t.number
             for t in repo.fail_running_trials(
-                study_id, straggler_reason or "the trial never reported", only=mine
+                run.study_id, straggler_reason or "the trial never reported", only=mine
             )
         ],
         "failing unfinished trials",
     )
     for number in stragglers:
-        retrying(partial(_tell_fail, optuna_study, number), "telling Optuna")
+        retrying(partial(_tell_fail, run.optuna_study, number), "telling Optuna")
     for record in ledger.trials.values():  # their twins in the primary objective's study
         judged = record.pruning_trial
         if judged is not None and record.db_id in mine and not record.finished:
             retrying(partial(_tell_fail, judged.study, judged.number), "telling Optuna")
 
+
+def _settle(run: StudyRun, reason: str | None) -> StudyState:
+    """The study's state after its experiment ended, recorded with the reason."""
+    url, study_id, worker_id = run.url, run.study_id, run.worker_id
     if reason == TAKEN_OVER:
         return _taken_over(study_id)
     if reason == WORKER_LOST:
@@ -322,26 +390,15 @@ def _taken_over(study_id: int) -> StudyState:
 
 
 def _fit(
-    spec: StudySpec,
-    trainer: Trainer,
+    run: StudyRun,
     ledger: Ledger,
-    optuna_study: optuna.Study,
     scheduler: TrialScheduler,
     stopper: StudyStopper,
-    settings: Settings,
-    study_id: int,
     remaining: int,
 ) -> None:
-    searcher = OptunaSearcher(
-        ledger,
-        optuna_study,
-        spec,
-        settings.database_url,
-        str(Path(settings.artifact_dir).resolve()),
-        export_data_root(settings),
-        trainer,
-        resolve_rules(spec.stability, trainer),
-    )
+    """The study's Ray Tune experiment: ``remaining`` trials asked of Optuna, to its end."""
+    settings, spec = run.settings, run.spec
+    searcher = OptunaSearcher(ledger, run.optuna_study, spec, run.trainer, settings)
     trainable = tune.with_resources(
         run_trial, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
     )
@@ -356,7 +413,7 @@ def _fit(
             trial_dirname_creator=_trial_dirname,
         ),
         run_config=tune.RunConfig(
-            name=f"gentune-study-{study_id}",
+            name=f"gentune-study-{run.study_id}",
             storage_path=str(Path(settings.artifact_dir).resolve() / "tune"),
             callbacks=[Recorder(ledger, settings.database_url, settings.artifact_dir)],
             stop=stopper,

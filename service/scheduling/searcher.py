@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -17,19 +18,25 @@ from optuna.trial import FrozenTrial
 from optuna.trial import TrialState as OptunaTrialState
 from ray.tune.search import Searcher
 
+from gentune.service.config import Settings, export_data_root
 from gentune.service.db.repository import Repository
 from gentune.service.db.retry import retrying, transact
 from gentune.service.scheduling.ledger import DriverSide, Ledger, TrialRecord
 from gentune.service.scheduling.local_search import LocalSearchSampler
-from gentune.service.scheduling.stability import Peers, StabilityMonitor, watched_metrics
+from gentune.service.scheduling.trial_settings import TrialSettings
 from gentune.service.schemas.study import (
     ParamSpec,
     SamplerSpec,
-    StabilityRule,
     StudySpec,
 )
-from gentune.service.studies import distribution, grid_values
-from gentune.service.warm_start import ORIGIN
+from gentune.service.studies.space import distribution, grid_values
+from gentune.service.studies.stability import (
+    Peers,
+    StabilityMonitor,
+    resolve_rules,
+    watched_metrics,
+)
+from gentune.service.studies.warm_start import ORIGIN
 from gentune.trainers.base import Trainer
 
 log = logging.getLogger(__name__)
@@ -126,6 +133,10 @@ def study_peers(study: optuna.Study, direction: str, exclude: int | None = None)
     return peers
 
 
+def _tell_fail(trial: optuna.Trial) -> None:
+    trial.study.tell(trial.number, state=OptunaTrialState.FAIL, skip_if_finished=True)
+
+
 class _GridSampler(optuna.samplers.GridSampler):
     """Optuna's grid sampler, less its ``Study.stop()`` when the grid runs out.
 
@@ -143,36 +154,28 @@ class OptunaSearcher(DriverSide, Searcher):
         ledger: Ledger,
         study: optuna.Study,
         spec: StudySpec,
-        database_url: str,
-        artifact_dir: str,
-        data_dir: str,
         trainer: Trainer,
-        rules: list[StabilityRule],
+        settings: Settings,
     ) -> None:
         super().__init__()
         self.trainer = trainer
-        self.rules = rules
+        self.rules = resolve_rules(spec.stability, trainer)
         self.ledger = ledger
         self.study = study
         self.spec = spec
-        self.database_url = database_url
-        self.artifact_dir = artifact_dir
-        self.data_dir = data_dir
+        self.database_url = settings.database_url
+        self.artifact_dir = str(Path(settings.artifact_dir).resolve())
+        self.data_dir = export_data_root(settings)
         self.distributions = {name: distribution(d) for name, d in spec.search_space.items()}
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
-        limit = self.spec.budget.max_evaluations
-        if limit is not None and not self.ledger.budget_allows_a_trial(limit):
-            log.info(
-                "study %s: %d evaluations reported, the budget's %d: no new trials",
-                self.ledger.study_id,
-                self.ledger.evaluations,
-                limit,
-            )
+        if not self._budget_allows_a_trial():
             return Searcher.FINISHED  # type: ignore[return-value]  # Tune documents this
         optuna_trial = self._ask()
         params = dict(optuna_trial.params)
         origin = optuna_trial.user_attrs.get(ORIGIN)  # set on configs queued in advance
+        pruning_study = self.ledger.pruning_study
+        judged = retrying(pruning_study.ask, "asking Optuna") if pruning_study else None
         study_id, worker_id = self.ledger.study_id, self.ledger.worker_id
 
         def create(repo: Repository) -> int | None:
@@ -180,24 +183,11 @@ class OptunaSearcher(DriverSide, Searcher):
                 return None
             return repo.create_trial(study_id, optuna_trial.number, params, trial_id, origin).id
 
-        if self.ledger.pruning_study is not None:
-            pruning_study = self.ledger.pruning_study
-            judged: optuna.Trial | None = retrying(pruning_study.ask, "asking Optuna")
-        else:
-            judged = None
         db_id = transact(self.database_url, create, "creating a trial")
         if db_id is None:  # taken over while this run was silent: the new run owns the budget
             for trial in (optuna_trial, judged):
                 if trial is not None:
-                    retrying(
-                        partial(
-                            trial.study.tell,
-                            trial.number,
-                            state=OptunaTrialState.FAIL,
-                            skip_if_finished=True,
-                        ),
-                        "telling Optuna",
-                    )
+                    retrying(partial(_tell_fail, trial), "telling Optuna")
             log.warning("study %s: no longer this worker's; no new trials", study_id)
             return Searcher.FINISHED  # type: ignore[return-value]  # Tune documents this
         self.ledger.trials[trial_id] = TrialRecord(
@@ -209,25 +199,38 @@ class OptunaSearcher(DriverSide, Searcher):
         retrying(lambda: optuna_trial.set_user_attr("gentune_trial_id", db_id), "telling Optuna")
         log.info(
             "study %s: trial %s started with %s%s",
-            self.ledger.study_id,
+            study_id,
             db_id,
             params,
             f" ({origin})" if origin else "",
         )
-        return {
-            "params": params,
-            "gentune": {
-                "study_id": self.ledger.study_id,
-                "trial_id": db_id,
-                "trainer": self.spec.trainer,
-                "fixed": self.spec.params,
-                "objective": self.ledger.objective,
-                "direction": self.ledger.direction,
-                "artifact_dir": self.artifact_dir,
-                "data_dir": self.data_dir,
-                "checkpoints": self.spec.checkpoints.model_dump(),
-            },
-        }
+        return self._trial_settings(db_id).config(params)
+
+    def _budget_allows_a_trial(self) -> bool:
+        limit = self.spec.budget.max_evaluations
+        if limit is None or self.ledger.budget_allows_a_trial(limit):
+            return True
+        log.info(
+            "study %s: %d evaluations reported, the budget's %d: no new trials",
+            self.ledger.study_id,
+            self.ledger.evaluations,
+            limit,
+        )
+        return False
+
+    def _trial_settings(self, db_id: int) -> TrialSettings:
+        return TrialSettings(
+            study_id=self.ledger.study_id,
+            trial_id=db_id,
+            trainer=self.spec.trainer,
+            fixed=self.spec.params,
+            objective=self.ledger.objective,
+            direction=self.ledger.direction,
+            artifact_dir=self.artifact_dir,
+            data_dir=self.data_dir,
+            keep_best=self.spec.checkpoints.keep_best,
+            keep_last=self.spec.checkpoints.keep_last,
+        )
 
     def _ask(self) -> optuna.Trial:
         """``study.ask``, retried through outages. Optuna's ask is several commits, so a retry

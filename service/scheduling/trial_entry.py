@@ -29,6 +29,7 @@ import torch
 from ray import tune
 
 from gentune.service.artifacts import ArtifactStore, CheckpointRetention, GridRetention
+from gentune.service.scheduling.trial_settings import TrialSettings
 from gentune.trainers import DATA_DIR_ENV
 from gentune.trainers.base import Checkpoint
 from gentune.trainers.grids import grid_png
@@ -39,20 +40,19 @@ class TuneReporter:
     """Reporter for trainers running under Ray Tune."""
 
     def __init__(
-        self, meta: Mapping[str, Any], run_info: Mapping[str, str], where: Mapping[str, Any]
+        self, trial: TrialSettings, run_info: Mapping[str, str], where: Mapping[str, Any]
     ) -> None:
-        self.study_id = int(meta["study_id"])
-        self.trial_id = int(meta["trial_id"])
-        self.objective = str(meta["objective"])
-        self.maximize = meta["direction"] == "maximize"
-        self.store = ArtifactStore(meta["artifact_dir"])
-        keep = meta.get("checkpoints", {})
+        self.study_id = trial.study_id
+        self.trial_id = trial.trial_id
+        self.objective = trial.objective
+        self.maximize = trial.maximize
+        self.store = ArtifactStore(trial.artifact_dir)
         self.checkpoints = CheckpointRetention(
             self.store,
             self.study_id,
             self.trial_id,
-            keep_best=int(keep.get("keep_best", 1)),
-            keep_last=bool(keep.get("keep_last", True)),
+            keep_best=trial.keep_best,
+            keep_last=trial.keep_last,
             maximize=self.maximize,
         )
         self.grids = GridRetention(self.store, self.study_id, self.trial_id)
@@ -170,21 +170,21 @@ def _version(distribution: str) -> str:
 
 
 def run_trial(config: dict[str, Any]) -> None:
-    meta = config["gentune"]
+    trial = TrialSettings.of(config)
     # Trainers cache what they compute once per dataset (feature nets, reference statistics).
-    os.environ.setdefault("GENTUNE_CACHE_DIR", str(Path(meta["artifact_dir"]) / "cache"))
+    os.environ.setdefault("GENTUNE_CACHE_DIR", str(Path(trial.artifact_dir) / "cache"))
     # Tune runs a trial in a folder of its own, so the data root travels as an absolute path.
-    os.environ[DATA_DIR_ENV] = meta["data_dir"]
-    trainer = get_trainer(meta["trainer"])
+    os.environ[DATA_DIR_ENV] = trial.data_dir
+    trainer = get_trainer(trial.trainer)
     if trainer is None:  # this node's install lacks the plugin: another node may have it
-        raise RuntimeError(f"trainer {meta['trainer']!r} is not registered on this Ray worker")
+        raise RuntimeError(f"trainer {trial.trainer!r} is not registered on this Ray worker")
     where = placement()
     try:
         params = trainer.parse_params(
-            with_checkpoint_path({**meta["fixed"], **config["params"]}, meta["artifact_dir"])
+            with_checkpoint_path({**trial.fixed, **config["params"]}, trial.artifact_dir)
         )
         use_cuda = torch.cuda.is_available() and len(ray.get_gpu_ids()) > 0
         device = torch.device("cuda" if use_cuda else "cpu")
-        trainer.train(params, device, TuneReporter(meta, device_info(device), where))
+        trainer.train(params, device, TuneReporter(trial, device_info(device), where))
     except Exception:  # Tune stopping a trial raises SystemExit, which passes through
         tune.report({"trainer_error": failure_text(traceback.format_exc()), **where})

@@ -10,7 +10,7 @@ import optuna
 import pytest
 import yaml
 
-from gentune.service.pareto import dominates
+from gentune.service.studies.pareto import dominates
 from tests.e2e.conftest import Service
 
 pytestmark = pytest.mark.slow

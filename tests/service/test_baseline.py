@@ -8,13 +8,18 @@ import math
 import pytest
 from fastapi.testclient import TestClient
 
-from gentune.service.baseline import improvement
 from gentune.service.config import Settings
 from gentune.service.db.models import PruneRecord, TrialState
 from gentune.service.db.repository import Repository
 from gentune.service.db.session import session_scope
 from gentune.service.schemas.study import CategoricalParam, FloatParam, IntParam, StudySpec
-from gentune.service.warm_start import BASELINE, baseline_config, first_configs, nearest_allowed
+from gentune.service.studies.baseline import improvement
+from gentune.service.studies.warm_start import (
+    BASELINE,
+    baseline_config,
+    first_configs,
+    nearest_allowed,
+)
 from gentune.trainers.registry import get_trainer
 from tests.conftest import ring_spec
 

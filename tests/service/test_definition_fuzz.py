@@ -23,7 +23,8 @@ from gentune.service.db.models import Artifact, Metric, Study, Trial, TrialState
 from gentune.service.db.repository import Repository
 from gentune.service.db.session import session_scope
 from gentune.service.schemas.study import StudySpec
-from gentune.service.studies import distribution, validate_spec
+from gentune.service.studies.space import distribution
+from gentune.service.studies.validation import validate_spec
 from gentune.trainers.registry import get_trainer
 
 SEARCH_SPACES = sorted((Path(__file__).resolve().parents[2] / "search_spaces").glob("*.yaml"))

@@ -7,8 +7,8 @@ import random
 
 from fastapi.testclient import TestClient
 
-from gentune.service.pareto import dominates, pareto_front
 from gentune.service.schemas.study import Constraint
+from gentune.service.studies.pareto import dominates, pareto_front
 from tests.conftest import ring_spec
 
 TWO = [

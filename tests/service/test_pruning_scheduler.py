@@ -14,8 +14,8 @@ from ray.tune.schedulers import TrialScheduler
 from gentune.service.scheduling.ledger import Ledger, TrialRecord
 from gentune.service.scheduling.pruning import PruningScheduler
 from gentune.service.scheduling.searcher import study_peers
-from gentune.service.scheduling.stability import RULE_ADAPTER, StabilityMonitor
 from gentune.service.schemas.study import MedianPruner, NoPruner
+from gentune.service.studies.stability import RULE_ADAPTER, StabilityMonitor
 from gentune.trainers.base import MetricSpec
 
 

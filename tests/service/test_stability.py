@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
-from gentune.service.scheduling.stability import (
+from gentune.service.schemas.study import StabilitySpec, StudySpec
+from gentune.service.studies.space import PRUNER_ADAPTER, pruner_for
+from gentune.service.studies.stability import (
     RULE_ADAPTER,
     StabilityMonitor,
     Verdict,
@@ -17,8 +19,6 @@ from gentune.service.scheduling.stability import (
     rule_metrics,
     watched_metrics,
 )
-from gentune.service.schemas.study import StabilitySpec, StudySpec
-from gentune.service.studies import PRUNER_ADAPTER, pruner_for
 from gentune.trainers.base import MetricSpec
 from gentune.trainers.registry import get_trainer, trainer_names
 

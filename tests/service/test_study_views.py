@@ -223,7 +223,7 @@ def test_view_cache_computes_a_view_once_for_concurrent_requests() -> None:
 
     from pydantic import BaseModel
 
-    from gentune.service.study_views import ViewCache
+    from gentune.service.studies.charts import ViewCache
 
     class Body(BaseModel):
         n: int

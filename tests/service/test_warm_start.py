@@ -14,7 +14,7 @@ from gentune.service.db.models import TrialState
 from gentune.service.db.repository import Repository
 from gentune.service.db.session import session_scope
 from gentune.service.schemas.study import CategoricalParam, FloatParam, IntParam
-from gentune.service.warm_start import narrow
+from gentune.service.studies.warm_start import narrow
 from tests.conftest import ring_spec
 
 

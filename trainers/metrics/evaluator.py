@@ -7,14 +7,13 @@ sample count and cached on disk; every trial (and every evaluation) reuses them.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
 from gentune.trainers.base import PARAMS_MILLIONS, ImageTrainerParams, MetricSpec, Reporter
 from gentune.trainers.data import ImageData
+from gentune.trainers.loop import save_atomically
 from gentune.trainers.metrics.diversity import diversity_ratio, mean_pairwise_distance
 from gentune.trainers.metrics.features import DomainClassifier, default_cache_dir, extractor_for
 from gentune.trainers.metrics.image import ReferenceStats, class_kl, fid, inception_score, kid, prdc
@@ -110,11 +109,7 @@ class ImageEvaluator:
             return torch.load(path, weights_only=True)
         order = torch.randperm(self.data.train.shape[0], generator=torch.Generator().manual_seed(0))
         features = self.extractor.features(self.data.train[order[:n]])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        os.close(fd)
-        torch.save(features, tmp)
-        os.replace(tmp, path)
+        save_atomically(features, path)
         return features
 
     def evaluate(self, fake: torch.Tensor) -> dict[str, float]:

@@ -13,7 +13,6 @@ import hashlib
 import importlib.util
 import logging
 import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -21,6 +20,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from gentune.trainers.data import ImageData
+from gentune.trainers.loop import save_atomically
 
 log = logging.getLogger(__name__)
 
@@ -85,11 +85,7 @@ class DomainClassifier(FeatureExtractor):
             return model.eval()
         accuracy = model._fit(data, epochs)
         log.info("domain classifier for %s: held-out accuracy %.3f", data.name, accuracy)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        os.close(fd)
-        torch.save(model.state_dict(), tmp)
-        os.replace(tmp, path)  # concurrent trials may both train; the file is whole either way
+        save_atomically(model.state_dict(), path)  # concurrent trials may both train it
         return model.eval()
 
     def _fit(self, data: ImageData, epochs: int) -> float:

@@ -15,7 +15,7 @@ from gentune.service.db.models import TrialState
 from gentune.service.db.repository import Repository
 from gentune.service.errors import FieldError, InvalidInput, NotFound
 from gentune.service.schemas.study import StudySpec
-from gentune.service.studies import full_config
+from gentune.service.studies.views import full_config
 from gentune.trainers.base import InitFrom, Trainer
 
 FIELD = "params.init_from"

@@ -13,7 +13,12 @@ from gentune.service.db.models import Study, Trial, TrialState
 from gentune.service.db.repository import Repository
 from gentune.service.schemas.api import BaselineOut
 from gentune.service.schemas.study import StudySpec
-from gentune.service.warm_start import BASELINE, QueuedConfig, baseline_config, runs_baseline
+from gentune.service.studies.warm_start import (
+    BASELINE,
+    QueuedConfig,
+    baseline_config,
+    runs_baseline,
+)
 from gentune.trainers.registry import get_trainer
 
 

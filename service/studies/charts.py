@@ -29,7 +29,7 @@ from gentune.service.schemas.api import (
 from gentune.service.schemas.study import (
     ParamSpec,
 )
-from gentune.service.studies import distribution
+from gentune.service.studies.space import distribution
 
 PARAM_SPEC: TypeAdapter[ParamSpec] = TypeAdapter(ParamSpec)
 MAX_IMPORTANCE_TRIALS = 500

@@ -20,7 +20,7 @@ from typing import Any
 from gentune.service.db.models import Study
 from gentune.service.db.repository import Repository
 from gentune.service.schemas.api import RatingOut
-from gentune.service.studies import describe_study, describe_trial, full_config
+from gentune.service.studies.views import describe_study, describe_trial, full_config
 
 FORMAT = "gentune-export/1"
 
