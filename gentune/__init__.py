@@ -6,13 +6,14 @@ What a trainer plugin or a notebook imports comes from here, and only from here:
 
     class MyTrainer(gentune.ImageTrainer): ...
 
-The trainer interface (``Trainer``, ``TrainerParams``, ``Reporter``, ``MetricSpec``,
-``Checkpoint``), the image trainers' params, data and metrics, and what every training loop
-shares (``EpochMeter``, ``shuffled_batches``, ``batched``, ``report_epoch``, ``report_images``;
-``GanPair`` and ``gan_step`` for GANs). Everything else (``gentune.service``,
-``gentune.trainers``) is the implementation and may change between versions. Names load on
-first use, so ``import gentune`` (and the ``gentune`` command) does not import torch until a
-trainer name is asked for.
+The API client (``Client``, ``ApiError``); the trainer interface (``Trainer``,
+``TrainerParams``, ``Reporter``, ``MetricSpec``, ``Checkpoint``); the image trainers' run,
+params, data and metrics (``start_image_run``, ``ImageRun``); and what every training loop
+shares (``EpochMeter``, ``shuffled_batches``, ``batched``, ``report_epoch``,
+``report_images``; ``GanParams``, ``GanPair`` and ``gan_step`` for GANs). Everything else
+(``gentune.service``, ``gentune.trainers``) is the implementation and may change between
+versions. Names load on first use, so ``import gentune`` (and the ``gentune`` command) does
+not import torch until one is asked for.
 """
 
 from __future__ import annotations
@@ -21,101 +22,94 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from gentune.trainers.base import (
-        Checkpoint,
-        ImageTrainer,
-        ImageTrainerParams,
-        MetricSpec,
-        Reporter,
-        Trainer,
-        TrainerParams,
-        initial_weights,
-        load_checkpoint,
-        mixed_precision,
-        params_millions,
-    )
-    from gentune.trainers.gan_losses import (
-        GAN_STEP_METRICS,
-        GanPair,
-        adam_pair,
-        ema_of,
-        gan_step,
-    )
-    from gentune.trainers.loop import (
-        EpochMeter,
-        batched,
-        report_epoch,
-        report_images,
-        save_atomically,
-        shuffled_batches,
-    )
-    from gentune.trainers.metrics.evaluator import (
-        IMAGE_METRIC_SPECS,
-        SAMPLING_METRIC_SPECS,
-        start_image_run,
-    )
+    from gentune.service.client import ApiError as ApiError
+    from gentune.service.client import Client as Client
+    from gentune.service.client import ServiceUnreachable as ServiceUnreachable
+    from gentune.trainers.base import Checkpoint as Checkpoint
+    from gentune.trainers.base import ImageTrainer as ImageTrainer
+    from gentune.trainers.base import ImageTrainerParams as ImageTrainerParams
+    from gentune.trainers.base import MetricSpec as MetricSpec
+    from gentune.trainers.base import Reporter as Reporter
+    from gentune.trainers.base import Trainer as Trainer
+    from gentune.trainers.base import TrainerParams as TrainerParams
+    from gentune.trainers.base import initial_weights as initial_weights
+    from gentune.trainers.base import load_checkpoint as load_checkpoint
+    from gentune.trainers.base import mixed_precision as mixed_precision
+    from gentune.trainers.base import params_millions as params_millions
+    from gentune.trainers.base import restore_weights as restore_weights
+    from gentune.trainers.gan_losses import GAN_METRIC_SPECS as GAN_METRIC_SPECS
+    from gentune.trainers.gan_losses import GanPair as GanPair
+    from gentune.trainers.gan_losses import GanParams as GanParams
+    from gentune.trainers.gan_losses import adam_pair as adam_pair
+    from gentune.trainers.gan_losses import ema_of as ema_of
+    from gentune.trainers.gan_losses import gan_step as gan_step
+    from gentune.trainers.loop import EpochMeter as EpochMeter
+    from gentune.trainers.loop import batched as batched
+    from gentune.trainers.loop import report_epoch as report_epoch
+    from gentune.trainers.loop import report_images as report_images
+    from gentune.trainers.loop import save_atomically as save_atomically
+    from gentune.trainers.loop import shuffled_batches as shuffled_batches
+    from gentune.trainers.metrics.evaluator import IMAGE_METRIC_SPECS as IMAGE_METRIC_SPECS
+    from gentune.trainers.metrics.evaluator import IMAGE_PRUNER_DEFAULTS as IMAGE_PRUNER_DEFAULTS
+    from gentune.trainers.metrics.evaluator import MODE_COLLAPSE_RULE as MODE_COLLAPSE_RULE
+    from gentune.trainers.metrics.evaluator import OPTIMIZER_METRIC_SPECS as OPTIMIZER_METRIC_SPECS
+    from gentune.trainers.metrics.evaluator import SAMPLING_METRIC_SPECS as SAMPLING_METRIC_SPECS
+    from gentune.trainers.metrics.evaluator import ImageRun as ImageRun
+    from gentune.trainers.metrics.evaluator import one_network_rules as one_network_rules
+    from gentune.trainers.metrics.evaluator import start_image_run as start_image_run
 
 __version__ = "0.1.0"
 
-_PUBLIC = {
-    "Checkpoint": "gentune.trainers.base",
-    "ImageTrainer": "gentune.trainers.base",
-    "ImageTrainerParams": "gentune.trainers.base",
-    "MetricSpec": "gentune.trainers.base",
-    "Reporter": "gentune.trainers.base",
-    "Trainer": "gentune.trainers.base",
-    "TrainerParams": "gentune.trainers.base",
-    "initial_weights": "gentune.trainers.base",
-    "load_checkpoint": "gentune.trainers.base",
-    "mixed_precision": "gentune.trainers.base",
-    "params_millions": "gentune.trainers.base",
-    "IMAGE_METRIC_SPECS": "gentune.trainers.metrics.evaluator",
-    "SAMPLING_METRIC_SPECS": "gentune.trainers.metrics.evaluator",
-    "start_image_run": "gentune.trainers.metrics.evaluator",
-    "EpochMeter": "gentune.trainers.loop",
-    "batched": "gentune.trainers.loop",
-    "report_epoch": "gentune.trainers.loop",
-    "report_images": "gentune.trainers.loop",
-    "save_atomically": "gentune.trainers.loop",
-    "shuffled_batches": "gentune.trainers.loop",
-    "GAN_STEP_METRICS": "gentune.trainers.gan_losses",
-    "GanPair": "gentune.trainers.gan_losses",
-    "adam_pair": "gentune.trainers.gan_losses",
-    "ema_of": "gentune.trainers.gan_losses",
-    "gan_step": "gentune.trainers.gan_losses",
+_PUBLIC: dict[str, tuple[str, ...]] = {
+    "gentune.service.client": ("ApiError", "Client", "ServiceUnreachable"),
+    "gentune.trainers.base": (
+        "Checkpoint",
+        "ImageTrainer",
+        "ImageTrainerParams",
+        "MetricSpec",
+        "Reporter",
+        "Trainer",
+        "TrainerParams",
+        "initial_weights",
+        "load_checkpoint",
+        "mixed_precision",
+        "params_millions",
+        "restore_weights",
+    ),
+    "gentune.trainers.gan_losses": (
+        "GAN_METRIC_SPECS",
+        "GanParams",
+        "GanPair",
+        "adam_pair",
+        "ema_of",
+        "gan_step",
+    ),
+    "gentune.trainers.loop": (
+        "EpochMeter",
+        "batched",
+        "report_epoch",
+        "report_images",
+        "save_atomically",
+        "shuffled_batches",
+    ),
+    "gentune.trainers.metrics.evaluator": (
+        "IMAGE_METRIC_SPECS",
+        "IMAGE_PRUNER_DEFAULTS",
+        "MODE_COLLAPSE_RULE",
+        "OPTIMIZER_METRIC_SPECS",
+        "SAMPLING_METRIC_SPECS",
+        "ImageRun",
+        "one_network_rules",
+        "start_image_run",
+    ),
 }
+_HOME = {name: module for module, names in _PUBLIC.items() for name in names}
 
-__all__ = [
-    "Checkpoint",
-    "EpochMeter",
-    "GAN_STEP_METRICS",
-    "GanPair",
-    "IMAGE_METRIC_SPECS",
-    "ImageTrainer",
-    "ImageTrainerParams",
-    "MetricSpec",
-    "Reporter",
-    "SAMPLING_METRIC_SPECS",
-    "Trainer",
-    "TrainerParams",
-    "adam_pair",
-    "batched",
-    "ema_of",
-    "gan_step",
-    "initial_weights",
-    "load_checkpoint",
-    "mixed_precision",
-    "params_millions",
-    "report_epoch",
-    "report_images",
-    "save_atomically",
-    "shuffled_batches",
-    "start_image_run",
-]
+__all__ = sorted(_HOME)
 
 
 def __getattr__(name: str) -> Any:
-    module = _PUBLIC.get(name)
+    module = _HOME.get(name)
     if module is None:
         raise AttributeError(f"module 'gentune' has no attribute {name!r}")
     value = getattr(importlib.import_module(module), name)
@@ -124,4 +118,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_PUBLIC])
+    return sorted([*globals(), *_HOME])

@@ -107,6 +107,17 @@ def initial_weights(params: TrainerParams, device: torch.device) -> Checkpoint |
     return load_checkpoint(params.init_from.checkpoint, device)
 
 
+def restore_weights(
+    params: TrainerParams, device: torch.device, **networks: torch.nn.Module
+) -> None:
+    """Fine-tuning: load each of ``networks`` from the entry of its name in the checkpoint
+    ``init_from`` names (``model=g, discriminator=d``); nothing without ``init_from``."""
+    start = initial_weights(params, device)
+    if start is not None:
+        for key, network in networks.items():
+            network.load_state_dict(start[key])
+
+
 class UnsafeCheckpoint(ValueError):
     """A checkpoint holding objects that only running code could rebuild."""
 

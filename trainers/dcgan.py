@@ -25,15 +25,16 @@ from gentune.trainers.base import (
     MetricSpec,
     Reporter,
     TrainerParams,
-    initial_weights,
     mixed_precision,
     params_millions,
+    restore_weights,
 )
 from gentune.trainers.gan_losses import (
-    GAN_STEP_METRICS,
+    GAN_METRIC_SPECS,
     CriticAwareMetrics,
     GanLoss,
     GanPair,
+    GanParams,
     adam_pair,
     ema_of,
     gan_step,
@@ -41,34 +42,25 @@ from gentune.trainers.gan_losses import (
 from gentune.trainers.loop import (
     EpochMeter,
     batched,
-    report_images,
-    shuffled_batches,
 )
 from gentune.trainers.metrics.evaluator import (
     IMAGE_METRIC_SPECS,
+    IMAGE_PRUNER_DEFAULTS,
+    MODE_COLLAPSE_RULE,
     SAMPLING_METRIC_SPECS,
     start_image_run,
 )
 
 
-class DCGANParams(ImageTrainerParams):
+class DCGANParams(ImageTrainerParams, GanParams):
     """Defaults measured on digits: G learning faster than D (1e-3 against 2e-4) with an EMA of
     G's weights brings FID down steadily from the first epochs (see the README)."""
 
     loss: GanLoss = Field("bce", description="bce (non-saturating), hinge, wgan-gp or lsgan.")
-    gp_weight: float = Field(10.0, ge=0.0, le=1000.0, description="Gradient-penalty weight.")
-    lr_g: float = Field(1e-3, gt=0.0, le=1.0, description="Generator learning rate (Adam).")
-    lr_d: float = Field(2e-4, gt=0.0, le=1.0, description="Discriminator learning rate (Adam).")
-    beta1: float = Field(0.5, ge=0.0, lt=1.0, description="Adam beta1.")
-    beta2: float = Field(0.999, ge=0.0, lt=1.0, description="Adam beta2.")
     batch_size: int = Field(32, ge=8, le=4096, description="Images per batch.")
     width: int = Field(64, ge=8, le=512, description="Channels of the widest-resolution layer.")
     z_dim: int = Field(64, ge=1, le=1024, description="Latent dimension.")
-    n_critic: int = Field(1, ge=1, le=10, description="D steps per G step.")
-    spectral_norm: bool = Field(False, description="Spectral normalization of D's layers.")
     batch_norm: bool = Field(True, description="Batch normalization in G.")
-    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout in D.")
-    weight_decay: float = Field(0.0, ge=0.0, le=1.0, description="Adam weight decay.")
     ema: float = Field(0.98, ge=0.0, lt=1.0, description="EMA decay of G's weights (0: off).")
     epochs: int = Field(20, ge=1, le=100_000, description="Passes over the training images.")
     augment_cutout: float = Field(
@@ -150,74 +142,50 @@ class DCGANTrainer(CriticAwareMetrics, ImageTrainer):
         {"type": "divergence", "metrics": ["g_loss", "d_loss"], "factor": 10.0, "floor": 10.0},
         {"type": "discriminator_collapse", "accuracy": 0.99, "d_loss_floor": 0.05, "patience": 3},
         {"type": "gradient_explosion", "metrics": ["grad_norm_g", "grad_norm_d"], "max_norm": 2e3},
-        {"type": "mode_collapse", "min_ratio": 0.03, "patience": 3},
+        MODE_COLLAPSE_RULE,
     )
-    # FID after one or two epochs ranks configs poorly (slow starters catch up later).
-    pruner_defaults = {"type": "median", "n_startup_trials": 5, "n_warmup_steps": 2}
+    pruner_defaults = IMAGE_PRUNER_DEFAULTS
     metrics = {
         **IMAGE_METRIC_SPECS,
         **SAMPLING_METRIC_SPECS,
-        "g_loss": MetricSpec("Generator loss, mean over the epoch.", "minimize"),
-        "d_loss": MetricSpec("Discriminator loss, mean over the epoch.", "minimize"),
-        "stability/d_accuracy": MetricSpec(
-            "Share of (real, fake) pairs D scores in the right order; near 1 when D wins outright.",
-            None,
-        ),
-        "grad_norm_g": MetricSpec("Generator gradient norm, mean over the epoch.", None),
-        "grad_norm_d": MetricSpec("Discriminator gradient norm, mean over the epoch.", None),
+        **GAN_METRIC_SPECS,
         "lr_g": MetricSpec("Generator learning rate.", None),
         "lr_d": MetricSpec("Discriminator learning rate.", None),
     }
 
     def train(self, params: TrainerParams, device: torch.device, reporter: Reporter) -> None:
         p = DCGANParams.model_validate(params.model_dump())
-        data, evaluator = start_image_run(p, device, reporter)
-        g = Generator(p, data.channels).to(device)
-        d = Discriminator(p, data.channels).to(device)
-        if (start := initial_weights(p, device)) is not None:  # fine-tuning
-            g.load_state_dict(start["model"])
-            d.load_state_dict(start["discriminator"])
+        run = start_image_run(p, device, reporter)
+        g = Generator(p, run.data.channels).to(device)
+        d = Discriminator(p, run.data.channels).to(device)
+        restore_weights(p, device, model=g, discriminator=d)
         opt_g, opt_d = adam_pair(g, d, p.lr_g, p.lr_d, (p.beta1, p.beta2), p.weight_decay)
         pair = GanPair(g, d, opt_g, opt_d, ema_of(g, p.ema))
         autocast = mixed_precision(device, p.amp)
-        real_all = data.train.to(device)
-        shuffle = torch.Generator().manual_seed(p.seed)
-        eval_z = torch.randn(
-            p.eval_samples, p.z_dim, generator=torch.Generator().manual_seed(p.seed + 1)
-        )
-
-        def checkpoint() -> Checkpoint:
-            return {
-                **pair.state(),
-                "config": p.model_dump(),
-                "channels": data.channels,
-                "dataset_fingerprint": data.fingerprint,
-                "step": epoch,
-            }
+        eval_z = run.eval_noise(p.z_dim)
 
         def augmented(x: torch.Tensor) -> torch.Tensor:
             return augment(x, p.augmentation)
 
         for epoch in range(1, p.epochs + 1):
-            meter = EpochMeter(*GAN_STEP_METRICS)
-            batches = shuffled_batches(real_all.shape[0], p.batch_size, shuffle)
+            meter = EpochMeter(*GAN_METRIC_SPECS)
+            batches = run.batches(p.batch_size)
             for i in range(0, len(batches), p.n_critic):
-                reals = (real_all[idx.to(device)] for idx in batches[i : i + p.n_critic])
+                reals = (run.train[idx.to(device)] for idx in batches[i : i + p.n_critic])
                 step = gan_step(pair, p.loss, p.gp_weight, p.z_dim, reals, augmented, autocast)
-                meter.step(images=p.batch_size * p.n_critic, **step)
+                meter.step(step, images=p.batch_size * p.n_critic)
             metrics = meter.metrics()
             if p.loss == "wgan-gp":
                 del metrics["stability/d_accuracy"]
             metrics.update(lr_g=opt_g.param_groups[0]["lr"], lr_d=opt_d.param_groups[0]["lr"])
             sampler = pair.sampler
-            if report_images(
+            if run.report(
                 reporter,
                 epoch,
                 metrics,
                 draw=functools.partial(batched, sampler, sampler, eval_z, device),
-                evaluator=evaluator,
                 size=params_millions(sampler),
-                checkpoint=checkpoint,
+                checkpoint=functools.partial(run.saved, epoch, **pair.state()),
                 watched=("d_loss", "g_loss"),
             ):
                 return

@@ -27,15 +27,18 @@ from gentune.trainers.base import (
     MetricSpec,
     Reporter,
     TrainerParams,
-    initial_weights,
     mixed_precision,
     params_millions,
+    restore_weights,
 )
 from gentune.trainers.gan_losses import ema_of, grad_norm
-from gentune.trainers.loop import EpochMeter, report_images, shuffled_batches
+from gentune.trainers.loop import EpochMeter
 from gentune.trainers.metrics.evaluator import (
     IMAGE_METRIC_SPECS,
+    IMAGE_PRUNER_DEFAULTS,
+    OPTIMIZER_METRIC_SPECS,
     SAMPLING_METRIC_SPECS,
+    one_network_rules,
     start_image_run,
 )
 
@@ -174,56 +177,29 @@ class DDPMTrainer(ImageTrainer):
     architecture = ("dataset", "channels", "image_size", "width")
     description = "Denoising diffusion (small U-Net) on small images, DDIM sampling."
     Params = DDPMParams
-    stability_defaults = (
-        {"type": "divergence", "metrics": ["loss"], "factor": 3.0, "floor": 0.5},
-        {"type": "gradient_explosion", "metrics": ["grad_norm"], "max_norm": 100.0},
-        {"type": "mode_collapse", "min_ratio": 0.03, "patience": 3},
-    )
-    # FID after one or two epochs ranks configs poorly (slow starters catch up later).
-    pruner_defaults = {"type": "median", "n_startup_trials": 5, "n_warmup_steps": 2}
+    stability_defaults = one_network_rules(loss_floor=0.5, max_grad_norm=100.0)
+    pruner_defaults = IMAGE_PRUNER_DEFAULTS
     metrics = {
         **IMAGE_METRIC_SPECS,
         **SAMPLING_METRIC_SPECS,
         "loss": MetricSpec("Noise-prediction MSE, mean over the epoch.", "minimize"),
-        "grad_norm": MetricSpec("Gradient norm, mean over the epoch.", None),
-        "lr": MetricSpec("Learning rate.", None),
+        **OPTIMIZER_METRIC_SPECS,
     }
 
     def train(self, params: TrainerParams, device: torch.device, reporter: Reporter) -> None:
         p = DDPMParams.model_validate(params.model_dump())
-        data, evaluator = start_image_run(p, device, reporter)
-        model = UNet(data.channels, p.width).to(device)
-        if (start := initial_weights(p, device)) is not None:  # fine-tuning
-            model.load_state_dict(start["model"])
+        run = start_image_run(p, device, reporter)
+        model = UNet(run.data.channels, p.width).to(device)
+        restore_weights(p, device, model=model)
         ema = ema_of(model, p.ema)
         optimizer = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
         autocast = mixed_precision(device, p.amp)
-        policy = p.augmentation
         a_bar = alpha_bars(p).to(device)
-        train_images = data.train.to(device)
-        shuffle = torch.Generator().manual_seed(p.seed)
-        eval_noise = torch.randn(
-            p.eval_samples,
-            data.channels,
-            p.image_size,
-            p.image_size,
-            generator=torch.Generator().manual_seed(p.seed + 1),
-        )
-
-        def checkpoint() -> Checkpoint:
-            return {
-                "model": (ema.module if ema is not None else model).state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "config": p.model_dump(),
-                "channels": data.channels,
-                "dataset_fingerprint": data.fingerprint,
-                "step": epoch,
-            }
-
+        eval_noise = run.eval_noise(run.data.channels, p.image_size, p.image_size)
         for epoch in range(1, p.epochs + 1):
             meter = EpochMeter("loss", "grad_norm")
-            for idx in shuffled_batches(train_images.shape[0], p.batch_size, shuffle):
-                x0 = augment(train_images[idx.to(device)], policy)
+            for idx in run.batches(p.batch_size):
+                x0 = augment(run.train[idx.to(device)], p.augmentation)
                 loss = denoising_loss(model, x0, a_bar, autocast)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -231,19 +207,19 @@ class DDPMTrainer(ImageTrainer):
                 optimizer.step()
                 if ema is not None:
                     ema.update_parameters(model)
-                meter.step(images=len(x0), loss=loss.item(), grad_norm=norm)
+                meter.step({"loss": loss.item(), "grad_norm": norm}, images=len(x0))
             metrics = {**meter.metrics(), "lr": optimizer.param_groups[0]["lr"]}
             net = ema.module if ema is not None else model
-            if report_images(
+            state = {"model": net.state_dict(), "optimizer": optimizer.state_dict()}
+            if run.report(
                 reporter,
                 epoch,
                 metrics,
                 draw=functools.partial(
                     ddim_sample, net, a_bar, eval_noise, p.sampling_steps, device
                 ),
-                evaluator=evaluator,
                 size=params_millions(net),
-                checkpoint=checkpoint,
+                checkpoint=functools.partial(run.saved, epoch, **state),
                 watched=("loss",),
             ):
                 return

@@ -26,14 +26,15 @@ from gentune.trainers.base import (
     MetricSpec,
     Reporter,
     TrainerParams,
-    initial_weights,
     params_millions,
+    restore_weights,
 )
 from gentune.trainers.data import GaussianMixture2D, gaussian_mixture
 from gentune.trainers.gan_losses import (
-    GAN_STEP_METRICS,
+    GAN_METRIC_SPECS,
     CriticAwareMetrics,
     GanPair,
+    GanParams,
     adam_pair,
     ema_of,
     gan_step,
@@ -50,28 +51,16 @@ from gentune.trainers.metrics import (
 Loss = Literal["bce", "hinge", "wgan-gp"]  # the subset of GanLoss offered on 2-D data
 
 
-class Gan2DParams(TrainerParams):
+class Gan2DParams(GanParams):
     """Every knob of the 2-D GAN; ranges are the values the trainer accepts at all."""
 
     dataset: Literal["ring8", "grid25"] = Field("ring8", description="Gaussian mixture to learn.")
     loss: Loss = Field("bce", description="Adversarial loss: non-saturating BCE, hinge or WGAN-GP.")
-    gp_weight: float = Field(
-        10.0, ge=0.0, le=1000.0, description="Gradient-penalty weight (wgan-gp)."
-    )
-    lr_g: float = Field(1e-3, gt=0.0, le=1.0, description="Generator learning rate (Adam).")
     lr_d: float = Field(2e-3, gt=0.0, le=1.0, description="Discriminator learning rate (Adam).")
-    beta1: float = Field(0.5, ge=0.0, lt=1.0, description="Adam beta1 for both networks.")
-    beta2: float = Field(0.999, ge=0.0, lt=1.0, description="Adam beta2 for both networks.")
     batch_size: int = Field(256, ge=8, le=8192, description="Samples per batch.")
     hidden: int = Field(128, ge=8, le=2048, description="Width of every hidden layer.")
     depth: int = Field(3, ge=1, le=8, description="Hidden layers in each network.")
-    n_critic: int = Field(1, ge=1, le=10, description="Discriminator steps per generator step.")
-    spectral_norm: bool = Field(False, description="Spectral normalization of D's layers.")
     batch_norm: bool = Field(False, description="Batch normalization in G's hidden layers.")
-    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout in D's hidden layers.")
-    weight_decay: float = Field(
-        0.0, ge=0.0, le=1.0, description="Adam weight decay, both networks."
-    )
     z_dim: int = Field(4, ge=1, le=512, description="Latent dimension.")
     ema: float = Field(
         0.99,
@@ -160,18 +149,11 @@ class Gan2DTrainer(CriticAwareMetrics):
             worst=0.0,
         ),
         "frechet": MetricSpec("Fréchet distance between real and generated points.", "minimize"),
-        "g_loss": MetricSpec("Generator loss, mean over the epoch.", "minimize"),
-        "d_loss": MetricSpec("Discriminator loss, mean over the epoch.", "minimize"),
-        "stability/d_accuracy": MetricSpec(
-            "Share of (real, fake) pairs D scores in the right order; near 1 when D wins outright.",
-            None,
-        ),
+        **GAN_METRIC_SPECS,
         "stability/diversity": MetricSpec(
             "Mean pairwise distance of samples over the real data's; near 0 on mode collapse.",
             None,
         ),
-        "grad_norm_g": MetricSpec("Generator gradient norm, mean over the epoch.", None),
-        "grad_norm_d": MetricSpec("Discriminator gradient norm, mean over the epoch.", None),
         "params_millions": PARAMS_MILLIONS,
     }
 
@@ -182,9 +164,7 @@ class Gan2DTrainer(CriticAwareMetrics):
         mixture = gaussian_mixture(p.dataset)
         g = build_generator(p).to(device)
         d = build_discriminator(p).to(device)
-        if (start := initial_weights(p, device)) is not None:  # fine-tuning
-            g.load_state_dict(start["model"])
-            d.load_state_dict(start["discriminator"])
+        restore_weights(p, device, model=g, discriminator=d)
         opt_g, opt_d = adam_pair(g, d, p.lr_g, p.lr_d, (p.beta1, p.beta2), p.weight_decay)
         pair = GanPair(g, d, opt_g, opt_d, ema_of(g, p.ema))
 
@@ -192,12 +172,12 @@ class Gan2DTrainer(CriticAwareMetrics):
             return {**pair.state(), "config": p.model_dump(), "step": epoch}
 
         for epoch in range(1, p.epochs + 1):
-            meter = EpochMeter(*GAN_STEP_METRICS)
+            meter = EpochMeter(*GAN_METRIC_SPECS)
             for _ in range(p.iters_per_epoch):
                 reals = (
                     mixture.sample(p.batch_size, data_rng).to(device) for _ in range(p.n_critic)
                 )
-                meter.step(**gan_step(pair, p.loss, p.gp_weight, p.z_dim, reals))
+                meter.step(gan_step(pair, p.loss, p.gp_weight, p.z_dim, reals))
             metrics = meter.means()
             if p.loss == "wgan-gp":
                 del metrics["stability/d_accuracy"]

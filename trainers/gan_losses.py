@@ -9,12 +9,44 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
+from pydantic import Field
 from torch import nn
 from torch.nn import functional as F
 
 from gentune.trainers.base import MetricSpec, Trainer, TrainerParams
 
 GanLoss = Literal["bce", "hinge", "wgan-gp", "lsgan"]
+
+
+class GanParams(TrainerParams):
+    """The knobs every GAN trainer has: its optimizers, critic steps and D's regularizers."""
+
+    gp_weight: float = Field(
+        10.0, ge=0.0, le=1000.0, description="Gradient-penalty weight (wgan-gp)."
+    )
+    lr_g: float = Field(1e-3, gt=0.0, le=1.0, description="Generator learning rate (Adam).")
+    lr_d: float = Field(2e-4, gt=0.0, le=1.0, description="Discriminator learning rate (Adam).")
+    beta1: float = Field(0.5, ge=0.0, lt=1.0, description="Adam beta1 for both networks.")
+    beta2: float = Field(0.999, ge=0.0, lt=1.0, description="Adam beta2 for both networks.")
+    n_critic: int = Field(1, ge=1, le=10, description="Discriminator steps per generator step.")
+    spectral_norm: bool = Field(False, description="Spectral normalization of D's layers.")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout in D's hidden layers.")
+    weight_decay: float = Field(
+        0.0, ge=0.0, le=1.0, description="Adam weight decay, both networks."
+    )
+
+
+GAN_METRIC_SPECS = {
+    "g_loss": MetricSpec("Generator loss, mean over the epoch.", "minimize"),
+    "d_loss": MetricSpec("Discriminator loss, mean over the epoch.", "minimize"),
+    "stability/d_accuracy": MetricSpec(
+        "Share of (real, fake) pairs D scores in the right order; near 1 when D wins outright.",
+        None,
+    ),
+    "grad_norm_g": MetricSpec("Generator gradient norm, mean over the epoch.", None),
+    "grad_norm_d": MetricSpec("Discriminator gradient norm, mean over the epoch.", None),
+}
+"""What ``gan_step`` measures, as every GAN trainer reports it."""
 
 
 def discriminator_loss(loss: GanLoss, d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
@@ -120,9 +152,6 @@ class GanPair:
             "optimizer_g": self.opt_g.state_dict(),
             "optimizer_d": self.opt_d.state_dict(),
         }
-
-
-GAN_STEP_METRICS = ("g_loss", "d_loss", "stability/d_accuracy", "grad_norm_g", "grad_norm_d")
 
 
 def gan_step(

@@ -9,7 +9,7 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +32,7 @@ class EpochMeter:
         self.images = 0
         self.started = time.perf_counter()
 
-    def step(self, images: int = 0, **values: float) -> None:
+    def step(self, values: Mapping[str, float], images: int = 0) -> None:
         """One optimization step: its values (losses, gradient norms) and the images it used."""
         for name, value in values.items():
             self.sums[name] = self.sums.get(name, 0.0) + value

@@ -24,20 +24,21 @@ from gentune.trainers.base import (
     MetricSpec,
     Reporter,
     TrainerParams,
-    initial_weights,
     mixed_precision,
     params_millions,
+    restore_weights,
 )
 from gentune.trainers.gan_losses import grad_norm
 from gentune.trainers.loop import (
     EpochMeter,
     batched,
-    report_images,
-    shuffled_batches,
 )
 from gentune.trainers.metrics.evaluator import (
     IMAGE_METRIC_SPECS,
+    IMAGE_PRUNER_DEFAULTS,
+    OPTIMIZER_METRIC_SPECS,
     SAMPLING_METRIC_SPECS,
+    one_network_rules,
     start_image_run,
 )
 from gentune.trainers.metrics.image import psnr, ssim
@@ -109,13 +110,8 @@ class VAETrainer(ImageTrainer):
     architecture = ("dataset", "channels", "image_size", "width", "latent_dim")
     description = "Convolutional VAE on small images: sample FID and reconstruction PSNR/SSIM."
     Params = VAEParams
-    stability_defaults = (
-        {"type": "divergence", "metrics": ["loss"], "factor": 3.0, "floor": 10.0},
-        {"type": "gradient_explosion", "metrics": ["grad_norm"], "max_norm": 1e4},
-        {"type": "mode_collapse", "min_ratio": 0.03, "patience": 3},
-    )
-    # FID after one or two epochs ranks configs poorly (slow starters catch up later).
-    pruner_defaults = {"type": "median", "n_startup_trials": 5, "n_warmup_steps": 2}
+    stability_defaults = one_network_rules(loss_floor=10.0, max_grad_norm=1e4)
+    pruner_defaults = IMAGE_PRUNER_DEFAULTS
     metrics = {
         **IMAGE_METRIC_SPECS,
         **SAMPLING_METRIC_SPECS,
@@ -125,40 +121,23 @@ class VAETrainer(ImageTrainer):
         "reconstruction": MetricSpec("Squared error per image.", "minimize"),
         "kl": MetricSpec("KL divergence of the posterior from the prior, per image.", None),
         "beta": MetricSpec("KL weight in force this epoch.", None),
-        "grad_norm": MetricSpec("Gradient norm, mean over the epoch.", None),
-        "lr": MetricSpec("Learning rate.", None),
+        **OPTIMIZER_METRIC_SPECS,
     }
 
     def train(self, params: TrainerParams, device: torch.device, reporter: Reporter) -> None:
         p = VAEParams.model_validate(params.model_dump())
-        data, evaluator = start_image_run(p, device, reporter)
-        model = VAE(p, data.channels).to(device)
-        if (start := initial_weights(p, device)) is not None:  # fine-tuning
-            model.load_state_dict(start["model"])
+        run = start_image_run(p, device, reporter)
+        model = VAE(p, run.data.channels).to(device)
+        restore_weights(p, device, model=model)
         optimizer = torch.optim.Adam(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
         autocast = mixed_precision(device, p.amp)
-        policy = p.augmentation
-        train_images = data.train.to(device)
-        shuffle = torch.Generator().manual_seed(p.seed)
-        eval_z = torch.randn(
-            p.eval_samples, p.latent_dim, generator=torch.Generator().manual_seed(p.seed + 1)
-        )
-
-        def checkpoint() -> Checkpoint:
-            return {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "config": p.model_dump(),
-                "channels": data.channels,
-                "dataset_fingerprint": data.fingerprint,
-                "step": epoch,
-            }
-
+        eval_z = run.eval_noise(p.latent_dim)
+        held = run.data.held_out
         for epoch in range(1, p.epochs + 1):
             beta = beta_at(p, epoch)
             meter = EpochMeter("loss", "reconstruction", "kl", "grad_norm")
-            for idx in shuffled_batches(train_images.shape[0], p.batch_size, shuffle):
-                x = augment(train_images[idx.to(device)], policy)
+            for idx in run.batches(p.batch_size):
+                x = augment(run.train[idx.to(device)], p.augmentation)
                 with autocast:
                     rec, kl = model.losses(x)
                 loss = rec + beta * kl
@@ -166,25 +145,19 @@ class VAETrainer(ImageTrainer):
                 loss.backward()
                 norm = grad_norm(model)
                 optimizer.step()
-                meter.step(
-                    images=len(x),
-                    loss=loss.item(),
-                    reconstruction=rec.item(),
-                    kl=kl.item(),
-                    grad_norm=norm,
-                )
+                values = {"loss": loss.item(), "reconstruction": rec.item(), "kl": kl.item()}
+                meter.step({**values, "grad_norm": norm}, images=len(x))
             metrics = {**meter.metrics(), "beta": beta, "lr": optimizer.param_groups[0]["lr"]}
-            held = data.held_out
             reconstructions = batched(model, model.reconstruct, held, device)
             metrics.update(psnr=psnr(reconstructions, held), ssim=ssim(reconstructions, held))
-            if report_images(
+            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict()}
+            if run.report(
                 reporter,
                 epoch,
                 metrics,
                 draw=functools.partial(batched, model, model.decode, eval_z, device),
-                evaluator=evaluator,
                 size=params_millions(model.from_latent) + params_millions(model.decoder),
-                checkpoint=checkpoint,
+                checkpoint=functools.partial(run.saved, epoch, **state),
                 watched=("loss",),
             ):
                 return

@@ -7,13 +7,22 @@ sample count and cached on disk; every trial (and every evaluation) reuses them.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from gentune.trainers.base import PARAMS_MILLIONS, ImageTrainerParams, MetricSpec, Reporter
+from gentune.trainers.base import (
+    PARAMS_MILLIONS,
+    Checkpoint,
+    ImageTrainerParams,
+    MetricSpec,
+    Reporter,
+)
 from gentune.trainers.data import ImageData
-from gentune.trainers.loop import save_atomically
+from gentune.trainers.loop import report_images, save_atomically, shuffled_batches
 from gentune.trainers.metrics.diversity import diversity_ratio, mean_pairwise_distance
 from gentune.trainers.metrics.features import DomainClassifier, default_cache_dir, extractor_for
 from gentune.trainers.metrics.image import ReferenceStats, class_kl, fid, inception_score, kid, prdc
@@ -59,10 +68,92 @@ SAMPLING_METRIC_SPECS = {
 }
 """What the built-in image trainers also report: what drawing samples costs."""
 
+OPTIMIZER_METRIC_SPECS = {
+    "grad_norm": MetricSpec("Gradient norm, mean over the epoch.", None),
+    "lr": MetricSpec("Learning rate.", None),
+}
+"""What a trainer of one network reports of its optimizer."""
+
+MODE_COLLAPSE_RULE = {"type": "mode_collapse", "min_ratio": 0.03, "patience": 3}
+"""Samples whose features spread less than 3% of the real data's, three evaluations running."""
+
+
+def one_network_rules(loss_floor: float, max_grad_norm: float) -> tuple[dict[str, Any], ...]:
+    """The stability rules of an image trainer of one network reporting ``loss`` and
+    ``grad_norm``: the loss diverging (three times its best, above ``loss_floor``), the
+    gradients exploding past ``max_grad_norm``, and the samples collapsing."""
+    return (
+        {"type": "divergence", "metrics": ["loss"], "factor": 3.0, "floor": loss_floor},
+        {"type": "gradient_explosion", "metrics": ["grad_norm"], "max_norm": max_grad_norm},
+        MODE_COLLAPSE_RULE,
+    )
+
+
+IMAGE_PRUNER_DEFAULTS = {"type": "median", "n_startup_trials": 5, "n_warmup_steps": 2}
+"""The pruner of the built-in image trainers' studies: FID after one or two epochs ranks
+configs poorly (slow starters catch up later)."""
+
+
+@dataclass
+class ImageRun:
+    """One run of an image trainer: its params, data (the training images on its device), its
+    evaluator, and the generator that orders its batches."""
+
+    params: ImageTrainerParams
+    data: ImageData
+    evaluator: ImageEvaluator
+    device: torch.device
+    train: torch.Tensor
+    shuffle: torch.Generator
+
+    def batches(self, batch_size: int) -> list[torch.Tensor]:
+        """One epoch's batches of indices into ``train``, in a new order every epoch."""
+        return shuffled_batches(len(self.train), batch_size, self.shuffle)
+
+    def eval_noise(self, *shape: int) -> torch.Tensor:
+        """The evaluation's inputs, the same at every epoch: ``eval_samples`` draws of
+        N(0, 1) of ``shape``, from a seed of their own."""
+        seeded = torch.Generator().manual_seed(self.params.seed + 1)
+        return torch.randn(self.params.eval_samples, *shape, generator=seeded)
+
+    def saved(self, epoch: int, **state: Any) -> Checkpoint:
+        """A checkpoint: ``state`` (networks, optimizers) and what reads it back needs."""
+        return {
+            **state,
+            "config": self.params.model_dump(),
+            "channels": self.data.channels,
+            "dataset_fingerprint": self.data.fingerprint,
+            "step": epoch,
+        }
+
+    def report(
+        self,
+        reporter: Reporter,
+        epoch: int,
+        metrics: dict[str, float],
+        *,
+        draw: Callable[[], torch.Tensor],
+        size: float,
+        checkpoint: Callable[[], Checkpoint],
+        watched: tuple[str, ...],
+    ) -> bool:
+        """The end of an epoch (``report_images`` with this run's evaluator); True when
+        training should end."""
+        return report_images(
+            reporter,
+            epoch,
+            metrics,
+            draw=draw,
+            evaluator=self.evaluator,
+            size=size,
+            checkpoint=checkpoint,
+            watched=watched,
+        )
+
 
 def start_image_run(
     params: ImageTrainerParams, device: torch.device, reporter: Reporter
-) -> tuple[ImageData, ImageEvaluator]:
+) -> ImageRun:
     """What an image trainer does first: load its data and tell the reporter what it is, build
     the evaluator on the trial's device, and only then seed torch (building the evaluator may
     train the domain classifier, which draws random numbers)."""
@@ -79,7 +170,8 @@ def start_image_run(
         data, params.feature_extractor, n_samples=params.eval_samples, device=device
     )
     torch.manual_seed(params.seed)
-    return data, evaluator
+    shuffle = torch.Generator().manual_seed(params.seed)
+    return ImageRun(params, data, evaluator, device, data.train.to(device), shuffle)
 
 
 class ImageEvaluator:

@@ -4,6 +4,7 @@ sigma on its exact likelihood. It borrows gentune's image params, datasets and m
 
 from __future__ import annotations
 
+import functools
 import math
 
 import gentune
@@ -51,29 +52,28 @@ class PPCATrainer(gentune.ImageTrainer):
         self, params: gentune.TrainerParams, device: torch.device, reporter: gentune.Reporter
     ) -> None:
         p = PPCAParams.model_validate(params.model_dump())
-        data, evaluator = gentune.start_image_run(p, device, reporter)
-        images, shuffle = data.train.to(device), torch.Generator().manual_seed(p.seed)
-        model = PPCA(list(images.shape[1:]), p.latent_dim).to(device)
+        run = gentune.start_image_run(p, device, reporter)
+        model = PPCA(list(run.train.shape[1:]), p.latent_dim).to(device)
         optimizer = torch.optim.Adam(model.parameters(), lr=p.lr)
-        eval_z = torch.randn(p.eval_samples, p.latent_dim, generator=shuffle)
+        eval_z = run.eval_noise(p.latent_dim)
         for epoch in range(1, p.epochs + 1):
             meter = gentune.EpochMeter("nll")
-            for idx in gentune.shuffled_batches(len(images), p.batch_size, shuffle, False):
-                loss = model.nll(images[idx.to(device)])
+            for idx in run.batches(p.batch_size):
+                loss = model.nll(run.train[idx.to(device)])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                meter.step(images=len(idx), nll=loss.item())
-            state = {"model": model.state_dict(), "config": p.model_dump(), "shape": model.shape}
-            if gentune.report_images(
+                meter.step({"nll": loss.item()}, images=len(idx))
+            if run.report(
                 reporter,
                 epoch,
                 meter.metrics(),
                 draw=lambda: gentune.batched(model, model.decode, eval_z, device),
-                evaluator=evaluator,
                 size=gentune.params_millions(model),
-                checkpoint=state,
-                watched=["nll"],
+                checkpoint=functools.partial(
+                    run.saved, epoch, model=model.state_dict(), shape=model.shape
+                ),
+                watched=("nll",),
             ):
                 return
 
