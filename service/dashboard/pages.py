@@ -1,7 +1,8 @@
 """The dashboard's pages and their static files, all served by the service (no CDN).
 
-Each page is a static HTML file whose script reads the REST API (``/api/v1``) and redraws
-while the study runs; Plotly's JS comes from the ``plotly`` Python package.
+Each page is its ``<main>`` (a static HTML file) in the one frame of ``page.html``; its
+script reads the REST API (``/api/v1``) and redraws while the study runs. Plotly's JS comes
+from the ``plotly`` Python package.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import mimetypes
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from string import Template
 from typing import Annotated
 
 import plotly
@@ -46,6 +48,42 @@ PAGE_HEADERS = {
 
 router = APIRouter(include_in_schema=False)
 
+NAV = (
+    '    <nav><a href="/">Studies</a><a href="/optuna/dashboard">Optuna dashboard</a>'
+    '<a href="/docs">API</a></nav>\n'
+    '    <span id="live" class="live"></span>\n'
+    '    <span id="session" class="session"></span>'
+)
+
+
+@dataclass(frozen=True)
+class Page:
+    """A page: its title, the scripts it loads, and whether it has the site's navigation."""
+
+    title: str
+    scripts: tuple[str, ...]
+    nav: bool = True
+
+    def html(self, main: str) -> bytes:
+        scripts = "\n".join(
+            f'  <script defer src="/assets/{name}"></script>'
+            if name == "plotly.min.js"
+            else f'  <script type="module" src="/assets/{name}"></script>'
+            for name in self.scripts
+        )
+        frame = Template((STATIC_DIR / "page.html").read_text(encoding="utf-8"))
+        return frame.substitute(
+            title=self.title, scripts=scripts, nav=NAV if self.nav else "", main=main
+        ).encode()
+
+
+PAGES = {
+    "login.html": Page("log in", ("login.js",), nav=False),
+    "studies.html": Page("studies", ("studies.js",)),
+    "study.html": Page("study", ("plotly.min.js", "study.js")),
+    "trial.html": Page("trial", ("plotly.min.js", "trial.js")),
+}
+
 
 @dataclass(frozen=True)
 class Asset:
@@ -70,7 +108,7 @@ class AssetCache:
         path = PLOTLY_JS if name == "plotly.min.js" else STATIC_DIR / name
         if path.parent != STATIC_DIR and path != PLOTLY_JS or not path.is_file():
             raise NotFound(f"No dashboard file named {name}.")
-        body = path.read_bytes()
+        body = PAGES[name].html(path.read_text("utf-8")) if name in PAGES else path.read_bytes()
         media_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
         if media_type.startswith("text/") or media_type.endswith("javascript"):
             media_type += "; charset=utf-8"
