@@ -39,4 +39,4 @@ bench: install
 	$(BIN)/python benchmarks/overhead.py
 
 clean:
-	rm -rf $(VENV) .gentune .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .gentune .pytest_cache .mypy_cache .ruff_cache .import_linter_cache .grimp_cache build

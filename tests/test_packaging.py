@@ -5,6 +5,7 @@ ones (``service``, ``trainers``) that a user's own project may well have."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -41,8 +42,19 @@ print(json.dumps({
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel of this tree's package, built from a copy of the tree: pip builds in the
+    source folder, and a stale build/ there would carry files the tree no longer has."""
+    source = tmp_path_factory.mktemp("source") / "gentune"
+    shutil.copytree(
+        ROOT,
+        source,
+        symlinks=True,
+        ignore=shutil.ignore_patterns(
+            ".*", "build", "dist", "*.egg-info", "__pycache__", "tests", "benchmarks", "docs"
+        ),
+    )
     out = tmp_path_factory.mktemp("wheel")
-    subprocess.run(
+    run(
         [
             sys.executable,
             "-m",
@@ -53,10 +65,8 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "--no-build-isolation",
             "--wheel-dir",
             str(out),
-            str(ROOT),
-        ],
-        check=True,
-        cwd=out,
+            str(source),
+        ]
     )
     (found,) = out.glob("gentune-*.whl")
     return found

@@ -21,15 +21,9 @@ import httpx
 import pytest
 import yaml
 
-from tests.conftest import new_database_url
-from tests.e2e.conftest import (
-    UNSTABLE_RING_STUDY,
-    Service,
-    free_port,
-    service_env,
-    start,
-    stop,
-)
+from tests.support.databases import new_database_url
+from tests.support.servers import Service, free_port, service_env, start, stop
+from tests.support.specs import UNSTABLE_RING_STUDY
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 

@@ -16,8 +16,8 @@ import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
-from tests.conftest import POSTGRES_ENV, new_database_url
-from tests.e2e.conftest import Service, free_port, service_env, start, stop
+from tests.support.databases import POSTGRES_ENV, new_database_url
+from tests.support.servers import Service, free_port, service_env, start, stop
 
 pytestmark = [
     pytest.mark.slow,

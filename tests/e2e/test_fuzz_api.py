@@ -40,8 +40,8 @@ from schemathesis.specs.openapi.checks import (
     use_after_free,
 )
 
-from tests.conftest import new_database_url
-from tests.e2e.conftest import Service, free_port, service_env, start, stop
+from tests.support.databases import new_database_url
+from tests.support.servers import Service, free_port, service_env, start, stop
 
 pytestmark = [pytest.mark.slow, pytest.mark.one_database]
 

@@ -19,8 +19,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import new_database_url
-from tests.e2e.conftest import Service, free_port, service_env, start, stop
+from tests.support.databases import new_database_url
+from tests.support.servers import Service, free_port, service_env, start, stop
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres_only]
 

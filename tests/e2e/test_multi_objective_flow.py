@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from gentune.service.studies.pareto import dominates
-from tests.e2e.conftest import Service
+from tests.support.servers import Service
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.e2e.conftest import Service
+from tests.support.servers import Service
 
 pytestmark = pytest.mark.slow
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -20,36 +22,67 @@ from PIL import Image
 from gentune.trainers.data import digits, ring8
 from gentune.trainers.grids import save_images
 from gentune.trainers.metrics import mode_metrics
-from tests.e2e.conftest import UNSTABLE_RING_STUDY, Service, quadratic_spec
+from tests.support.servers import Service
+from tests.support.specs import UNSTABLE_RING_STUDY, quadratic_spec
 
 pytestmark = pytest.mark.slow
 
 RING8_FILE = Path(__file__).resolve().parents[2] / "search_spaces" / "gan2d_ring8.yaml"
 
 
-@pytest.mark.one_database  # three minutes of training; what it stores, shorter tests cover
-def test_shipped_ring8_study_finds_a_generator_that_covers_the_ring(
-    service: Service, tmp_path: Path
-) -> None:
-    """The README's flow: POST search_spaces/gan2d_ring8.yaml as JSON and take out its best."""
+@dataclass
+class Ring8Run:
+    """The shipped ring8 study, run once through the README's flow, as the API reports it."""
+
+    service: Service
+    definition: dict[str, Any]
+    study: dict[str, Any]
+    trials: list[dict[str, Any]]
+    best: dict[str, Any]
+
+    @property
+    def n_trials(self) -> int:
+        return int(self.definition["budget"]["n_trials"])
+
+    def gentune(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "gentune.service.cli", *args, "--url", self.service.url],
+            capture_output=True,
+            text=True,
+            env=self.service.env,
+            timeout=120,
+        )
+
+
+@pytest.fixture(scope="module")
+def ring8_study(service: Service) -> Ring8Run:
+    """POST search_spaces/gan2d_ring8.yaml as JSON and wait for it (three minutes of
+    training): 12 of its 20 trials, enough for TPE to find the ring and for the median
+    pruner, after its 5 startup trials, to stop some."""
     definition = yaml.safe_load(RING8_FILE.read_text())
-    # 12 of its 20 trials (a minute less in CI): enough for TPE to find the ring and for the
-    # median pruner, after its 5 startup trials, to stop some.
     definition["budget"]["n_trials"] = 12
-    n_trials = definition["budget"]["n_trials"]
     created = service.api("POST", "/studies", json=definition)
     assert created.status_code == 201, created.text
     study_id = created.json()["id"]
     study = service.wait_for_study(study_id, ("completed", "failed"), timeout=900)
     assert study["state"] == "completed", (study, service.log_tail())
-    counts = study["trial_counts"]
-    assert counts == {**counts, "running": 0, "failed": 0}, service.log_tail()
-    assert counts["completed"] + counts["pruned"] == n_trials
-    assert counts["pruned"] > 0, "the median pruner should stop some of 20 trials"
-
     trials = service.api("GET", f"/studies/{study_id}/trials", params={"limit": 100}).json()
-    assert trials["count"] == n_trials
-    for trial in trials["data"]:
+    best = service.api("GET", f"/studies/{study_id}/best").json()
+    return Ring8Run(service, definition, study, trials["data"], best)
+
+
+# Three minutes of training; what it stores, shorter tests cover on Postgres.
+@pytest.mark.one_database
+def test_ring8_study_ends_with_every_trial_finished_and_some_pruned(ring8_study: Ring8Run) -> None:
+    counts = ring8_study.study["trial_counts"]
+    assert counts == {**counts, "running": 0, "failed": 0}, ring8_study.service.log_tail()
+    assert counts["completed"] + counts["pruned"] == ring8_study.n_trials == len(ring8_study.trials)
+    assert counts["pruned"] > 0, "the median pruner should stop some of 12 trials"
+
+
+@pytest.mark.one_database
+def test_ring8_pruned_trials_say_what_stopped_them_and_optuna_agrees(ring8_study: Ring8Run) -> None:
+    for trial in ring8_study.trials:
         if trial["state"] == "pruned":
             # The median pruner stops the slow; a config that starts collapsed onto a point
             # (lr_d below lr_g does that here) may be stopped by gan2d's mode_collapse rule.
@@ -65,28 +98,36 @@ def test_shipped_ring8_study_finds_a_generator_that_covers_the_ring(
             assert trial["prune_values"], trial
     # Optuna's own record agrees: pruned trials are PRUNED there, never COMPLETE.
     optuna_study = optuna.load_study(
-        study_name=study["optuna_study_name"], storage=service.database_url
+        study_name=ring8_study.study["optuna_study_name"], storage=ring8_study.service.database_url
     )
     states = {t.user_attrs["gentune_trial_id"]: t.state for t in optuna_study.trials}
     expected = {"completed": OptunaTrialState.COMPLETE, "pruned": OptunaTrialState.PRUNED}
-    assert {t["id"]: expected[t["state"]] for t in trials["data"]} == states
+    assert {t["id"]: expected[t["state"]] for t in ring8_study.trials} == states
 
-    # The first trial ran the trainer's defaults (all inside this space's ranges), and the
-    # study reports its best against them.
-    first = next(t for t in trials["data"] if t["number"] == 0)
+
+@pytest.mark.one_database
+def test_ring8_first_trial_runs_the_defaults_and_the_best_is_measured_against_them(
+    ring8_study: Ring8Run,
+) -> None:
+    first = next(t for t in ring8_study.trials if t["number"] == 0)
     assert first["origin"] == "defaults"
+    # All of gan2d's defaults lie inside this space's ranges.
     assert first["params"] == {"lr_g": 0.001, "lr_d": 0.002, "z_dim": 4, "loss": "bce"}
-    baseline = study["baseline"]
+    baseline = ring8_study.study["baseline"]
     assert baseline["trial_id"] == first["id"] and baseline["adjusted"] == {}
     assert baseline["state"] == "completed" and baseline["value"] == first["value"]
-    assert study["best"]["value"] >= baseline["value"]
+    assert ring8_study.study["best"]["value"] >= baseline["value"]
     assert f"defaults {baseline['value']:.4g}" in baseline["summary"] or (
         baseline["summary"].endswith("is the defaults' own: no config beat them yet")
     )
 
-    # Every metric at every step is kept, not just the objective.
-    completed = next(t for t in trials["data"] if t["state"] == "completed")
-    detail = service.api("GET", f"/trials/{completed['id']}").json()
+
+@pytest.mark.one_database
+def test_ring8_trials_keep_every_metric_their_checkpoints_and_some_sample_grids(
+    ring8_study: Ring8Run,
+) -> None:
+    completed = next(t for t in ring8_study.trials if t["state"] == "completed")
+    detail = ring8_study.service.api("GET", f"/trials/{completed['id']}").json()
     assert {
         "modes",
         "hq_fraction",
@@ -106,48 +147,41 @@ def test_shipped_ring8_study_finds_a_generator_that_covers_the_ring(
     # and of its last four, on disk and in the database (the last one dropped, step 26, goes
     # from disk at the next save, which never comes).
     kept = {1, 2, 4, 8, 16, 27, 28, 29, 30}
-    listed = service.api("GET", f"/trials/{completed['id']}/artifacts").json()["data"]
+    listed = ring8_study.service.api("GET", f"/trials/{completed['id']}/artifacts").json()["data"]
     assert {a["kind"] for a in listed if a["kind"].startswith("samples-")} == {
         f"samples-{s}" for s in kept
     }
-    folder = service.artifact_dir / "studies" / str(study_id) / "trials" / str(completed["id"])
+    study_dir = ring8_study.service.artifact_dir / "studies" / str(ring8_study.study["id"])
+    folder = study_dir / "trials" / str(completed["id"])
     on_disk = {int(f.stem.split("-")[1]) for f in folder.glob("samples-*.png")}
     assert kept <= on_disk <= kept | {26}, on_disk
 
-    # The best config captures all 8 modes with at least 80% high-quality samples.
-    best = service.api("GET", f"/studies/{study_id}/best").json()
-    assert best["value"] == max(t["value"] for t in trials["data"] if t["state"] == "completed")
+
+@pytest.mark.one_database
+def test_ring8_best_config_covers_the_ring_and_its_checkpoint_says_so(
+    ring8_study: Ring8Run,
+) -> None:
+    best = ring8_study.best
+    completed = [t["value"] for t in ring8_study.trials if t["state"] == "completed"]
+    assert best["value"] == max(completed)
     assert best["metrics"]["modes"] == 8
     assert best["metrics"]["hq_fraction"] >= 0.8
     assert best["config"]["dataset"] == "ring8"
-    assert set(definition["search_space"]) <= set(best["config"])
-
-    blob = service.api("GET", f"/trials/{best['trial_id']}/checkpoint")
+    assert set(ring8_study.definition["search_space"]) <= set(best["config"])
+    blob = ring8_study.service.api("GET", f"/trials/{best['trial_id']}/checkpoint")
     assert blob.status_code == 200
-    checkpoint = torch.load(io.BytesIO(blob.content), weights_only=False)
+    checkpoint = torch.load(io.BytesIO(blob.content), weights_only=True)
     assert checkpoint["step"] == best["step"]
     assert checkpoint["metrics"]["mode_score"] == pytest.approx(best["value"])
 
-    # `gentune sample` on it writes samples that confirm it.
+
+@pytest.mark.one_database
+def test_gentune_sample_draws_from_the_ring8_best_what_covers_the_ring(
+    ring8_study: Ring8Run, tmp_path: Path
+) -> None:
     out = tmp_path / "samples.npy"
-    cli = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gentune.service.cli",
-            "sample",
-            str(best["trial_id"]),
-            "-n",
-            "5000",
-            "--out",
-            str(out),
-            "--url",
-            service.url,
-        ],
-        capture_output=True,
-        text=True,
-        env=service.env,
-        timeout=120,
+    cli = ring8_study.gentune(
+        "sample", str(ring8_study.best["trial_id"]), "-n", "5000", "--out", str(out)
     )
     assert cli.returncode == 0, cli.stderr
     samples = np.load(out)
@@ -155,42 +189,42 @@ def test_shipped_ring8_study_finds_a_generator_that_covers_the_ring(
     scores = mode_metrics(torch.from_numpy(samples), ring8().means, ring8().std)
     assert scores.modes == 8 and scores.hq_fraction >= 0.8, scores
 
-    # `gentune watch` on the ended study returns at once with its top trials and a summary;
-    # `gentune best --download` saves the best config and the checkpoint the API serves.
-    def gentune(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "gentune.service.cli", *args, "--url", service.url],
-            capture_output=True,
-            text=True,
-            env=service.env,
-            timeout=120,
-        )
 
-    watched = gentune("watch", str(study_id), "--interval", "1")
+@pytest.mark.one_database
+def test_gentune_watch_and_best_download_on_the_ended_ring8_study(
+    ring8_study: Ring8Run, tmp_path: Path
+) -> None:
+    """`gentune watch` on an ended study returns at once with its top trials and a summary;
+    `gentune best --download` saves the best config and the checkpoint the API serves."""
+    study, best, n = ring8_study.study, ring8_study.best, ring8_study.n_trials
+    watched = ring8_study.gentune("watch", str(study["id"]), "--interval", "1")
     target = tmp_path / "best"
-    downloaded = gentune("best", str(study_id), "--download", str(target))
+    downloaded = ring8_study.gentune("best", str(study["id"]), "--download", str(target))
     assert watched.returncode == 0, watched.stderr
-    assert f"top 10 of {n_trials} trials by mode_score (maximize)" in watched.stdout
+    assert f"top 10 of {n} trials by mode_score (maximize)" in watched.stdout
     assert watched.stdout.splitlines()[-1].startswith(
-        f"study {study_id} ({study['name']}) completed: {n_trials}/{n_trials} trials finished"
+        f"study {study['id']} ({study['name']}) completed: {n}/{n} trials finished"
     ), watched.stdout
     assert f"best mode_score {best['value']:.4g} (trial {best['trial_id']}," in watched.stdout
-    assert f"defaults {baseline['value']:.4g}" in watched.stdout.splitlines()[-1]
+    assert f"defaults {study['baseline']['value']:.4g}" in watched.stdout.splitlines()[-1]
     assert downloaded.returncode == 0, downloaded.stderr
     assert yaml.safe_load((target / "config.yaml").read_text()) == best["config"]
-    saved = torch.load(target / "checkpoint.pt", weights_only=False)
-    assert saved["step"] == best["step"] and saved["metrics"] == checkpoint["metrics"]
+    saved = torch.load(target / "checkpoint.pt", weights_only=True)
+    assert saved["step"] == best["step"]
+    assert saved["metrics"]["mode_score"] == pytest.approx(best["value"])
 
-    # Stock Optuna tools open the study from the same storage.
+
+@pytest.mark.one_database
+def test_stock_optuna_tools_open_the_ring8_study(ring8_study: Ring8Run) -> None:
     optuna_cli = str(Path(sys.executable).parent / "optuna")
     listed = subprocess.run(
-        [optuna_cli, "studies", "--storage", service.database_url],
+        [optuna_cli, "studies", "--storage", ring8_study.service.database_url],
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert listed.returncode == 0, listed.stderr
-    assert study["optuna_study_name"] in listed.stdout
+    assert ring8_study.study["optuna_study_name"] in listed.stdout
 
 
 @pytest.mark.one_database  # the trial records it checks are the same on Postgres

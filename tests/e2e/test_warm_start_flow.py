@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.e2e.conftest import Service, quadratic_spec
+from tests.support.servers import Service
+from tests.support.specs import quadratic_spec
 
 pytestmark = pytest.mark.slow
 
@@ -27,7 +28,7 @@ def _submit(service: Service, spec: dict[str, Any]) -> int:
     return int(created.json()["id"])
 
 
-@pytest.mark.one_database  # on Postgres, tests/service/test_warm_start.py covers the records
+@pytest.mark.one_database  # on Postgres, tests/studies/test_warm_start.py covers the records
 def test_points_and_an_earlier_studys_best_run_first(service: Service) -> None:
     source = _submit(service, quadratic_spec("source", 4, 2))
     assert service.wait_for_study(source, ("completed", "failed"), 240)["state"] == "completed"

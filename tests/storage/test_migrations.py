@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import inspect, text
 
 from gentune.service.db.session import get_engine, migrate, optuna_storage
-from tests.conftest import new_database_url
+from tests.support.databases import new_database_url
 
 
 @pytest.mark.database

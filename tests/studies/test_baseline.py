@@ -21,7 +21,7 @@ from gentune.service.studies.warm_start import (
     nearest_allowed,
 )
 from gentune.trainers.registry import get_trainer
-from tests.conftest import ring_spec
+from tests.support.specs import ring_spec
 
 
 def test_a_default_that_fits_is_kept_and_one_that_does_not_moves_to_the_nearest_value() -> None:

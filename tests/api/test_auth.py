@@ -15,8 +15,8 @@ from gentune.service.auth import CSRF_COOKIE, MAX_TOKEN_LENGTH, TOKEN_COOKIE, To
 from gentune.service.config import Settings
 from gentune.service.db.repository import Repository
 from gentune.service.db.session import session_scope
-from tests.conftest import LOCAL, ring_spec, run_gentune
-from tests.service.test_cli_client import ApiServer
+from tests.support.servers import LOCAL, ApiServer, run_gentune
+from tests.support.specs import ring_spec
 
 ALICE = "alice-token-0123456789abcdef"
 BOB = "bob-token-0123456789abcdef"

@@ -15,7 +15,7 @@ from gentune.service.db.repository import Repository
 from gentune.service.db.session import session_scope
 from gentune.service.schemas.study import CategoricalParam, FloatParam, IntParam
 from gentune.service.studies.warm_start import narrow
-from tests.conftest import ring_spec
+from tests.support.specs import ring_spec
 
 
 def _errors(response: Any) -> dict[str, str]:

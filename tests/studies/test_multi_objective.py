@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from gentune.service.schemas.study import Constraint
 from gentune.service.studies.pareto import dominates, pareto_front
-from tests.conftest import ring_spec
+from tests.support.specs import ring_spec
 
 TWO = [
     {"metric": "mode_score", "direction": "maximize"},

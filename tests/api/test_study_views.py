@@ -13,7 +13,7 @@ from gentune.service.config import Settings
 from gentune.service.db.models import PruneRecord, Study, TrialState
 from gentune.service.db.repository import Repository
 from gentune.service.db.session import session_scope
-from tests.conftest import ring_spec
+from tests.support.specs import ring_spec
 
 YAML = {"Content-Type": "application/yaml"}
 

@@ -5,11 +5,9 @@ repository calls the worker's recorder makes."""
 from __future__ import annotations
 
 import io
-import math
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -23,130 +21,29 @@ from typing import Any
 import httpx
 import pytest
 import torch
-import uvicorn
 import yaml
 from pydantic import SecretStr
 from typer.testing import CliRunner, Result
 
-from gentune.service.app import create_app
 from gentune.service.artifacts import ArtifactStore, artifact_path
 from gentune.service.cli import app
-from gentune.service.config import Settings
-from gentune.service.db.models import PruneRecord, StudyState, TrialState, utcnow
+from gentune.service.db.models import PruneRecord, StudyState, TrialState
 from gentune.service.db.repository import Repository
 from gentune.service.db.session import session_scope
-from tests.conftest import ring_spec
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class ApiServer:
-    """The real app served by uvicorn from a background thread, on a port of its own that
-    stays the same when it is stopped and started again."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        config = uvicorn.Config(
-            create_app(self.settings, run_migrations=False),
-            host="127.0.0.1",
-            port=self.port,
-            log_level="warning",
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            assert self._thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.01)
-
-    def stop(self) -> None:
-        assert self._server is not None and self._thread is not None
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
-        assert not self._thread.is_alive(), "uvicorn did not stop"
-
-    def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        return httpx.request(method, f"{self.url}/api/v1{path}", timeout=10, **kwargs)
-
-    def new_study(self, **overrides: object) -> dict[str, Any]:
-        overrides.setdefault("name", f"cli-{uuid.uuid4().hex[:8]}")
-        response = self.api("POST", "/studies", json=ring_spec(**overrides))
-        assert response.status_code == 201, response.text
-        study: dict[str, Any] = response.json()
-        return study
+from tests.support.records import add_trial, finish_study, start_study
+from tests.support.servers import REPO_ROOT, ApiServer, api_server, free_port
+from tests.support.specs import BAD_DEFINITION, ring_spec
 
 
 @pytest.fixture(scope="module")
 def server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
     """One server for the module's tests (each makes studies of its own)."""
-    settings = Settings(
-        database_url=database_url,
-        artifact_dir=str(tmp_path_factory.mktemp("artifacts")),
-        api_token=None,
-        public_url=None,
-    )
-    api_server = ApiServer(settings)
-    api_server.start()
-    yield api_server
-    api_server.stop()
+    with api_server(database_url, tmp_path_factory.mktemp("artifacts")) as served:
+        yield served
 
 
 def gentune(*args: str, env: dict[str, str] | None = None) -> Result:
     return CliRunner().invoke(app, list(args), env=env)
-
-
-def start_study(settings: Settings, study_id: int) -> None:
-    """What a worker's claim does to the study, without the queue's choice of which one."""
-    with session_scope(settings.database_url) as session:
-        study = Repository(session).get_study(study_id)
-        study.state, study.started_at = StudyState.running, utcnow()
-
-
-def finish_study(
-    settings: Settings, study_id: int, state: StudyState, reason: str | None = None
-) -> None:
-    with session_scope(settings.database_url) as session:
-        repo = Repository(session)
-        repo.finish_study(repo.get_study(study_id), state, reason)
-
-
-def add_trial(
-    settings: Settings,
-    study_id: int,
-    number: int,
-    values: list[float],
-    state: TrialState,
-    reason: str | None = None,
-    prune: PruneRecord | None = None,
-    origin: str | None = None,
-) -> int:
-    """A trial that reported ``values`` (maximized) and ended in ``state``."""
-    with session_scope(settings.database_url) as session:
-        repo = Repository(session)
-        params = {"lr_g": 10 ** -(2 + number / 4)}
-        trial = repo.create_trial(study_id, number, params, None, origin)
-        best = -math.inf
-        for step, value in enumerate(values, start=1):
-            best = max(best, value)
-            repo.record_progress(
-                trial.id, step, {"mode_score": value}, best, step, {"node": "node-a"}
-            )
-        if state != TrialState.running:
-            repo.finish_trial(trial.id, state, reason, prune)
-        return trial.id
 
 
 def in_background(*steps: tuple[float, Callable[[], object]]) -> Callable[[], None]:
@@ -196,24 +93,6 @@ def test_submit_prints_the_study_id_and_its_page(server: ApiServer, tmp_path: Pa
     study = server.api("GET", f"/studies/{match[1]}").json()
     assert study["name"] == "cli-submitted" and study["state"] == "queued"
     assert match[2] == study["page_url"] == f"{server.url}/studies/{match[1]}"
-
-
-BAD_DEFINITION = """\
-name: bad-study
-trainer: gan2d
-params:
-  dataset: ring8
-search_space:
-  lr_g:
-    type: float
-    low: 0.1
-    high: 0.01
-objective:
-  metric: mode_score
-  direction: maximize
-budget:
-  n_trials: 0
-"""
 
 
 @pytest.mark.parametrize(

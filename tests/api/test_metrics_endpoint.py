@@ -17,7 +17,9 @@ from gentune.service.config import Settings
 from gentune.service.db.models import PruneRecord, StudyState, TrialState, utcnow
 from gentune.service.db.repository import Repository
 from gentune.service.db.session import migrate, session_scope
-from tests.conftest import LOCAL, new_database_url, ring_spec
+from tests.support.databases import new_database_url
+from tests.support.servers import LOCAL
+from tests.support.specs import ring_spec
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 T0 = datetime(2025, 1, 1, tzinfo=UTC)

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from gentune.service.config import Settings
 from gentune.service.db.models import Study
 from gentune.service.db.session import session_scope
-from tests.conftest import ring_spec
+from tests.support.specs import ring_spec
 
 
 def errors_of(client: TestClient, spec: dict[str, Any]) -> dict[str, str]:

@@ -14,7 +14,7 @@ from gentune.service.db.repository import Repository
 from gentune.service.db.session import optuna_storage, session_scope
 from gentune.service.scheduling.runner import PRIMARY_SUFFIX, run_study
 from gentune.service.schemas.study import StudySpec
-from tests.conftest import ring_spec
+from tests.support.specs import ring_spec
 
 
 def _queue(url: str, n: int) -> list[int]:

@@ -24,7 +24,8 @@ from gentune.service.artifacts import (
 )
 from gentune.service.db.repository import Repository
 from gentune.service.db.session import get_engine, session_scope
-from tests.conftest import new_database_url, run_gentune
+from tests.support.databases import new_database_url
+from tests.support.servers import run_gentune
 
 
 def _retention(store: ArtifactStore, keep_best: int, keep_last: bool) -> CheckpointRetention:

@@ -12,7 +12,8 @@ from fastapi.testclient import TestClient
 
 from gentune.service.app import create_app
 from gentune.service.config import Settings
-from tests.conftest import LOCAL, ring_spec
+from tests.support.servers import LOCAL
+from tests.support.specs import ring_spec
 
 YAML = {"Content-Type": "application/yaml"}
 JSON = {"Content-Type": "application/json"}

@@ -22,8 +22,9 @@ def fids_printed(output: str) -> list[float]:
 
 
 @pytest.mark.slow
-def test_three_dcgan_epochs_on_digits_print_falling_fid(tmp_path: Path) -> None:
-    """The README's first image command, as a new user types it."""
+def test_three_dcgan_epochs_on_digits_print_fid_falling_from_the_first(tmp_path: Path) -> None:
+    """The README's first image command, as a new user types it. GAN training is not
+    monotone: FID falls from the first evaluation, not at every epoch."""
     result = CliRunner().invoke(
         app,
         ["try", "dcgan", "-p", "dataset=digits", "-p", "epochs=3", "--out", str(tmp_path / "g.pt")],
@@ -31,7 +32,7 @@ def test_three_dcgan_epochs_on_digits_print_falling_fid(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     fids = fids_printed(result.output)
-    assert len(fids) == 3 and fids[0] > fids[1] > fids[2], result.output
+    assert len(fids) == 3 and max(fids[1:]) < fids[0] and min(fids) < 0.75 * fids[0], result.output
     assert "dataset_fingerprint" in result.output and "device: cpu" in result.output
     checkpoint = torch.load(tmp_path / "g.pt", weights_only=False)
     assert checkpoint["step"] == 3 and checkpoint["config"]["epochs"] == 3

@@ -10,7 +10,8 @@ from pydantic import SecretStr
 
 from gentune.service.app import create_app
 from gentune.service.config import Settings
-from tests.conftest import LOCAL, ring_spec
+from tests.support.servers import LOCAL
+from tests.support.specs import ring_spec
 
 
 def test_submit_then_read_back(client: TestClient) -> None:

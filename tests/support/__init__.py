@@ -1,0 +1,2 @@
+"""What the tests share besides fixtures: databases, study definitions, running services
+and records written the way the worker writes them."""
