@@ -7,12 +7,13 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 import sysconfig
 import venv
 from pathlib import Path
 
 import pytest
+
+from tests.support.packages import install_into, pip
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,20 +55,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ),
     )
     out = tmp_path_factory.mktemp("wheel")
-    run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--wheel-dir",
-            str(out),
-            str(source),
-        ]
-    )
+    pip("wheel", "--no-build-isolation", "--wheel-dir", out, source)
     (found,) = out.glob("gentune-*.whl")
     return found
 
@@ -79,20 +67,7 @@ def new_venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     venv.create(env_dir, with_pip=False)
     python = env_dir / "bin" / "python"
     site = Path(run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]))
-    run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-index",
-            "--target",
-            str(site),
-            str(wheel),
-        ]
-    )
+    install_into(site, wheel)
     # gentune's dependencies (torch, ray, ...) from this interpreter, as a plain path: the .pth
     # files there (this checkout's editable install among them) are not read.
     (site / "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")

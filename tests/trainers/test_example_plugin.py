@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 
 from gentune.trainers.base import Trainer
 from gentune.trainers.registry import get_trainer, trainer_classes
+from tests.support.packages import install_into
 from tests.trainers.contract import TrainerContract
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -27,24 +28,8 @@ def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """examples/plugin installed by pip into a folder of its own, put on sys.path."""
     site = tmp_path_factory.mktemp("plugin-site")
     source = shutil.copytree(EXAMPLE, tmp_path_factory.mktemp("plugin-src") / "plugin")
-    installed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--target",
-            str(site),
-            str(source),  # pip builds in the source folder: a copy keeps the checkout clean
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert installed.returncode == 0, installed.stderr
+    # pip builds in the source folder: a copy keeps the checkout clean.
+    install_into(site, source)
     assert list(site.glob("gentune_example_plugin-*.dist-info"))
     sys.path.insert(0, str(site))
     importlib.invalidate_caches()
