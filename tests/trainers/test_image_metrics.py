@@ -12,7 +12,7 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 
 from gentune.trainers.data import ImageData, digits
 from gentune.trainers.metrics.evaluator import ImageEvaluator
-from gentune.trainers.metrics.features import DomainClassifier, RandomFeatures
+from gentune.trainers.metrics.features import DomainClassifier, RandomFeatures, numerics_tag
 from gentune.trainers.metrics.image import ReferenceStats, fid, prdc, psnr, ssim
 
 
@@ -150,7 +150,30 @@ def test_psnr_and_ssim_reward_faithful_reconstructions(data: ImageData) -> None:
 
 def test_reference_features_are_cached(data: ImageData, tmp_path: Path) -> None:
     ImageEvaluator(data, "random", n_samples=200, cache_dir=tmp_path)
-    cached = list(tmp_path.glob(f"ref-{data.fingerprint}-random-200.pt"))
+    cached = list(tmp_path.glob(f"ref-{data.fingerprint}-random-200-{numerics_tag()}.pt"))
     assert len(cached) == 1
     again = ImageEvaluator(data, "random", n_samples=200, cache_dir=tmp_path)
     assert torch.equal(again.reference.features, torch.load(cached[0], weights_only=True))
+
+
+def test_a_cached_domain_classifier_serves_only_runs_with_its_thread_count(
+    data: ImageData, tmp_path: Path
+) -> None:
+    """gentune reproduce runs a trial again with the trial's torch thread count; the classifier
+    its FID comes from must be the trial's, bit for bit, never one another process (with
+    another thread count) trained and cached: its weights, and every FID, would differ."""
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = DomainClassifier.for_dataset(data, tmp_path / "a")
+        again = DomainClassifier.for_dataset(data, tmp_path / "b")  # trained afresh: the same
+        torch.set_num_threads(2)
+        DomainClassifier.for_dataset(data, tmp_path / "a")
+    finally:
+        torch.set_num_threads(threads)
+    for name, tensor in one.state_dict().items():
+        assert torch.equal(tensor, again.state_dict()[name]), name
+    files = sorted(f.name for f in (tmp_path / "a").glob("domain-*.pt"))
+    assert files == [
+        f"domain-{data.fingerprint}-torch{torch.__version__.split('+')[0]}-t{n}.pt" for n in (1, 2)
+    ]

@@ -24,7 +24,12 @@ from gentune.trainers.base import (
 from gentune.trainers.data import ImageData
 from gentune.trainers.loop import report_images, save_atomically, shuffled_batches
 from gentune.trainers.metrics.diversity import diversity_ratio, mean_pairwise_distance
-from gentune.trainers.metrics.features import DomainClassifier, default_cache_dir, extractor_for
+from gentune.trainers.metrics.features import (
+    DomainClassifier,
+    default_cache_dir,
+    extractor_for,
+    numerics_tag,
+)
 from gentune.trainers.metrics.image import ReferenceStats, class_kl, fid, inception_score, kid, prdc
 
 IMAGE_METRIC_SPECS = {
@@ -196,7 +201,8 @@ class ImageEvaluator:
 
     def _reference_features(self) -> torch.Tensor:
         n = min(self.n_samples, self.data.train.shape[0])
-        path = self.cache_dir / f"ref-{self.data.fingerprint}-{self.extractor.name}-{n}.pt"
+        name = f"ref-{self.data.fingerprint}-{self.extractor.name}-{n}-{numerics_tag()}.pt"
+        path = self.cache_dir / name
         if path.is_file():
             return torch.load(path, weights_only=True)
         order = torch.randperm(self.data.train.shape[0], generator=torch.Generator().manual_seed(0))

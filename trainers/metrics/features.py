@@ -29,6 +29,14 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("GENTUNE_CACHE_DIR", Path.home() / ".cache" / "gentune"))
 
 
+def numerics_tag() -> str:
+    """What, besides the data, decides the bits of what is cached here (a trained domain
+    classifier, reference features): torch's version and its thread count, which changes the
+    order of float sums. A run (or ``gentune reproduce`` of it) then reads only what a run
+    like it computed, never a near twin that would move its FID."""
+    return f"torch{torch.__version__.split('+')[0]}-t{torch.get_num_threads()}"
+
+
 class FeatureExtractor(nn.Module):
     """Maps a batch of images in [-1, 1] to feature vectors; ``num_features`` is their size."""
 
@@ -79,7 +87,7 @@ class DomainClassifier(FeatureExtractor):
         with torch.random.fork_rng():
             torch.manual_seed(0)
             model = cls(data.channels, data.size, data.n_classes)
-        path = (cache_dir or default_cache_dir()) / f"domain-{data.fingerprint}.pt"
+        path = (cache_dir or default_cache_dir()) / f"domain-{data.fingerprint}-{numerics_tag()}.pt"
         if path.is_file():
             model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
             return model.eval()
