@@ -507,3 +507,23 @@ def test_kuberay_pods_share_the_artifact_claim_at_the_image_path(
     assert "ReadWriteMany" in claims[claim]["spec"]["accessModes"], (
         f"the artifact claim {claim} must be ReadWriteMany: trials write from every node"
     )
+
+
+def test_the_image_copies_every_folder_the_package_is_built_from() -> None:
+    """The wheel is built from gentune/ and the two folders it links in; the image must copy
+    all three (and the build files), and .dockerignore must let them through."""
+    copied = {
+        line.split()[1]
+        for line in DOCKERFILE.read_text().splitlines()
+        if line.startswith("COPY ") and not line.startswith("COPY --from")
+    }
+    links = {path.name for path in (ROOT / "gentune").iterdir() if path.is_symlink()}
+    needed = {"pyproject.toml", "README.md", "gentune", *links}
+    assert links == {"service", "trainers"}
+    assert needed <= copied, needed - copied
+    ignored = {
+        line.strip().rstrip("/")
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    assert not needed & ignored, needed & ignored
