@@ -8,8 +8,9 @@ What a trainer plugin or a notebook imports comes from here, and only from here:
 
 The API client (``Client``, ``ApiError``); the trainer interface (``Trainer``,
 ``TrainerParams``, ``Reporter``, ``MetricSpec``, ``Checkpoint``); the image trainers' run,
-params, data and metrics (``start_image_run``, ``ImageRun``); and what every training loop
-shares (``EpochMeter``, ``shuffled_batches``, ``batched``, ``report_epoch``,
+params, data and metrics (``start_image_run``, ``ImageRun``); an image model that trains on
+one loss, its loop written for it (``ImageModel``, ``ImageModelTrainer``); and what every
+training loop shares (``EpochMeter``, ``shuffled_batches``, ``batched``, ``report_epoch``,
 ``report_images``; ``GanParams``, ``GanPair`` and ``gan_step`` for GANs). Everything else
 (``gentune.service``, ``gentune.trainers``) is the implementation and may change between
 versions. Names load on first use, so ``import gentune`` (and the ``gentune`` command) does
@@ -43,6 +44,9 @@ if TYPE_CHECKING:
     from gentune.trainers.gan_losses import adam_pair as adam_pair
     from gentune.trainers.gan_losses import ema_of as ema_of
     from gentune.trainers.gan_losses import gan_step as gan_step
+    from gentune.trainers.image_model import ImageModel as ImageModel
+    from gentune.trainers.image_model import ImageModelParams as ImageModelParams
+    from gentune.trainers.image_model import ImageModelTrainer as ImageModelTrainer
     from gentune.trainers.loop import EpochMeter as EpochMeter
     from gentune.trainers.loop import batched as batched
     from gentune.trainers.loop import report_epoch as report_epoch
@@ -51,6 +55,7 @@ if TYPE_CHECKING:
     from gentune.trainers.loop import shuffled_batches as shuffled_batches
     from gentune.trainers.metrics.evaluator import IMAGE_METRIC_SPECS as IMAGE_METRIC_SPECS
     from gentune.trainers.metrics.evaluator import IMAGE_PRUNER_DEFAULTS as IMAGE_PRUNER_DEFAULTS
+    from gentune.trainers.metrics.evaluator import IMAGE_TRAINER_METRICS as IMAGE_TRAINER_METRICS
     from gentune.trainers.metrics.evaluator import MODE_COLLAPSE_RULE as MODE_COLLAPSE_RULE
     from gentune.trainers.metrics.evaluator import OPTIMIZER_METRIC_SPECS as OPTIMIZER_METRIC_SPECS
     from gentune.trainers.metrics.evaluator import SAMPLING_METRIC_SPECS as SAMPLING_METRIC_SPECS
@@ -84,6 +89,7 @@ _PUBLIC: dict[str, tuple[str, ...]] = {
         "ema_of",
         "gan_step",
     ),
+    "gentune.trainers.image_model": ("ImageModel", "ImageModelParams", "ImageModelTrainer"),
     "gentune.trainers.loop": (
         "EpochMeter",
         "batched",
@@ -95,6 +101,7 @@ _PUBLIC: dict[str, tuple[str, ...]] = {
     "gentune.trainers.metrics.evaluator": (
         "IMAGE_METRIC_SPECS",
         "IMAGE_PRUNER_DEFAULTS",
+        "IMAGE_TRAINER_METRICS",
         "MODE_COLLAPSE_RULE",
         "OPTIMIZER_METRIC_SPECS",
         "SAMPLING_METRIC_SPECS",

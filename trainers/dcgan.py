@@ -44,10 +44,9 @@ from gentune.trainers.loop import (
     batched,
 )
 from gentune.trainers.metrics.evaluator import (
-    IMAGE_METRIC_SPECS,
     IMAGE_PRUNER_DEFAULTS,
+    IMAGE_TRAINER_METRICS,
     MODE_COLLAPSE_RULE,
-    SAMPLING_METRIC_SPECS,
     start_image_run,
 )
 
@@ -146,8 +145,7 @@ class DCGANTrainer(CriticAwareMetrics, ImageTrainer):
     )
     pruner_defaults = IMAGE_PRUNER_DEFAULTS
     metrics = {
-        **IMAGE_METRIC_SPECS,
-        **SAMPLING_METRIC_SPECS,
+        **IMAGE_TRAINER_METRICS,
         **GAN_METRIC_SPECS,
         "lr_g": MetricSpec("Generator learning rate.", None),
         "lr_d": MetricSpec("Discriminator learning rate.", None),

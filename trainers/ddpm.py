@@ -34,10 +34,9 @@ from gentune.trainers.base import (
 from gentune.trainers.gan_losses import ema_of, grad_norm
 from gentune.trainers.loop import EpochMeter
 from gentune.trainers.metrics.evaluator import (
-    IMAGE_METRIC_SPECS,
     IMAGE_PRUNER_DEFAULTS,
+    IMAGE_TRAINER_METRICS,
     OPTIMIZER_METRIC_SPECS,
-    SAMPLING_METRIC_SPECS,
     one_network_rules,
     start_image_run,
 )
@@ -180,8 +179,7 @@ class DDPMTrainer(ImageTrainer):
     stability_defaults = one_network_rules(loss_floor=0.5, max_grad_norm=100.0)
     pruner_defaults = IMAGE_PRUNER_DEFAULTS
     metrics = {
-        **IMAGE_METRIC_SPECS,
-        **SAMPLING_METRIC_SPECS,
+        **IMAGE_TRAINER_METRICS,
         "loss": MetricSpec("Noise-prediction MSE, mean over the epoch.", "minimize"),
         **OPTIMIZER_METRIC_SPECS,
     }

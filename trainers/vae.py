@@ -34,10 +34,9 @@ from gentune.trainers.loop import (
     batched,
 )
 from gentune.trainers.metrics.evaluator import (
-    IMAGE_METRIC_SPECS,
     IMAGE_PRUNER_DEFAULTS,
+    IMAGE_TRAINER_METRICS,
     OPTIMIZER_METRIC_SPECS,
-    SAMPLING_METRIC_SPECS,
     one_network_rules,
     start_image_run,
 )
@@ -113,8 +112,7 @@ class VAETrainer(ImageTrainer):
     stability_defaults = one_network_rules(loss_floor=10.0, max_grad_norm=1e4)
     pruner_defaults = IMAGE_PRUNER_DEFAULTS
     metrics = {
-        **IMAGE_METRIC_SPECS,
-        **SAMPLING_METRIC_SPECS,
+        **IMAGE_TRAINER_METRICS,
         "psnr": MetricSpec("PSNR (dB) of held-out reconstructions.", "maximize"),
         "ssim": MetricSpec("SSIM of held-out reconstructions.", "maximize"),
         "loss": MetricSpec("Negative ELBO per image (reconstruction + beta KL).", "minimize"),

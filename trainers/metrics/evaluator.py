@@ -73,6 +73,10 @@ SAMPLING_METRIC_SPECS = {
 }
 """What the built-in image trainers also report: what drawing samples costs."""
 
+IMAGE_TRAINER_METRICS = {**IMAGE_METRIC_SPECS, **SAMPLING_METRIC_SPECS}
+"""What ``report_images`` gives every image trainer: the image metrics, throughput and the
+sampling cost. A trainer adds its own (losses) beside them."""
+
 OPTIMIZER_METRIC_SPECS = {
     "grad_norm": MetricSpec("Gradient norm, mean over the epoch.", None),
     "lr": MetricSpec("Learning rate.", None),
