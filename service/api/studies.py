@@ -39,7 +39,12 @@ from gentune.service.studies.definition_text import spec_from_text
 from gentune.service.studies.export import export_json, metrics_csv, trials_csv
 from gentune.service.studies.fine_tuning import resolve_init_from
 from gentune.service.studies.validation import resolved_definition, validate_spec
-from gentune.service.studies.views import best_of_study, describe_study, describe_trial
+from gentune.service.studies.views import (
+    best_of_study,
+    describe_studies,
+    describe_study,
+    describe_trial,
+)
 from gentune.service.studies.warm_start import refined_definition, resolve_warm_start
 
 router = APIRouter(
@@ -208,7 +213,7 @@ def list_studies(
     state: Annotated[StudyStateFilter | None, Query()] = None,
 ) -> Page[StudyOut]:
     studies, count = repo.list_studies(paging.offset, paging.limit, state)
-    return Page(data=[describe_study(repo, s, base_url) for s in studies], count=count)
+    return Page(data=describe_studies(repo, studies, base_url), count=count)
 
 
 @router.get("/{study_id:int}", operation_id="get_study", responses=NOT_FOUND)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import CursorResult, and_, delete, func, null, or_, select, update
+from sqlalchemy import CursorResult, and_, case, delete, func, null, or_, select, update
 from sqlalchemy.orm import Session
 
 from gentune.service.db.models import (
@@ -45,6 +46,16 @@ def as_utc(moment: datetime | None) -> datetime | None:
     if moment is None or moment.tzinfo is not None:
         return moment
     return moment.replace(tzinfo=UTC)
+
+
+@dataclass
+class StudySummary:
+    """What a study's summary shows of its trials: how many are in each state, its best
+    (completed, feasible) trial, and its first trial of a given origin (the baseline)."""
+
+    counts: dict[str, int] = field(default_factory=lambda: {s.value: 0 for s in TrialState})
+    best: Trial | None = None
+    of_origin: Trial | None = None
 
 
 class Repository:
@@ -400,6 +411,64 @@ class Repository:
             )
             or 0
         )
+
+    def study_summaries(self, studies: Sequence[Study], origin: str) -> dict[int, StudySummary]:
+        """Each study's ``StudySummary``, in one query however many studies: window functions
+        rank each study's trials by value (for its best), by number within ``origin`` and
+        count them by state; only the rows that carry one of those answers come back."""
+        summaries = {study.id: StudySummary() for study in studies}
+        if not studies:
+            return summaries
+        maximize = [s.id for s in studies if s.spec["objective"]["direction"] == "maximize"]
+        eligible = and_(
+            Trial.state == TrialState.completed,
+            Trial.value.is_not(None),
+            or_(Trial.feasible.is_(None), Trial.feasible.is_(True)),
+        )
+        unranked = case((eligible, 0), else_=1)
+        signed = case((Trial.study_id.in_(maximize), -Trial.value), else_=Trial.value)
+        of_origin = case((Trial.origin == origin, 1), else_=0)
+        by_state = (Trial.study_id, Trial.state)
+        ranked = (
+            select(
+                Trial.id.label("trial_id"),
+                unranked.label("unranked"),
+                of_origin.label("of_origin"),
+                func.row_number()
+                .over(partition_by=Trial.study_id, order_by=(unranked, signed, Trial.number))
+                .label("best_rank"),
+                func.row_number()
+                .over(partition_by=(Trial.study_id, of_origin), order_by=Trial.number)
+                .label("origin_rank"),
+                func.count().over(partition_by=by_state).label("in_state"),
+                func.row_number()
+                .over(partition_by=by_state, order_by=Trial.id)
+                .label("state_rank"),
+            )
+            .where(Trial.study_id.in_(list(summaries)))
+            .subquery()
+        )
+        rows = self.session.execute(
+            select(Trial, ranked.c.unranked, ranked.c.of_origin, ranked.c.in_state)
+            .add_columns(ranked.c.best_rank, ranked.c.origin_rank, ranked.c.state_rank)
+            .join(ranked, Trial.id == ranked.c.trial_id)
+            .where(
+                or_(
+                    and_(ranked.c.best_rank == 1, ranked.c.unranked == 0),
+                    and_(ranked.c.origin_rank == 1, ranked.c.of_origin == 1),
+                    ranked.c.state_rank == 1,
+                )
+            )
+        )
+        for trial, unranked_, is_origin, in_state, best_rank, origin_rank, state_rank in rows:
+            summary = summaries[trial.study_id]
+            if best_rank == 1 and unranked_ == 0:
+                summary.best = trial
+            if origin_rank == 1 and is_origin == 1:
+                summary.of_origin = trial
+            if state_rank == 1:
+                summary.counts[str(trial.state)] = int(in_state)
+        return summaries
 
     def trial_of_origin(self, study_id: int, origin: str) -> Trial | None:
         """The study's trial that ran the config queued as ``origin`` (the first, if several)."""

@@ -33,12 +33,16 @@ def improvement(best: float, baseline: float, direction: str) -> float | None:
 
 def describe_baseline(repo: Repository, study: Study, best: Trial | None) -> BaselineOut | None:
     """The study's baseline trial and how its best compares; None when it runs none."""
+    return baseline_view(study, repo.trial_of_origin(study.id, BASELINE), best)
+
+
+def baseline_view(study: Study, trial: Trial | None, best: Trial | None) -> BaselineOut | None:
+    """``describe_baseline`` with the baseline ``trial`` (None: not started yet) at hand."""
     if "baseline" not in study.spec:
         return None  # submitted before studies ran their defaults first
     spec = StudySpec.model_validate(study.spec)
     if not runs_baseline(spec):
         return None
-    trial = repo.trial_of_origin(study.id, BASELINE)
     trainer = get_trainer(spec.trainer)
     config = baseline_config(spec, trainer) if trainer is not None else QueuedConfig(BASELINE, {})
     state = "queued" if trial is None else str(trial.state)

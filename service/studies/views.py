@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from gentune.service.artifacts import is_checkpoint, media_type
 from gentune.service.db.models import Study, Trial
-from gentune.service.db.repository import Repository
+from gentune.service.db.repository import Repository, StudySummary
 from gentune.service.errors import NotFound
 from gentune.service.schemas.api import (
     ArtifactOut,
@@ -31,8 +31,9 @@ from gentune.service.schemas.study import (
     StabilityRule,
     StabilitySpec,
 )
-from gentune.service.studies.baseline import describe_baseline
+from gentune.service.studies.baseline import baseline_view, describe_baseline
 from gentune.service.studies.pareto import pareto_front
+from gentune.service.studies.warm_start import BASELINE
 from gentune.trainers.registry import get_trainer
 
 
@@ -40,9 +41,18 @@ def api_url(base_url: str, path: str) -> str:
     return f"{base_url}/api/v1{path}"
 
 
+def describe_studies(repo: Repository, studies: list[Study], base_url: str) -> list[StudyOut]:
+    """Summaries of ``studies``, their trials read in one query for all of them."""
+    summaries = repo.study_summaries(studies, BASELINE)
+    return [summarize(study, summaries[study.id], base_url) for study in studies]
+
+
 def describe_study(repo: Repository, study: Study, base_url: str) -> StudyOut:
-    objective = study.spec["objective"]
-    best = repo.best_trial(study.id, objective["direction"])
+    return describe_studies(repo, [study], base_url)[0]
+
+
+def summarize(study: Study, summary: StudySummary, base_url: str) -> StudyOut:
+    objective, best = study.spec["objective"], summary.best
     return StudyOut(
         id=study.id,
         name=study.name,
@@ -57,11 +67,11 @@ def describe_study(repo: Repository, study: Study, base_url: str) -> StudyOut:
         cancelled_by=study.cancelled_by,
         objective=objective,
         n_trials=study.spec["budget"]["n_trials"],
-        trial_counts=TrialCounts(**repo.trial_counts(study.id)),
+        trial_counts=TrialCounts(**summary.counts),
         best=BestSoFar(trial_id=best.id, number=best.number, value=best.value)
         if best is not None and best.value is not None
         else None,
-        baseline=describe_baseline(repo, study, best),
+        baseline=baseline_view(study, summary.of_origin, best),
         optuna_study_name=study.optuna_study_name,
         created_at=study.created_at,
         started_at=study.started_at,
