@@ -59,13 +59,7 @@ router = APIRouter(
     ),
 )
 
-StudyStateFilter = Literal["queued", "running", "completed", "failed", "cancelled"]
-TrialStateFilter = Literal["running", "completed", "pruned", "failed"]
-TrialSortKey = Literal[
-    "number", "value", "state", "last_step", "created_at", "finished_at", "rating"
-]
-StudyId = Annotated[int, Path(ge=1, le=MAX_ID, description="The study's id.")]
-assert set(get_args(TrialSortKey)) == set(TRIAL_SORT_KEYS)
+
 NOT_FOUND = error_responses({404: "No such study."})
 WRITE_ERROR_TEXTS = {
     401: "A token is needed.",
@@ -75,6 +69,70 @@ WRITE_ERRORS = error_responses(WRITE_ERROR_TEXTS)
 SUBMIT_ERRORS = error_responses(
     {**WRITE_ERROR_TEXTS, 413: "The body is larger than GENTUNE_MAX_BODY_BYTES."}
 )
+
+
+def _cached(
+    request: Request,
+    cache: charts.ViewCache,
+    key: tuple[Any, ...],
+    revision: str,
+    compute: Callable[[], BaseModel],
+) -> Response:
+    """Serve a view from the cache, with an ETag so a poller that has it gets a bare 304."""
+    return _respond(request, *cache.get(key, revision, compute))
+
+
+def _tagged(request: Request, view: BaseModel) -> Response:
+    """``view`` with an ETag of its bytes: a poller that sends it back while nothing it shows
+    has changed gets a bare 304 (the server still reads the study; the network carries
+    nothing)."""
+    return _respond(request, *charts.json_with_etag(view))
+
+
+def _respond(request: Request, body: bytes, etag: str) -> Response:
+    headers = {"ETag": etag, "Cache-Control": "no-cache"}
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers=headers)
+    return Response(content=body, media_type="application/json", headers=headers)
+
+
+TAGGED_VIEW: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The view.",
+        "headers": {
+            "ETag": {
+                "description": "Send it back in If-None-Match to get a 304 while nothing changed.",
+                "required": True,
+                "schema": {"type": "string"},
+            }
+        },
+    },
+    304: {"description": "Nothing changed since the ETag sent in If-None-Match."},
+    **NOT_FOUND,
+}
+
+CACHED_VIEW: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The view, computed at most once per change of the study.",
+        "headers": {
+            "ETag": {
+                "description": "Send it back in If-None-Match to get a 304 while nothing changed.",
+                "required": True,
+                "schema": {"type": "string"},
+            }
+        },
+    },
+    304: {"description": "Nothing changed since the ETag sent in If-None-Match."},
+    **NOT_FOUND,
+}
+
+StudyStateFilter = Literal["queued", "running", "completed", "failed", "cancelled"]
+TrialStateFilter = Literal["running", "completed", "pruned", "failed"]
+TrialSortKey = Literal[
+    "number", "value", "state", "last_step", "created_at", "finished_at", "rating"
+]
+StudyId = Annotated[int, Path(ge=1, le=MAX_ID, description="The study's id.")]
+assert set(get_args(TrialSortKey)) == set(TRIAL_SORT_KEYS)
 
 
 def _links(**operations: str) -> dict[str, Any]:
@@ -216,9 +274,13 @@ def list_studies(
     return Page(data=describe_studies(repo, studies, base_url), count=count)
 
 
-@router.get("/{study_id:int}", operation_id="get_study", responses=NOT_FOUND)
-def get_study(study_id: StudyId, repo: RepositoryDep, base_url: BaseUrlDep) -> StudyOut:
-    return describe_study(repo, repo.get_study(study_id), base_url)
+@router.get(
+    "/{study_id:int}", operation_id="get_study", response_model=StudyOut, responses=TAGGED_VIEW
+)
+def get_study(
+    study_id: StudyId, request: Request, repo: RepositoryDep, base_url: BaseUrlDep
+) -> Response:
+    return _tagged(request, describe_study(repo, repo.get_study(study_id), base_url))
 
 
 @router.post(
@@ -241,52 +303,27 @@ def cancel_study(
     return describe_study(repo, repo.request_cancel(study_id, who.name if who else None), base_url)
 
 
-@router.get("/{study_id:int}/trials", operation_id="list_trials", responses=NOT_FOUND)
+@router.get(
+    "/{study_id:int}/trials",
+    operation_id="list_trials",
+    response_model=Page[TrialOut],
+    responses=TAGGED_VIEW,
+)
 def list_trials(
     study_id: StudyId,
+    request: Request,
     repo: RepositoryDep,
     paging: PagingDep,
     state: Annotated[TrialStateFilter | None, Query()] = None,
     sort: Annotated[TrialSortKey, Query(description="Column to order by.")] = "number",
     order: Annotated[Literal["asc", "desc"], Query(description="Sort direction.")] = "asc",
-) -> Page[TrialOut]:
+) -> Response:
     """A page of the study's trials; trials without a value sort last in either order."""
     repo.get_study(study_id)
     trials, count = repo.list_trials(
         study_id, paging.offset, paging.limit, state, sort, descending=order == "desc"
     )
-    return Page(data=[describe_trial(t) for t in trials], count=count)
-
-
-def _cached(
-    request: Request,
-    cache: charts.ViewCache,
-    key: tuple[Any, ...],
-    revision: str,
-    compute: Callable[[], BaseModel],
-) -> Response:
-    """Serve a view from the cache, with an ETag so a poller that has it gets a bare 304."""
-    body, etag = cache.get(key, revision, compute)
-    headers = {"ETag": etag, "Cache-Control": "no-cache"}
-    if request.headers.get("if-none-match") == etag:
-        return Response(status_code=304, headers=headers)
-    return Response(content=body, media_type="application/json", headers=headers)
-
-
-CACHED_VIEW: dict[int | str, dict[str, Any]] = {
-    200: {
-        "description": "The view, computed at most once per change of the study.",
-        "headers": {
-            "ETag": {
-                "description": "Send it back in If-None-Match to get a 304 while nothing changed.",
-                "required": True,
-                "schema": {"type": "string"},
-            }
-        },
-    },
-    304: {"description": "Nothing changed since the ETag sent in If-None-Match."},
-    **NOT_FOUND,
-}
+    return _tagged(request, Page(data=[describe_trial(t) for t in trials], count=count))
 
 
 @router.get(
@@ -370,11 +407,17 @@ def param_importances(
 @router.get(
     "/{study_id:int}/best",
     operation_id="get_best",
-    responses=error_responses({404: "No such study, or no completed trial yet."}),
+    response_model=BestOut,
+    responses={
+        **TAGGED_VIEW,
+        **error_responses({404: "No such study, or no completed trial yet."}),
+    },
 )
-def get_best(study_id: StudyId, repo: RepositoryDep, base_url: BaseUrlDep) -> BestOut:
+def get_best(
+    study_id: StudyId, request: Request, repo: RepositoryDep, base_url: BaseUrlDep
+) -> Response:
     """The best completed trial: its config, value, metrics and checkpoint URL."""
-    return best_of_study(repo, repo.get_study(study_id), base_url)
+    return _tagged(request, best_of_study(repo, repo.get_study(study_id), base_url))
 
 
 @router.get(

@@ -75,8 +75,7 @@ class ViewCache:
             found = self._hit(key, revision)  # computed by the request we waited for
             if found is not None:
                 return found
-            body = compute().model_dump_json().encode()
-            etag = '"' + hashlib.sha1(body).hexdigest()[:24] + '"'
+            body, etag = json_with_etag(compute())
             with self._lock:
                 self._entries[key] = (revision, body, etag)
                 self._entries.move_to_end(key)
@@ -84,6 +83,12 @@ class ViewCache:
                     self._entries.popitem(last=False)
                 self._computing.pop(key, None)
         return body, etag
+
+
+def json_with_etag(view: BaseModel) -> tuple[bytes, str]:
+    """``view``'s JSON body and an ETag made from those bytes."""
+    body = view.model_dump_json().encode()
+    return body, '"' + hashlib.sha1(body).hexdigest()[:24] + '"'
 
 
 def trial_columns(repo: Repository, study: Study, revision: str) -> TrialColumns:

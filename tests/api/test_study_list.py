@@ -102,3 +102,23 @@ def test_the_list_costs_the_same_queries_for_three_studies_or_nine(
     assert listed["more-1-max"]["best"]["value"] == 0.7
     assert listed["more-1-max"]["baseline"]["value"] == 0.4
     assert listed["more-1-min"]["best"]["value"] == 1.0
+
+
+def test_study_trials_and_best_carry_etags_that_change_with_the_study(
+    client: TestClient, settings: Settings
+) -> None:
+    study_id = _seed(client, settings, "tags")[0]
+    paths = [f"/api/v1/studies/{study_id}{tail}" for tail in ("", "/trials", "/best")]
+    tags = {}
+    for path in paths:
+        first = client.get(path)
+        assert first.status_code == 200 and first.headers["ETag"], path
+        tags[path] = first.headers["ETag"]
+        again = client.get(path, headers={"If-None-Match": tags[path]})
+        assert (again.status_code, again.content) == (304, b""), path
+    assert client.get(paths[0]).json()["best"]["value"] == 0.7
+    add_trial(settings, study_id, 6, [0.99], TrialState.completed)
+    for path in paths:
+        changed = client.get(path, headers={"If-None-Match": tags[path]})
+        assert changed.status_code == 200 and changed.headers["ETag"] != tags[path], path
+    assert client.get(paths[2]).json()["value"] == 0.99
