@@ -201,11 +201,18 @@ def replay(
     """The step at which each rule, alone, would first have stopped the run."""
     trainer = get_trainer(run.trainer)
     assert trainer is not None
-    watched = watched_metrics(trainer, trainer.parse_params(run.params), run.objective)
+    params = trainer.parse_params(run.params)
+    watched = watched_metrics(trainer, params, run.objective)
     fired: dict[str, int] = {}
     for rule in rules:
         monitor = StabilityMonitor(
-            [rule], run.objective, run.direction, watched, trainer.metrics, peers
+            [rule],
+            run.objective,
+            run.direction,
+            watched,
+            trainer.metrics,
+            peers,
+            horizon=trainer.evaluations(params),
         )
         for step, metrics in history:
             verdict = monitor.observe(step, metrics)

@@ -254,6 +254,12 @@ class Trainer(abc.ABC):
         """The metrics a run with ``params`` gives values for (default: all of ``metrics``)."""
         return self.metrics
 
+    def evaluations(self, params: TrainerParams) -> int | None:
+        """The step of a run's last evaluation with ``params``, if known: by default its
+        ``epochs`` param, for a trainer that evaluates once per epoch (every built-in one)."""
+        epochs = getattr(params, "epochs", None)
+        return epochs if isinstance(epochs, int) and epochs > 0 else None
+
     @abc.abstractmethod
     def train(self, params: TrainerParams, device: torch.device, reporter: Reporter) -> None:
         """Train with ``params``, calling ``reporter.report`` after every evaluation."""

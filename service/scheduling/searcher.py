@@ -269,6 +269,7 @@ class OptunaSearcher(DriverSide, Searcher):
             peers=study_peers(
                 self.ledger.pruning_study or self.study, self.ledger.direction, exclude=number
             ),
+            horizon=self.trainer.evaluations(trial_params),
         )
 
     def save_to_dir(self, checkpoint_dir: str, session_str: str = "default") -> None:

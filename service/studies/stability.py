@@ -312,7 +312,9 @@ class _Best:
 class DeadObjectiveCheck(RuleCheck):
     """The objective still at its floor, the guide (if any) not yet ``guide_delta`` better than
     its first value, while some of the study's other trials (completed, pruned or running) had
-    done better by this step."""
+    done better by this step. Past ``guide_until`` of the run's ``horizon`` (its last
+    evaluation step, when known) the guide no longer spares it: a slow starter has had most of
+    its run to leave the floor."""
 
     rule: DeadObjectiveRule
 
@@ -324,8 +326,10 @@ class DeadObjectiveCheck(RuleCheck):
         worst: float | None,
         guide_maximize: bool,
         peers: Peers | None,
+        horizon: int | None = None,
     ) -> None:
         super().__init__(rule)
+        self.horizon = horizon
         self.objective = objective
         self.sign = 1.0 if maximize else -1.0
         self.worst = worst
@@ -351,10 +355,14 @@ class DeadObjectiveCheck(RuleCheck):
             return True
         first = self.guide.first
         return (
-            first is not None
+            not self.past_guide_grace()
+            and first is not None
             and first != 0
             and (self.guide.gain_over(first) / abs(first) > self.rule.guide_delta)
         )
+
+    def past_guide_grace(self) -> bool:
+        return self.horizon is not None and self.step > self.rule.guide_until * self.horizon
 
     def condition(self, metrics: Mapping[str, float]) -> tuple[dict[str, float], str] | None:
         value, floor = metrics.get(self.objective), self.floor
@@ -367,11 +375,14 @@ class DeadObjectiveCheck(RuleCheck):
             return None
         top = max(better, key=lambda v: self.sign * v)
         kind = "the worst it can be" if self.worst is not None else "its first value"
-        guide = (
-            f" and {self.rule.guide} is not {self.rule.guide_delta:.0%} better than at first"
-            if self.rule.guide is not None
-            else ""
-        )
+        guide, rule = "", self.rule
+        if rule.guide is not None and self.past_guide_grace():
+            guide = (
+                f" by step {self.step} of {self.horizon} ({rule.guide}'s progress spares a "
+                f"trial only for the first {rule.guide_until:.0%} of its run)"
+            )
+        elif rule.guide is not None:
+            guide = f" and {rule.guide} is not {rule.guide_delta:.0%} better than at first"
         trials = f"{len(better)} other trial{'s' if len(better) != 1 else ''}"
         return {
             self.objective: value,
@@ -396,6 +407,8 @@ class StabilityMonitor:
     watched: Collection[str] = ()
     metric_specs: Mapping[str, MetricSpec] = field(default_factory=dict)
     peers: Peers | None = None
+    horizon: int | None = None
+    """The run's last evaluation step, if known (``Trainer.evaluations``)."""
     checks: list[RuleCheck] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -425,6 +438,7 @@ class StabilityMonitor:
                     spec.worst if spec is not None else None,
                     guide is not None and guide.direction == "maximize",
                     self.peers,
+                    self.horizon,
                 )
         raise ValueError(f"no check for rule {rule!r}")
 

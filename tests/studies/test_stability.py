@@ -198,7 +198,10 @@ def test_non_finite_watches_what_the_params_report() -> None:
 
 
 def _dead_monitor(
-    peers: list[list[float]], rule: dict[str, Any] | None = None, worst: float | None = 0.0
+    peers: list[list[float]],
+    rule: dict[str, Any] | None = None,
+    worst: float | None = 0.0,
+    horizon: int | None = None,
 ) -> StabilityMonitor:
     """dead_objective on mode_score (maximized, worst value ``worst``), the study's completed
     trials given as their objective at each step."""
@@ -215,6 +218,7 @@ def _dead_monitor(
             "frechet": MetricSpec("", "minimize"),
         },
         peers=completed,
+        horizon=horizon,
     )
 
 
@@ -260,6 +264,32 @@ def test_dead_objective_spares_a_slow_starter_whose_guide_improves() -> None:
     verdict = _first_verdict(_dead_monitor([good], rule), stuck)
     assert verdict is not None and verdict.step == 5
     assert "frechet is not 20% better than at first" in verdict.message
+
+
+def test_a_guide_spares_a_slow_starter_only_for_the_first_part_of_its_run() -> None:
+    rule = {"guide": "frechet", "guide_delta": 0.2}  # guide_until 0.67 by default
+    good = [0.0, 0.1, 0.3, 0.5, 0.7, 0.8, 0.8, 0.85, 0.9, 0.9, 0.9, 0.9]
+    # frechet keeps falling, mode_score never leaves 0: a dead trial with a busy guide.
+    busy = [{"mode_score": 0.0, "frechet": 1 / (1 + 0.1 * i)} for i in range(12)]
+    assert _first_verdict(_dead_monitor([good], rule), busy) is None, "no horizon: spared"
+    verdict = _first_verdict(_dead_monitor([good], rule, horizon=12), busy)
+    # Past 0.67 x 12 = 8.04, steps 9 and 10 count (patience 2): stopped at 10 of 12.
+    assert verdict is not None and verdict.step == 10
+    assert "by step 10 of 12 (frechet's progress spares a trial only for the first 67%" in (
+        verdict.message
+    )
+    # The labelled late escaper leaves 0 at 60% of its run: inside the grace, it goes on.
+    late = [{"mode_score": 0.0 if i < 18 else 0.5, "frechet": 1 / (1 + 0.1 * i)} for i in range(30)]
+    assert _first_verdict(_dead_monitor([good * 3], rule, horizon=30), late) is None
+    everything = {**rule, "guide_until": 1.0}
+    assert _first_verdict(_dead_monitor([good], everything, horizon=12), busy) is None
+
+
+def test_every_trainer_knows_how_many_evaluations_a_run_makes() -> None:
+    for name in ("gan2d", "dcgan", "vae", "ddpm"):
+        trainer = get_trainer(name)
+        assert trainer is not None
+        assert trainer.evaluations(trainer.parse_params({"epochs": 7})) == 7
 
 
 def test_dead_objective_without_a_worst_value_takes_the_first_as_the_floor() -> None:
