@@ -45,7 +45,10 @@ import ray
 import yaml
 from study_runs import Outcome, run_definition
 
+from gentune.service.schemas.study import StudySpec
 from gentune.service.studies.baseline import improvement
+from gentune.service.studies.space import sampler_for
+from gentune.trainers.registry import get_trainer
 
 SUITE = sorted(str(p) for p in Path("search_spaces/untuned").glob("*.yaml"))
 QUICK = ["search_spaces/untuned/gan2d_ring8.yaml", "search_spaces/untuned/vae_digits.yaml"]
@@ -88,9 +91,16 @@ def run_method(
             baseline=False,
         )
     else:
-        sampler = dict(method.sampler or spec.get("sampler") or {"type": "tpe"})
-        spec["sampler"] = {**sampler, "seed": seed}
+        spec["sampler"] = {**(method.sampler or sampler_in_force(spec)), "seed": seed}
     return run_definition(spec, method.name, home)
+
+
+def sampler_in_force(spec: dict[str, Any]) -> dict[str, Any]:
+    """The sampler a study of ``spec`` runs: its own, the trainer's or gentune's default."""
+    study = StudySpec.model_validate(spec)
+    trainer = get_trainer(study.trainer)
+    assert trainer is not None, f"no trainer {study.trainer}"
+    return sampler_for(study, trainer).model_dump(exclude_none=True)
 
 
 def run_defaults(raw: dict[str, Any], home: Path) -> Outcome:

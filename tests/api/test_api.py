@@ -10,6 +10,7 @@ from pydantic import SecretStr
 
 from gentune.service.app import create_app
 from gentune.service.config import Settings
+from gentune.service.schemas.study import DEFAULT_SAMPLER
 from tests.support.servers import LOCAL
 from tests.support.specs import ring_spec
 
@@ -36,6 +37,23 @@ def test_submit_then_read_back(client: TestClient) -> None:
     }
     listed = client.get("/api/v1/studies", params={"state": "queued"}).json()
     assert study["id"] in [s["id"] for s in listed["data"]]
+
+
+def test_a_definition_without_a_sampler_stores_gentunes_default(client: TestClient) -> None:
+    spec = ring_spec(name="default-sampler")
+    del spec["sampler"]
+    response = client.post("/api/v1/studies", json=spec)
+    assert response.status_code == 201, response.text
+    sampler = response.json()["definition"]["sampler"]
+    assert sampler == {
+        **DEFAULT_SAMPLER,
+        "seed": None,
+        "multivariate": True,
+        "constant_liar": True,
+        "local_share": 0.0,
+        "local_scale": 0.2,
+    }
+    assert sampler["n_startup_trials"] == 4
 
 
 def test_list_is_paged(client: TestClient) -> None:
