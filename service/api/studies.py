@@ -96,35 +96,22 @@ def _respond(request: Request, body: bytes, etag: str) -> Response:
     return Response(content=body, media_type="application/json", headers=headers)
 
 
-TAGGED_VIEW: dict[int | str, dict[str, Any]] = {
-    200: {
-        "description": "The view.",
-        "headers": {
-            "ETag": {
-                "description": "Send it back in If-None-Match to get a 304 while nothing changed.",
-                "required": True,
-                "schema": {"type": "string"},
-            }
-        },
-    },
-    304: {"description": "Nothing changed since the ETag sent in If-None-Match."},
-    **NOT_FOUND,
-}
+def _etag_view(description: str) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI responses of a view served with an ETag (``_respond``)."""
+    etag = {
+        "description": "Send it back in If-None-Match to get a 304 while nothing changed.",
+        "required": True,
+        "schema": {"type": "string"},
+    }
+    return {
+        200: {"description": description, "headers": {"ETag": etag}},
+        304: {"description": "Nothing changed since the ETag sent in If-None-Match."},
+        **NOT_FOUND,
+    }
 
-CACHED_VIEW: dict[int | str, dict[str, Any]] = {
-    200: {
-        "description": "The view, computed at most once per change of the study.",
-        "headers": {
-            "ETag": {
-                "description": "Send it back in If-None-Match to get a 304 while nothing changed.",
-                "required": True,
-                "schema": {"type": "string"},
-            }
-        },
-    },
-    304: {"description": "Nothing changed since the ETag sent in If-None-Match."},
-    **NOT_FOUND,
-}
+
+TAGGED_VIEW = _etag_view("The view.")
+CACHED_VIEW = _etag_view("The view, computed at most once per change of the study.")
 
 StudyStateFilter = Literal["queued", "running", "completed", "failed", "cancelled"]
 TrialStateFilter = Literal["running", "completed", "pruned", "failed"]
