@@ -91,7 +91,7 @@ def test_the_list_costs_the_same_queries_for_three_studies_or_nine(
     _seed(client, settings, "few")
     with statements(settings) as few:
         page = client.get("/api/v1/studies", params={"limit": 3}).json()
-    assert [s["trial_counts"] for s in page["data"]][::-1][0]["completed"] == 4
+    assert {s["name"]: s for s in page["data"]}["few-max"]["trial_counts"]["completed"] == 4
     for i in range(2):
         _seed(client, settings, f"more-{i}")
     with statements(settings) as many:
