@@ -22,9 +22,16 @@ the server) counts. Measured, in one run on the same study:
 - the study detail open-loop at ``--rate``, or, when one worker cannot serve that, at half
   of what it served back to back (said so in the printout).
 
+With ``--list-studies N`` (default 1,000; 0 skips it) the database also holds N small
+finished studies (``--list-trials`` trials each, the first the trainer's defaults, no metric
+rows), and the study list (``GET /studies``) is measured as the studies page and the CLI
+call it: its first page, its last page and a state filter, one at a time and open-loop at
+``--list-rate`` (default 100/s). The target is a p99 of at most 50 ms under that load.
+
     .venv/bin/python benchmarks/api.py [--trials 5000] [--steps 50] [--rate 200]
         [--duration 30] [--fresh] [--database-url postgresql+psycopg2://...]
-    .venv/bin/python benchmarks/api.py --trials 200 --steps 10 --duration 5   # smoke run
+    .venv/bin/python benchmarks/api.py --trials 200 --steps 10 --duration 5 \
+        --list-studies 50   # smoke run
 """
 
 from __future__ import annotations
@@ -61,6 +68,7 @@ from gentune.service.db.session import get_engine, is_sqlite, migrate, optuna_st
 from gentune.service.schemas.study import StudySpec
 from gentune.service.studies.space import distribution
 from gentune.service.studies.validation import resolved_definition, validate_spec
+from gentune.service.studies.warm_start import BASELINE
 
 DEFAULT_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/gentune_bench_api"
 METRICS = (
@@ -247,7 +255,7 @@ def synthesize(trials: int, steps: int, seed: int = 0) -> list[SyntheticTrial]:
         )
         risky = max(0.0, math.log10(max(params["lr_g"], params["lr_d"]) / 5e-4) / math.log10(4))
         if steps >= 4 and rng.random() < 0.05 + 0.2 * risky:
-            _diverge(trial, rng.randint(warmup, steps - 3))
+            _diverge(trial, rng.randint(min(warmup, steps - 3), steps - 3))
         elif rng.random() < 0.03:
             at = rng.randint(0, steps - 1)
             trial.fid = trial.fid[: at + 1]
@@ -382,6 +390,110 @@ def seed(url: str, trials: int, steps: int) -> int:
             .values(state=StudyState.completed, finished_at=history[-1].finished_at)
         )
     return study_id
+
+
+LIST_PREFIX = "api-list-bench"
+LIST_STATES = (
+    *[StudyState.completed] * 16,
+    StudyState.failed,
+    StudyState.cancelled,
+    StudyState.running,
+    StudyState.queued,
+)
+"""The mix of states the listed studies cycle through (mostly completed)."""
+
+
+def seed_list(url: str, studies: int, trials: int) -> None:
+    """``studies`` small studies of ``trials`` trials each (their rows only: the study list
+    reads no metric and no Optuna row), unless they are there already; a partial set from an
+    interrupted run is deleted first."""
+    prefix = f"{LIST_PREFIX}-{studies}x{trials}-"
+    with session_scope(url) as session:
+        have = session.scalar(select(func.count(Study.id)).where(Study.name.like(f"{prefix}%")))
+        if have == studies:
+            print(f"reusing the {studies:,} listed studies ({prefix}*)")
+            return
+        if have:
+            print(f"  {have:,} of {studies:,} listed studies are there: deleting them", flush=True)
+            session.execute(delete(Study).where(Study.name.like(f"{prefix}%")))
+    print(f"seeding {studies:,} studies of {trials} trials for the study list ...", flush=True)
+    started = time.perf_counter()
+    spec = StudySpec.model_validate(definition(trials, 10))
+    settings = Settings(database_url=url, max_trials=10_000, api_token=None)
+    resolved = resolved_definition(spec, validate_spec(spec, settings))
+    engine = get_engine(url)
+    for first in range(0, studies, 100):
+        numbers = range(first, min(studies, first + 100))
+        histories = {i: synthesize(trials, 10, seed=1000 + i) for i in numbers}
+        with engine.begin() as conn:
+            ids = conn.execute(
+                insert(Study).returning(Study.id, Study.name),
+                [_listed_study(prefix, i, resolved, histories[i]) for i in numbers],
+            ).all()
+            by_name = {name: study_id for study_id, name in ids}
+            conn.execute(
+                insert(Trial),
+                [
+                    row
+                    for i in numbers
+                    for row in _listed_trials(
+                        by_name[f"{prefix}{i:05d}"], histories[i], LIST_STATES[i % len(LIST_STATES)]
+                    )
+                ],
+            )
+    print(f"  seeded in {time.perf_counter() - started:.0f} s", flush=True)
+
+
+def _listed_study(
+    prefix: str, i: int, resolved: dict[str, Any], history: list[SyntheticTrial]
+) -> dict[str, Any]:
+    state = LIST_STATES[i % len(LIST_STATES)]
+    running = state in (StudyState.running, StudyState.completed, StudyState.failed)
+    return {
+        "name": f"{prefix}{i:05d}",
+        "trainer": "dcgan",
+        "spec": {**resolved, "name": f"{prefix}{i:05d}"},
+        "state": state,
+        "optuna_study_name": f"{prefix}{i:05d}",
+        "created_at": history[0].created_at,
+        "started_at": history[0].created_at if running or state == StudyState.cancelled else None,
+        "finished_at": history[-1].finished_at if state not in _UNFINISHED else None,
+    }
+
+
+_UNFINISHED = (StudyState.running, StudyState.queued)
+
+
+def _listed_trials(
+    study_id: int, history: list[SyntheticTrial], study_state: StudyState
+) -> list[dict[str, Any]]:
+    """The trial rows of a listed study: none while it is queued; a running study's last
+    trial is still running."""
+    if study_state == StudyState.queued:
+        return []
+    rows = [
+        {
+            "study_id": study_id,
+            "number": t.number,
+            "state": t.state.value,
+            "params": t.params,
+            "value": t.value,
+            "best_step": t.best_step,
+            "last_step": t.last_step,
+            "reason": t.reason,
+            "pruned_by": t.pruned_by,
+            "origin": BASELINE if t.number == 0 else None,
+            "created_at": t.created_at,
+            "started_at": t.created_at,
+            "finished_at": t.finished_at,
+        }
+        for t in history
+    ]
+    if study_state == StudyState.running:
+        rows[-1].update(
+            state=TrialState.running.value, reason=None, pruned_by=None, finished_at=None
+        )
+    return rows
 
 
 def _insert_gentune_rows(
@@ -922,11 +1034,20 @@ def main() -> None:
     parser.add_argument(
         "--no-revalidate", action="store_true", help="Skip the If-None-Match (304) run."
     )
+    parser.add_argument(
+        "--list-studies", type=int, default=1000, help="Studies for the study list (0: skip it)."
+    )
+    parser.add_argument("--list-trials", type=int, default=20, help="Trials per listed study.")
+    parser.add_argument(
+        "--list-rate", type=float, default=100.0, help="Study-list requests per second offered."
+    )
+    parser.add_argument(
+        "--only", choices=("page", "list"), help="Measure only the study page or the study list."
+    )
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the server is stopped too
     url = args.database_url
-    name = definition(args.trials, args.steps)["name"]
 
     print(
         f"machine: {os.cpu_count()} CPUs ({platform.machine()}, {platform.system()} "
@@ -935,35 +1056,16 @@ def main() -> None:
     )
     print(f"database: {make_url(url).render_as_string(hide_password=True)}")
     prepare_database(url, args.fresh)
-    study_id = seeded_study(url, name, args.trials)
-    if study_id is None:
-        print(f"seeding {name} ...", flush=True)
-        started = time.perf_counter()
-        study_id = seed(url, args.trials, args.steps)
-        print(f"  seeded in {time.perf_counter() - started:.0f} s", flush=True)
-    else:
-        print(f"reusing the seeded study {study_id} ({name}); --fresh seeds again")
+    page: list[Call] = []
+    optuna_calls: list[Call] = []
+    if args.only != "list":
+        page, optuna_calls = seed_study_page(url, args)
+    if args.list_studies and args.only != "page":
+        seed_list(url, args.list_studies, args.list_trials)
     if not is_sqlite(url):
         started = time.perf_counter()
         settle(url)
         print(f"  vacuumed, analyzed and checkpointed in {time.perf_counter() - started:.0f} s")
-    print(f"  {database_facts(url, study_id)}")
-    optuna_name = f"gentune-{study_id}"
-    optuna_id = optuna_storage(url).get_study_id_from_name(optuna_name)
-
-    page = [
-        Call("study", f"/api/v1/studies/{study_id}"),
-        Call("columns", f"/api/v1/studies/{study_id}/columns"),
-        Call("curves", f"/api/v1/studies/{study_id}/curves?best=30&recent=20"),
-        Call("trials", f"/api/v1/studies/{study_id}/trials?sort=number&order=desc&limit=50"),
-        Call("importances", f"/api/v1/studies/{study_id}/importances"),
-        Call("best", f"/api/v1/studies/{study_id}/best"),
-    ]
-    detail = Call("optuna-dashboard detail", f"/optuna/api/studies/{optuna_id}?after=0")
-    repoll = Call(
-        "optuna-dashboard re-poll", f"/optuna/api/studies/{optuna_id}?after={args.trials}"
-    )
-    summaries = Call("optuna-dashboard studies", "/optuna/api/studies")
 
     with tempfile.TemporaryDirectory(prefix="gentune-bench-api-") as tmp:
         home = Path(tmp)
@@ -977,9 +1079,41 @@ def main() -> None:
                 f"(pid {server.pid}, access log on), load generated from this process "
                 f"(asyncio + httpx, {args.connections} connections)"
             )
-            run_benchmark(args, base, server.pid, page, [detail, repoll, summaries])
+            if page:
+                run_benchmark(args, base, server.pid, page, optuna_calls)
+            if args.list_studies and args.only != "page":
+                run_list_benchmark(args, base, server.pid)
         finally:
             stop_server(server)
+
+
+def seed_study_page(url: str, args: argparse.Namespace) -> tuple[list[Call], list[Call]]:
+    """The large study (seeded unless it is there) and the calls that measure its page:
+    the study page's six, and optuna-dashboard's detail, re-poll and study list."""
+    name = definition(args.trials, args.steps)["name"]
+    study_id = seeded_study(url, name, args.trials)
+    if study_id is None:
+        print(f"seeding {name} ...", flush=True)
+        started = time.perf_counter()
+        study_id = seed(url, args.trials, args.steps)
+        print(f"  seeded in {time.perf_counter() - started:.0f} s", flush=True)
+    else:
+        print(f"reusing the seeded study {study_id} ({name}); --fresh seeds again")
+    print(f"  {database_facts(url, study_id)}")
+    optuna_id = optuna_storage(url).get_study_id_from_name(f"gentune-{study_id}")
+    page = [
+        Call("study", f"/api/v1/studies/{study_id}"),
+        Call("columns", f"/api/v1/studies/{study_id}/columns"),
+        Call("curves", f"/api/v1/studies/{study_id}/curves?best=30&recent=20"),
+        Call("trials", f"/api/v1/studies/{study_id}/trials?sort=number&order=desc&limit=50"),
+        Call("importances", f"/api/v1/studies/{study_id}/importances"),
+        Call("best", f"/api/v1/studies/{study_id}/best"),
+    ]
+    return page, [
+        Call("optuna-dashboard detail", f"/optuna/api/studies/{optuna_id}?after=0"),
+        Call("optuna-dashboard re-poll", f"/optuna/api/studies/{optuna_id}?after={args.trials}"),
+        Call("optuna-dashboard studies", "/optuna/api/studies"),
+    ]
 
 
 def run_benchmark(
@@ -1064,6 +1198,40 @@ def run_benchmark(
             f"{detail_loaded.p50_ms / plain.p50_ms:,.0f}x"
         )
     print(f"\nload average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+def run_list_benchmark(args: argparse.Namespace, base: str, pid: int) -> None:
+    """The study list as the studies page (50 a page) and ``gentune list`` (20) ask for it,
+    one at a time and then open-loop at ``--list-rate``; prints whether its p99 meets 50 ms."""
+    total = httpx.get(f"{base}/api/v1/studies", params={"limit": 1}).json()["count"]
+    calls = [
+        Call("studies, first page", "/api/v1/studies?offset=0&limit=50"),
+        Call("studies, last page", f"/api/v1/studies?offset={max(0, total - 50)}&limit=50"),
+        Call("studies, completed", "/api/v1/studies?state=completed&offset=0&limit=50"),
+        Call("gentune list (20)", "/api/v1/studies?limit=20"),
+    ]
+    label = "study list, all four"
+    print(f"\nstudy list: {total:,} studies in the database", flush=True)
+    for call, (seconds, response) in check_ok(base, calls).items():
+        print(f"  {call:<26} {seconds * 1000:>9,.1f} ms  {len(response.content):>11,} bytes")
+    unloaded = one_at_a_time(base, pid, calls, 50, 30, "study list, one at a time")
+    load = Load(base, args.duration, args.warmup, args.timeout, args.connections)
+    title = f"study list at {args.list_rate:g}/s"
+    loaded = measure(load, pid, calls, args.list_rate, title)
+    print("\n" + "=" * 100)
+    print(f"study list ({total:,} studies), unloaded, one request at a time:")
+    print_table(run_rows(unloaded, calls, label))
+    print(f"  ({throughput(unloaded)})")
+    total_row = print_run(loaded, calls, label)[-1]
+    verdict = (
+        "met"
+        if total_row.p99_ms is not None and total_row.p99_ms <= 50 and not total_row.errors
+        else "NOT met"
+    )
+    print(
+        f"\ntarget p99 <= 50 ms at {args.list_rate:g}/s over {total:,} studies: {verdict} "
+        f"(p99 {_ms(total_row.p99_ms)} ms)"
+    )
 
 
 if __name__ == "__main__":

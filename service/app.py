@@ -43,6 +43,10 @@ API_PREFIX = "/api/v1"
 DATABASE_RETRY_AFTER_S = 5
 
 
+SUMMARY_CACHE_ENTRIES = 20_000
+"""Finished studies' summaries kept serialized (about 3 KB each: 60 MB at most)."""
+
+
 def create_app(settings: Settings | None = None, *, run_migrations: bool = True) -> FastAPI:
     settings = settings or get_settings()
     export_data_root(settings)  # study validation checks data_dir params against it
@@ -66,6 +70,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     )
     app.state.settings = settings
     app.state.view_cache = ViewCache()
+    app.state.summary_cache = ViewCache(max_entries=SUMMARY_CACHE_ENTRIES)
     app.state.tokens = tokens = Tokens(settings)  # a bad token file stops the start here
     app.state.token_throttle = throttle = TokenThrottle()
     readers = [Depends(require_reader)]

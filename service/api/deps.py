@@ -107,6 +107,16 @@ def get_view_cache(request: Request) -> ViewCache:
 ViewCacheDep = Annotated[ViewCache, Depends(get_view_cache)]
 
 
+def get_summary_cache(request: Request) -> ViewCache:
+    """Finished studies' summaries for the study list (their own cache: a long list would
+    push the study pages' views out of the other)."""
+    cache: ViewCache = request.app.state.summary_cache
+    return cache
+
+
+SummaryCacheDep = Annotated[ViewCache, Depends(get_summary_cache)]
+
+
 def get_metrics_registry(request: Request) -> CollectorRegistry:
     registry: CollectorRegistry = request.app.state.metrics_registry
     return registry

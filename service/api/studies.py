@@ -14,6 +14,7 @@ from gentune.service.api.deps import (
     PagingDep,
     RepositoryDep,
     SettingsDep,
+    SummaryCacheDep,
     ViewCacheDep,
     WriterDep,
     definition_text,
@@ -41,9 +42,9 @@ from gentune.service.studies.fine_tuning import resolve_init_from
 from gentune.service.studies.validation import resolved_definition, validate_spec
 from gentune.service.studies.views import (
     best_of_study,
-    describe_studies,
     describe_study,
     describe_trial,
+    study_list,
 )
 from gentune.service.studies.warm_start import refined_definition, resolve_warm_start
 
@@ -96,8 +97,9 @@ def _respond(request: Request, body: bytes, etag: str) -> Response:
     return Response(content=body, media_type="application/json", headers=headers)
 
 
-def _etag_view(description: str) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI responses of a view served with an ETag (``_respond``)."""
+def _etag_view(description: str, not_found: bool = True) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI responses of a view served with an ETag (``_respond``), of a study or trial
+    (``not_found``: it may not exist) or not."""
     etag = {
         "description": "Send it back in If-None-Match to get a 304 while nothing changed.",
         "required": True,
@@ -106,7 +108,7 @@ def _etag_view(description: str) -> dict[int | str, dict[str, Any]]:
     return {
         200: {"description": description, "headers": {"ETag": etag}},
         304: {"description": "Nothing changed since the ETag sent in If-None-Match."},
-        **NOT_FOUND,
+        **(NOT_FOUND if not_found else {}),
     }
 
 
@@ -250,15 +252,22 @@ def submit_study_text(
     return describe_study(repo, study, base_url)
 
 
-@router.get("", operation_id="list_studies")
+@router.get(
+    "",
+    operation_id="list_studies",
+    response_model=Page[StudyOut],
+    responses=_etag_view("A page of studies, newest first.", not_found=False),
+)
 def list_studies(
+    request: Request,
     repo: RepositoryDep,
     base_url: BaseUrlDep,
     paging: PagingDep,
+    cache: SummaryCacheDep,
     state: Annotated[StudyStateFilter | None, Query()] = None,
-) -> Page[StudyOut]:
-    studies, count = repo.list_studies(paging.offset, paging.limit, state)
-    return Page(data=describe_studies(repo, studies, base_url), count=count)
+) -> Response:
+    body = study_list(repo, cache, (paging.offset, paging.limit), state, base_url)
+    return _respond(request, body, charts.etag_of(body))
 
 
 @router.get(

@@ -54,8 +54,49 @@ class StudySummary:
     (completed, feasible) trial, and its first trial of a given origin (the baseline)."""
 
     counts: dict[str, int] = field(default_factory=lambda: {s.value: 0 for s in TrialState})
-    best: Trial | None = None
-    of_origin: Trial | None = None
+    best: TrialBrief | None = None
+    of_origin: TrialBrief | None = None
+
+
+@dataclass(frozen=True)
+class StudyVersion:
+    """A study's id and a string that changes whenever the study's row changes (a finished
+    study's summary changes only with it: its trials are done)."""
+
+    id: int
+    version: str
+
+
+VERSION_COLUMNS = (
+    Study.state,
+    Study.finished_at,
+    Study.claims,
+    Study.heartbeat_at,
+    Study.cancel_requested,
+    Study.cancelled_by,
+    Study.state_reason,
+)
+
+
+@dataclass(frozen=True)
+class TrialBrief:
+    """The columns of a trial that a study's summary shows (read without the rest of its row)."""
+
+    id: int
+    number: int
+    state: str
+    value: float | None
+    params: dict[str, Any]
+    reason: str | None
+    feasible: bool | None
+    pruned_step: int | None
+
+    @classmethod
+    def of(cls, trial: Trial) -> TrialBrief:
+        return cls(*(getattr(trial, name) for name in cls.__dataclass_fields__))
+
+
+BRIEF_COLUMNS = tuple(getattr(Trial, name) for name in TrialBrief.__dataclass_fields__)
 
 
 class Repository:
@@ -90,14 +131,21 @@ class Repository:
 
     def list_studies(
         self, offset: int, limit: int, state: str | None = None
-    ) -> tuple[list[Study], int]:
-        query = select(Study)
+    ) -> tuple[list[StudyVersion], int]:
+        """A page of studies, newest first, as their ids and what their summaries change
+        with (not their rows: a listing reads those only for the summaries it has not got);
+        and how many studies there are (in ``state``) in all."""
+        query = select(Study.id, *VERSION_COLUMNS)
         count_query = select(func.count(Study.id))
         if state is not None:
             query = query.where(Study.state == state)
             count_query = count_query.where(Study.state == state)
-        studies = self.session.scalars(query.order_by(Study.id.desc()).offset(offset).limit(limit))
-        return list(studies), int(self.session.scalar(count_query) or 0)
+        rows = self.session.execute(query.order_by(Study.id.desc()).offset(offset).limit(limit))
+        versions = [StudyVersion(study_id, repr(tuple(rest))) for study_id, *rest in rows]
+        return versions, int(self.session.scalar(count_query) or 0)
+
+    def studies_by_id(self, ids: Sequence[int]) -> list[Study]:
+        return list(self.session.scalars(select(Study).where(Study.id.in_(ids))))
 
     def request_cancel(self, study_id: int, by: str | None = None) -> Study:
         """Queued studies are cancelled at once; running ones are flagged for their worker."""
@@ -413,12 +461,21 @@ class Repository:
         )
 
     def study_summaries(self, studies: Sequence[Study], origin: str) -> dict[int, StudySummary]:
-        """Each study's ``StudySummary``, in one query however many studies: window functions
-        rank each study's trials by value (for its best), by number within ``origin`` and
-        count them by state; only the rows that carry one of those answers come back."""
+        """Each study's ``StudySummary`` in two queries however many studies: its trials
+        counted by state, and window functions that rank each study's trials by value (for
+        its best) and by number within ``origin``; only the rows that carry one of those
+        answers come back, and only the columns a summary shows."""
         summaries = {study.id: StudySummary() for study in studies}
         if not studies:
             return summaries
+        ids = list(summaries)
+        counted = self.session.execute(
+            select(Trial.study_id, Trial.state, func.count())
+            .where(Trial.study_id.in_(ids))
+            .group_by(Trial.study_id, Trial.state)
+        )
+        for study_id, state, n in counted:
+            summaries[study_id].counts[str(state)] = int(n)
         maximize = [s.id for s in studies if s.spec["objective"]["direction"] == "maximize"]
         eligible = and_(
             Trial.state == TrialState.completed,
@@ -428,46 +485,36 @@ class Repository:
         unranked = case((eligible, 0), else_=1)
         signed = case((Trial.study_id.in_(maximize), -Trial.value), else_=Trial.value)
         of_origin = case((Trial.origin == origin, 1), else_=0)
-        by_state = (Trial.study_id, Trial.state)
         ranked = (
             select(
                 Trial.id.label("trial_id"),
-                unranked.label("unranked"),
-                of_origin.label("of_origin"),
+                (unranked == 0).label("rankable"),
+                (of_origin == 1).label("is_origin"),
                 func.row_number()
                 .over(partition_by=Trial.study_id, order_by=(unranked, signed, Trial.number))
                 .label("best_rank"),
                 func.row_number()
                 .over(partition_by=(Trial.study_id, of_origin), order_by=Trial.number)
                 .label("origin_rank"),
-                func.count().over(partition_by=by_state).label("in_state"),
-                func.row_number()
-                .over(partition_by=by_state, order_by=Trial.id)
-                .label("state_rank"),
             )
-            .where(Trial.study_id.in_(list(summaries)))
+            .where(Trial.study_id.in_(ids))
             .subquery()
         )
+        best = and_(ranked.c.best_rank == 1, ranked.c.rankable)
+        first_of_origin = and_(ranked.c.origin_rank == 1, ranked.c.is_origin)
         rows = self.session.execute(
-            select(Trial, ranked.c.unranked, ranked.c.of_origin, ranked.c.in_state)
-            .add_columns(ranked.c.best_rank, ranked.c.origin_rank, ranked.c.state_rank)
-            .join(ranked, Trial.id == ranked.c.trial_id)
-            .where(
-                or_(
-                    and_(ranked.c.best_rank == 1, ranked.c.unranked == 0),
-                    and_(ranked.c.origin_rank == 1, ranked.c.of_origin == 1),
-                    ranked.c.state_rank == 1,
-                )
+            select(
+                Trial.study_id, *BRIEF_COLUMNS, best.label("best"), first_of_origin.label("first")
             )
+            .join(ranked, Trial.id == ranked.c.trial_id)
+            .where(or_(best, first_of_origin))
         )
-        for trial, unranked_, is_origin, in_state, best_rank, origin_rank, state_rank in rows:
-            summary = summaries[trial.study_id]
-            if best_rank == 1 and unranked_ == 0:
-                summary.best = trial
-            if origin_rank == 1 and is_origin == 1:
-                summary.of_origin = trial
-            if state_rank == 1:
-                summary.counts[str(trial.state)] = int(in_state)
+        for study_id, *columns, is_best, is_first in rows:
+            brief = TrialBrief(*columns)
+            if is_best:
+                summaries[study_id].best = brief
+            if is_first:
+                summaries[study_id].of_origin = brief
         return summaries
 
     def trial_of_origin(self, study_id: int, origin: str) -> Trial | None:

@@ -7,19 +7,25 @@ study runs first); this module says how the study stands against it.
 
 from __future__ import annotations
 
+import json
 import math
+from functools import lru_cache
+
+from pydantic import TypeAdapter
 
 from gentune.service.db.models import Study, Trial, TrialState
-from gentune.service.db.repository import Repository
+from gentune.service.db.repository import Repository, TrialBrief
 from gentune.service.schemas.api import BaselineOut
-from gentune.service.schemas.study import StudySpec
+from gentune.service.schemas.study import ParamSpec
 from gentune.service.studies.warm_start import (
     BASELINE,
     QueuedConfig,
     baseline_config,
-    runs_baseline,
+    plans_baseline,
 )
 from gentune.trainers.registry import get_trainer
+
+SEARCH_SPACE = TypeAdapter(dict[str, ParamSpec])
 
 
 def improvement(best: float, baseline: float, direction: str) -> float | None:
@@ -36,20 +42,22 @@ def describe_baseline(repo: Repository, study: Study, best: Trial | None) -> Bas
     return baseline_view(study, repo.trial_of_origin(study.id, BASELINE), best)
 
 
-def baseline_view(study: Study, trial: Trial | None, best: Trial | None) -> BaselineOut | None:
+def baseline_view(
+    study: Study, trial: Trial | TrialBrief | None, best: Trial | TrialBrief | None
+) -> BaselineOut | None:
     """``describe_baseline`` with the baseline ``trial`` (None: not started yet) at hand."""
     if "baseline" not in study.spec:
         return None  # submitted before studies ran their defaults first
-    spec = StudySpec.model_validate(study.spec)
-    if not runs_baseline(spec):
+    spec = study.spec
+    if not plans_baseline(spec["baseline"], spec["sampler"]["type"]):
         return None
-    trainer = get_trainer(spec.trainer)
-    config = baseline_config(spec, trainer) if trainer is not None else QueuedConfig(BASELINE, {})
+    config = _planned_config(spec["trainer"], json.dumps(spec["search_space"], sort_keys=True))
+    direction = spec["objective"]["direction"]
     state = "queued" if trial is None else str(trial.state)
     value = trial.value if trial is not None else None
     best_value = best.value if best is not None else None
     gain = (
-        improvement(best_value, value, spec.objective.direction)
+        improvement(best_value, value, direction)
         if best_value is not None and value is not None and state == TrialState.completed
         else None
     )
@@ -67,9 +75,20 @@ def baseline_view(study: Study, trial: Trial | None, best: Trial | None) -> Base
     )
 
 
+@lru_cache(maxsize=1024)
+def _planned_config(trainer_name: str, search_space: str) -> QueuedConfig:
+    """The baseline config of a stored search space (canonical JSON). Cached: the study list
+    shows one per study on every poll, and working it out again each time (validating the
+    space, matching the trainer's defaults to it) cost most of the list's time."""
+    trainer = get_trainer(trainer_name)
+    if trainer is None:
+        return QueuedConfig(BASELINE, {})
+    return baseline_config(SEARCH_SPACE.validate_python(json.loads(search_space)), trainer)
+
+
 def _summary(
-    trial: Trial | None,
-    best: Trial | None,
+    trial: Trial | TrialBrief | None,
+    best: Trial | TrialBrief | None,
     best_value: float | None,
     gain: float | None,
     study_state: str,

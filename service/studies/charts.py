@@ -43,8 +43,10 @@ class ViewCache:
     """Serialized views keyed by what was asked, each valid for one study revision.
 
     Thread-safe, and single-flight per key: while one request computes a view, others asking
-    for the same key wait for it rather than compute it again (importances can take seconds).
-    Least recently used entries go first.
+    for the same key do not compute it again. They get the view of the previous revision at
+    once when there is one (importances can take seconds, and a poller is better served a
+    view a few seconds old than a thread held until the new one is ready), or else wait for
+    it. Least recently used entries go first.
     """
 
     def __init__(self, max_entries: int = 512) -> None:
@@ -53,7 +55,8 @@ class ViewCache:
         self._lock = threading.Lock()
         self._computing: dict[Hashable, threading.Lock] = {}
 
-    def _hit(self, key: Hashable, revision: str) -> tuple[bytes, str] | None:
+    def peek(self, key: Hashable, revision: str) -> tuple[bytes, str] | None:
+        """The view's body and ETag if it is cached for ``revision``."""
         with self._lock:
             hit = self._entries.get(key)
             if hit is None or hit[0] != revision:
@@ -61,34 +64,49 @@ class ViewCache:
             self._entries.move_to_end(key)
             return hit[1], hit[2]
 
+    def put(self, key: Hashable, revision: str, body: bytes, etag: str) -> None:
+        with self._lock:
+            self._entries[key] = (revision, body, etag)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
     def get(
         self, key: Hashable, revision: str, compute: Callable[[], BaseModel]
     ) -> tuple[bytes, str]:
         """The view's JSON body and an ETag made from that body (so it changes exactly when
         the body does, across upgrades and databases too)."""
-        found = self._hit(key, revision)
+        found = self.peek(key, revision)
         if found is not None:
             return found
         with self._lock:
             flight = self._computing.setdefault(key, threading.Lock())
-        with flight:
-            found = self._hit(key, revision)  # computed by the request we waited for
+            previous = self._entries.get(key)
+        if not flight.acquire(blocking=previous is None):
+            assert previous is not None
+            return previous[1], previous[2]  # another request is computing the new one
+        try:
+            found = self.peek(key, revision)  # computed by the request we waited for
             if found is not None:
                 return found
             body, etag = json_with_etag(compute())
+            self.put(key, revision, body, etag)
+        finally:
             with self._lock:
-                self._entries[key] = (revision, body, etag)
-                self._entries.move_to_end(key)
-                while len(self._entries) > self.max_entries:
-                    self._entries.popitem(last=False)
-                self._computing.pop(key, None)
+                if self._computing.get(key) is flight:
+                    del self._computing[key]
+            flight.release()
         return body, etag
 
 
 def json_with_etag(view: BaseModel) -> tuple[bytes, str]:
     """``view``'s JSON body and an ETag made from those bytes."""
     body = view.model_dump_json().encode()
-    return body, '"' + hashlib.sha1(body).hexdigest()[:24] + '"'
+    return body, etag_of(body)
+
+
+def etag_of(body: bytes) -> str:
+    return '"' + hashlib.sha1(body).hexdigest()[:24] + '"'
 
 
 def trial_columns(repo: Repository, study: Study, revision: str) -> TrialColumns:

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from gentune.service.artifacts import is_checkpoint, media_type
 from gentune.service.db.models import Study, Trial
-from gentune.service.db.repository import Repository, StudySummary
+from gentune.service.db.repository import FINISHED_STUDY_STATES, Repository, StudySummary
 from gentune.service.errors import NotFound
 from gentune.service.schemas.api import (
     ArtifactOut,
@@ -32,6 +32,7 @@ from gentune.service.schemas.study import (
     StabilitySpec,
 )
 from gentune.service.studies.baseline import baseline_view, describe_baseline
+from gentune.service.studies.charts import ViewCache
 from gentune.service.studies.pareto import pareto_front
 from gentune.service.studies.warm_start import BASELINE
 from gentune.trainers.registry import get_trainer
@@ -39,6 +40,38 @@ from gentune.trainers.registry import get_trainer
 
 def api_url(base_url: str, path: str) -> str:
     return f"{base_url}/api/v1{path}"
+
+
+def study_list(
+    repo: Repository,
+    cache: ViewCache,
+    paging: tuple[int, int],
+    state: str | None,
+    base_url: str,
+) -> bytes:
+    """A page of study summaries (``paging``: offset, limit) as the JSON of a
+    ``Page[StudyOut]``. A finished study's summary is final, so it is serialized once and
+    then taken from ``cache`` while its row is unchanged; the others are described afresh,
+    all in the queries of one ``describe_studies``."""
+    versions, count = repo.list_studies(*paging, state)
+    parts: dict[int, bytes] = {}
+    for v in versions:
+        found = cache.peek(("study-summary", v.id, base_url), v.version)
+        if found is not None:
+            parts[v.id] = found[0]
+    missing = [v for v in versions if v.id not in parts]
+    if missing:
+        studies = repo.studies_by_id([v.id for v in missing])
+        fresh = {view.id: view for view in describe_studies(repo, studies, base_url)}
+        for v in missing:
+            if v.id not in fresh:  # deleted since the page was read
+                continue
+            body = fresh[v.id].model_dump_json().encode()
+            parts[v.id] = body
+            if fresh[v.id].state in FINISHED_STUDY_STATES:
+                cache.put(("study-summary", v.id, base_url), v.version, body, "")
+    data = b",".join(parts[v.id] for v in versions if v.id in parts)
+    return b'{"data":[' + data + b'],"count":' + str(count).encode() + b"}"
 
 
 def describe_studies(repo: Repository, studies: list[Study], base_url: str) -> list[StudyOut]:

@@ -55,19 +55,24 @@ class QueuedConfig:
 
 
 def runs_baseline(spec: StudySpec) -> bool:
-    """Whether the study's first trial is the trainer's defaults (not with ``grid``: a grid
-    runs its own points, in order)."""
-    return spec.baseline and spec.sampler.type != "grid"
+    """Whether the study's first trial is the trainer's defaults."""
+    return plans_baseline(spec.baseline, spec.sampler.type)
 
 
-def baseline_config(spec: StudySpec, trainer: Trainer) -> QueuedConfig:
-    """The trainer's defaults as a config of ``spec``'s search space: each searched param gets
+def plans_baseline(baseline: bool, sampler_type: str) -> bool:
+    """``runs_baseline`` from a definition's ``baseline`` and sampler type (not with
+    ``grid``: a grid runs its own points, in order)."""
+    return baseline and sampler_type != "grid"
+
+
+def baseline_config(search_space: Mapping[str, ParamSpec], trainer: Trainer) -> QueuedConfig:
+    """The trainer's defaults as a config of a study's ``search_space``: each searched param gets
     its default, moved to the nearest allowed value when the range or the choices leave it
     out (and the move is noted); a param without a default is left to the sampler."""
     params: dict[str, Any] = {}
     adjusted: dict[str, str] = {}
     fields = trainer.Params.model_fields
-    for name, dist in spec.search_space.items():
+    for name, dist in search_space.items():
         info = fields.get(name)
         if info is None or info.default is PydanticUndefined or info.default is None:
             adjusted[name] = "the trainer has no default; the sampler picks it"
@@ -282,7 +287,7 @@ def first_configs(
     spec: StudySpec, trainer: Trainer, source_trials: Iterable[Trial]
 ) -> list[QueuedConfig]:
     """The configs the study runs first, in order: the baseline, the points, the warm start."""
-    configs = [baseline_config(spec, trainer)] if runs_baseline(spec) else []
+    configs = [baseline_config(spec.search_space, trainer)] if runs_baseline(spec) else []
     configs += [
         QueuedConfig(f"points_to_evaluate[{index}]", project(point, spec.search_space))
         for index, point in enumerate(spec.points_to_evaluate)

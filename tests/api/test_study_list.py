@@ -11,8 +11,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import event
 
 from gentune.service.config import Settings
-from gentune.service.db.models import TrialState
-from gentune.service.db.repository import Repository
+from gentune.service.db.models import StudyState, TrialState
+from gentune.service.db.repository import Repository, TrialBrief
 from gentune.service.db.session import get_engine, session_scope
 from gentune.service.studies.warm_start import BASELINE
 from tests.support.records import add_trial
@@ -69,10 +69,12 @@ def test_summaries_agree_with_reading_each_study_alone(
         summaries = repo.study_summaries(studies, BASELINE)
         for study in studies:
             direction = study.spec["objective"]["direction"]
+            best = repo.best_trial(study.id, direction)
+            baseline = repo.trial_of_origin(study.id, BASELINE)
             alone = (
                 repo.trial_counts(study.id),
-                repo.best_trial(study.id, direction),
-                repo.trial_of_origin(study.id, BASELINE),
+                TrialBrief.of(best) if best is not None else None,
+                TrialBrief.of(baseline) if baseline is not None else None,
             )
             summary = summaries[study.id]
             assert (summary.counts, summary.best, summary.of_origin) == alone, study.name
@@ -122,3 +124,30 @@ def test_study_trials_and_best_carry_etags_that_change_with_the_study(
         changed = client.get(path, headers={"If-None-Match": tags[path]})
         assert changed.status_code == 200 and changed.headers["ETag"] != tags[path], path
     assert client.get(paths[2]).json()["value"] == 0.99
+
+
+def test_a_finished_studys_summary_is_served_from_cache_until_its_row_changes(
+    client: TestClient, settings: Settings
+) -> None:
+    ids = _seed(client, settings, "cached")
+    with session_scope(settings.database_url) as session:
+        repo = Repository(session)
+        for study_id in ids:
+            repo.finish_study(repo.get_study(study_id), StudyState.completed, "budget used")
+    params = {"limit": 3}
+    first = client.get("/api/v1/studies", params=params)
+    with statements(settings) as seen:
+        again = client.get("/api/v1/studies", params=params)
+    assert again.content == first.content and again.headers["ETag"] == first.headers["ETag"]
+    assert not [s for s in seen if "gentune_trials" in s], "finished summaries come from cache"
+    # What the cache serves is what describing each study afresh says.
+    for listed in first.json()["data"]:
+        assert listed == client.get(f"/api/v1/studies/{listed['id']}").json()
+    add_trial(settings, ids[2], 0, [0.9], TrialState.completed)  # a finished study's row is
+    with session_scope(settings.database_url) as session:  # what changes it (a resume does)
+        study = Repository(session).get_study(ids[2])
+        study.claims += 1
+    changed = client.get("/api/v1/studies", params=params)
+    assert changed.headers["ETag"] != first.headers["ETag"]
+    summary = {s["id"]: s for s in changed.json()["data"]}[ids[2]]
+    assert summary["claims"] == 1 and summary["best"]["value"] == 0.9

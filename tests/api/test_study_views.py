@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import yaml
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
@@ -249,3 +250,36 @@ def test_view_cache_computes_a_view_once_for_concurrent_requests() -> None:
     assert len({etag for _, etag in results}) == 1
     body, etag = cache.get(("k",), "r2", slow)  # a new revision is computed anew
     assert body == b'{"n":2}' and etag != results[0][1]
+
+
+def test_view_cache_serves_the_previous_view_while_a_new_one_is_computed() -> None:
+    import threading
+
+    from pydantic import BaseModel
+
+    from gentune.service.studies.charts import ViewCache
+
+    class Body(BaseModel):
+        n: int
+
+    cache = ViewCache()
+    cache.get(("k",), "r1", lambda: Body(n=1))
+    started, release = threading.Event(), threading.Event()
+
+    def slow() -> Body:
+        started.set()
+        assert release.wait(10), "the test never let the computation finish"
+        return Body(n=2)
+
+    fresh: list[bytes] = []
+    computing = threading.Thread(target=lambda: fresh.append(cache.get(("k",), "r2", slow)[0]))
+    computing.start()
+    assert started.wait(10)
+    # A second poller asks for the new revision meanwhile: it is answered with the previous
+    # view at once instead of waiting (a computation that ran here would fail the test).
+    stale, _ = cache.get(("k",), "r2", lambda: pytest.fail("computed twice"))
+    assert stale == b'{"n":1}' and computing.is_alive()
+    release.set()
+    computing.join(10)
+    assert fresh == [b'{"n":2}']
+    assert cache.get(("k",), "r2", lambda: pytest.fail("not cached"))[0] == b'{"n":2}'

@@ -59,7 +59,7 @@ def test_the_baseline_config_is_the_trainers_defaults_fitted_and_notes_each_move
             points_to_evaluate=[{"loss": "wgan-gp"}],
         )
     )
-    config = baseline_config(spec, trainer)
+    config = baseline_config(spec.search_space, trainer)
     # gan2d's defaults: lr_g 1e-3, lr_d 2e-3, loss bce, batch_size 256.
     assert config.origin == BASELINE
     assert config.params == {"lr_g": 1e-3, "lr_d": 1e-3, "loss": "hinge", "batch_size": 256}
