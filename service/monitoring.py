@@ -21,7 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.routing import Match, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gentune.service.db.models import TrialState, utcnow
+from gentune.service.db.models import ACTIVE_TRIAL_STATES, TrialState, utcnow
 from gentune.service.db.repository import Repository
 from gentune.service.db.retry import first_line, is_transient
 from gentune.service.db.session import session_scope
@@ -32,7 +32,7 @@ METRICS_PATH = "/metrics"
 UNMATCHED_ROUTE = "<unmatched>"
 TRIAL_DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600)
 """Upper bounds in seconds, from a smoke-test trial to a six-hour training run (+Inf after)."""
-FINISHED_TRIAL_STATES = tuple(state.value for state in TrialState if state != TrialState.running)
+FINISHED_TRIAL_STATES = tuple(s.value for s in TrialState if s not in ACTIVE_TRIAL_STATES)
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 

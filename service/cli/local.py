@@ -281,8 +281,8 @@ def reproduce(
     export_data_root(get_settings())
     client = Client(url, token)
     manifest = client.get(f"/trials/{trial_id}/manifest")
-    if manifest["state"] == "running":
-        fail(f"trial {trial_id} is still running; reproduce it once it has ended")
+    if manifest["state"] in ("pending", "running"):
+        fail(f"trial {trial_id} is still {manifest['state']}; reproduce it once it has ended")
     with tempfile.TemporaryDirectory(prefix="gentune-reproduce-") as workdir:
         _fetch_start_checkpoint(client, manifest, Path(workdir))
         again, said = _run_again(manifest)

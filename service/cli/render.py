@@ -17,7 +17,7 @@ console = Console()
 err_console = Console(stderr=True)
 
 FINISHED_STUDY_STATES = ("completed", "failed", "cancelled")
-TRIAL_STATES = ("completed", "pruned", "failed", "running")
+TRIAL_STATES = ("completed", "pruned", "failed", "running", "pending")
 
 
 def say(text: str, *, end: str = "\n", to: Console = console) -> None:
@@ -77,9 +77,7 @@ def studies_table(page: Any, state: str | None) -> Table:
 def _trials_cell(study: Any) -> str:
     """``3/4 (1 pruned)``: trials finished of the budget, and those not completed."""
     counts = study["trial_counts"]
-    others = ", ".join(
-        f"{counts[key]} {key}" for key in ("pruned", "failed", "running") if counts[key]
-    )
+    others = ", ".join(f"{counts[key]} {key}" for key in TRIAL_STATES[1:] if counts.get(key))
     return f"{finished_trials(study)}/{study['n_trials']}" + (f" ({others})" if others else "")
 
 
@@ -91,7 +89,9 @@ def status_line(study: Any) -> str:
         f"study {study['id']} {study['name']}: {study['state']}"
         + (f" ({study['state_reason']})" if study["state_reason"] else "")
         + f"; trials {counts['completed']} completed, {counts['pruned']} pruned, "
-        f"{counts['failed']} failed, {counts['running']} running of {study['n_trials']}"
+        f"{counts['failed']} failed, {counts['running']} running"
+        + (f", {counts['pending']} pending" if counts.get("pending") else "")
+        + f" of {study['n_trials']}"
         + (
             f"; best {study['objective']['metric']} {best['value']:.4g} (trial {best['trial_id']})"
             if best
@@ -173,12 +173,18 @@ def _progress_words(study: Any) -> str:
         f"{finished_trials(study)}/{study['n_trials']} trials finished ({counts['completed']} "
         f"completed, {counts['pruned']} pruned, {counts['failed']} failed)"
     )
-    return words + (f", {counts['running']} running" if counts["running"] else "")
+    return words + "".join(
+        f", {counts[state]} {state}" for state in ("running", "pending") if counts.get(state)
+    )
 
 
 def _count_words(study: Any) -> str:
     counts = study["trial_counts"]
-    return ", ".join(f"{counts[state]} {state}" for state in TRIAL_STATES)
+    return ", ".join(
+        f"{counts.get(state, 0)} {state}"
+        for state in TRIAL_STATES
+        if state != "pending" or counts.get(state)
+    )
 
 
 def _best_words(study: Any) -> str:

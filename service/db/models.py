@@ -38,11 +38,16 @@ class StudyState(enum.StrEnum):
 
 
 class TrialState(enum.StrEnum):
+    pending = "pending"
+    """Suggested and handed to Ray, waiting for a worker with free resources."""
     running = "running"
     completed = "completed"
     pruned = "pruned"
     failed = "failed"
 
+
+ACTIVE_TRIAL_STATES = (TrialState.pending, TrialState.running)
+"""A trial not finished yet: waiting for resources or training."""
 
 WORKER_LOST = "worker lost"
 """The reason given to a trial whose worker died under it; such trials do not use up budget."""
@@ -94,7 +99,7 @@ class Trial(Base):
     number: Mapped[int] = mapped_column(Integer)
     """The Optuna trial number within the study."""
     tune_trial_id: Mapped[str | None] = mapped_column(String(100))
-    state: Mapped[str] = mapped_column(String(16), default=TrialState.running, index=True)
+    state: Mapped[str] = mapped_column(String(16), default=TrialState.pending, index=True)
     params: Mapped[dict[str, Any]] = mapped_column(JSON)
     value: Mapped[float | None] = mapped_column(Float)
     """Best objective value over the trial's evaluations."""
@@ -132,7 +137,8 @@ class Trial(Base):
     """Facts about the run that are not metrics: dataset fingerprint, device, versions."""
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    """When its current attempt began training on a Ray worker (after any wait for resources)."""
+    """When its current attempt began training on a Ray worker (after any wait for resources:
+    null while ``pending``); its run time counts from here."""
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     study: Mapped[Study] = relationship(back_populates="trials")

@@ -13,6 +13,7 @@ from sqlalchemy import CursorResult, and_, case, delete, func, null, or_, select
 from sqlalchemy.orm import Session
 
 from gentune.service.db.models import (
+    ACTIVE_TRIAL_STATES,
     DATABASE_ID,
     WORKER_LOST,
     Artifact,
@@ -310,7 +311,7 @@ class Repository:
             number=number,
             params=dict(params),
             tune_trial_id=tune_trial_id,
-            state=TrialState.running,
+            state=TrialState.pending,
             origin=origin,
         )
         self.session.add(trial)
@@ -351,10 +352,12 @@ class Repository:
 
     def study_revision(self, study_id: int) -> str:
         """A string that changes whenever anything shown about the study's trials changes:
-        a trial starts, reports an evaluation or finishes. One indexed aggregate query."""
+        a trial is created, starts training, reports an evaluation or finishes. One indexed
+        aggregate query."""
         row = self.session.execute(
             select(
                 func.count(Trial.id),
+                func.count(Trial.started_at),
                 func.coalesce(func.sum(Trial.last_step), 0),
                 func.count(Trial.finished_at),
                 func.coalesce(func.max(Trial.id), 0),
@@ -466,6 +469,8 @@ class Repository:
         its best) and by number within ``origin``; only the rows that carry one of those
         answers come back, and only the columns a summary shows."""
         summaries = {study.id: StudySummary() for study in studies}
+        if len(studies) == 1:
+            return {studies[0].id: self._study_summary(studies[0], origin)}
         if not studies:
             return summaries
         ids = list(summaries)
@@ -516,6 +521,17 @@ class Repository:
             if is_first:
                 summaries[study_id].of_origin = brief
         return summaries
+
+    def _study_summary(self, study: Study, origin: str) -> StudySummary:
+        """One study's summary: for one study of many trials, three indexed queries cost less
+        than ranking all its trials."""
+        best = self.best_trial(study.id, study.spec["objective"]["direction"])
+        first = self.trial_of_origin(study.id, origin)
+        return StudySummary(
+            counts=self.trial_counts(study.id),
+            best=TrialBrief.of(best) if best is not None else None,
+            of_origin=TrialBrief.of(first) if first is not None else None,
+        )
 
     def trial_of_origin(self, study_id: int, origin: str) -> Trial | None:
         """The study's trial that ran the config queued as ``origin`` (the first, if several)."""
@@ -649,7 +665,11 @@ class Repository:
         """Store one evaluation: every metric at ``step``, the trial's running best and where
         it runs. False, storing nothing, when the trial is no longer running (a worker that
         took the study over has failed it)."""
-        update: dict[str, Any] = {"last_step": step, **self._placement(placement)}
+        update: dict[str, Any] = {
+            "last_step": step,
+            "state": TrialState.running,
+            **self._placement(placement),
+        }
         if best_step is not None:
             # null(), not None: a JSON column stores None as the JSON text 'null'.
             update.update(
@@ -669,7 +689,14 @@ class Repository:
         return True
 
     def record_placement(self, trial_id: int, placement: Mapping[str, Any]) -> None:
-        self._update_running_trial(trial_id, self._placement(placement))
+        self._update_running_trial(
+            trial_id, {"state": TrialState.running, **self._placement(placement)}
+        )
+
+    def start_trial(self, trial_id: int) -> None:
+        """Ray gave the pending trial its resources and starts it: it runs from now (its
+        worker's own clock replaces the time with its first report)."""
+        self._update_running_trial(trial_id, {"state": TrialState.running, "started_at": utcnow()})
 
     @staticmethod
     def _placement(placement: Mapping[str, Any]) -> dict[str, Any]:
@@ -680,10 +707,11 @@ class Repository:
         return values
 
     def _update_running_trial(self, trial_id: int, values: Mapping[str, Any]) -> bool:
+        """Update the trial while it is pending or running; False when it has finished."""
         return (
             self._rowcount(
                 update(Trial)
-                .where(Trial.id == trial_id, Trial.state == TrialState.running)
+                .where(Trial.id == trial_id, Trial.state.in_(ACTIVE_TRIAL_STATES))
                 .values(**values)
                 .execution_options(synchronize_session=False)
             )
@@ -692,10 +720,13 @@ class Repository:
 
     def restart_trial(self, trial_id: int, attempt: int, reason: str) -> None:
         """Ray starts a trial again (its ``attempt``-th run) after its worker or node died: its
-        earlier attempt's evaluations and files no longer describe it."""
+        earlier attempt's evaluations and files no longer describe it. It waits for resources
+        again (pending) until Ray starts it."""
         if self._update_running_trial(
             trial_id,
             {
+                "state": TrialState.pending,
+                "started_at": None,
                 "attempts": attempt,
                 "value": None,
                 "best_step": None,
@@ -728,7 +759,7 @@ class Repository:
             )
         self.session.execute(
             update(Trial)
-            .where(Trial.id == trial_id, Trial.state == TrialState.running)
+            .where(Trial.id == trial_id, Trial.state.in_(ACTIVE_TRIAL_STATES))
             .values(**values)
             .execution_options(synchronize_session=False)
         )
@@ -736,8 +767,10 @@ class Repository:
     def fail_running_trials(
         self, study_id: int, reason: str, only: Sequence[int] | None = None
     ) -> list[Trial]:
-        """Fail the study's running trials (``only`` those ids, when given)."""
-        query = select(Trial).where(Trial.study_id == study_id, Trial.state == TrialState.running)
+        """Fail the study's pending and running trials (``only`` those ids, when given)."""
+        query = select(Trial).where(
+            Trial.study_id == study_id, Trial.state.in_(ACTIVE_TRIAL_STATES)
+        )
         if only is not None:
             query = query.where(Trial.id.in_(list(only)))
         trials = list(self.session.scalars(query))

@@ -31,6 +31,16 @@ class Recorder(DriverSide, Callback):
         self.database_url = database_url
         self.store = ArtifactStore(artifact_dir) if artifact_dir else None
 
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """Ray found the trial its resources: from pending, it runs (and its time counts)."""
+        record = self.ledger.trials.get(trial.trial_id)
+        if record is not None:
+            transact(
+                self.database_url,
+                lambda repo: repo.start_trial(record.db_id),
+                f"starting trial {record.db_id}",
+            )
+
     def on_trial_result(
         self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
     ) -> None:

@@ -64,6 +64,7 @@ def error_responses(descriptions: dict[int, str]) -> dict[int | str, dict[str, A
 
 
 class TrialCounts(BaseModel):
+    pending: int = Field(0, description="Waiting for a Ray worker with free resources.")
     running: int = 0
     completed: int = 0
     pruned: int = 0
@@ -81,7 +82,7 @@ class BaselineOut(BaseModel):
 
     trial_id: int | None = Field(description="Null until the trial starts.")
     number: int | None
-    state: Literal["queued", "running", "completed", "pruned", "failed"]
+    state: Literal["queued", "pending", "running", "completed", "pruned", "failed"]
     value: float | None = Field(
         description="Its best objective value (for a pruned trial, up to where it stopped)."
     )
@@ -136,7 +137,7 @@ class TrialOut(BaseModel):
     id: int
     study_id: int
     number: int
-    state: Literal["running", "completed", "pruned", "failed"]
+    state: Literal["pending", "running", "completed", "pruned", "failed"]
     params: dict[str, Any]
     value: float | None = Field(description="Best objective value over the trial's evaluations.")
     best_step: int | None
@@ -233,7 +234,7 @@ class ManifestOut(BaseModel):
     trial_id: int
     study_id: int
     number: int
-    state: Literal["running", "completed", "pruned", "failed"]
+    state: Literal["pending", "running", "completed", "pruned", "failed"]
     trainer: str
     config: dict[str, Any] = Field(description="Every param, the trainer's defaults included.")
     seed: int | None = Field(description="The config's seed, where the trainer has one.")

@@ -100,6 +100,8 @@ def _summary(
         )
     value = f"{trial.value:.4g}" if trial.value is not None else "no value"
     match trial.state:
+        case TrialState.pending:
+            return f"{best_words}; defaults waiting for a worker"
         case TrialState.running:
             return f"{best_words}; defaults running ({value} so far)"
         case TrialState.pruned:

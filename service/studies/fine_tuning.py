@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gentune.service.db.models import TrialState
+from gentune.service.db.models import ACTIVE_TRIAL_STATES
 from gentune.service.db.repository import Repository
 from gentune.service.errors import FieldError, InvalidInput, NotFound
 from gentune.service.schemas.study import StudySpec
@@ -34,10 +34,10 @@ def resolve_init_from(repo: Repository, spec: StudySpec, trainer: Trainer) -> St
         trial = repo.get_trial(init.trial)
     except NotFound:
         raise _refused(f"{FIELD}.trial", f"there is no trial {init.trial}") from None
-    if trial.state == TrialState.running:
+    if trial.state in ACTIVE_TRIAL_STATES:
         raise _refused(
             f"{FIELD}.trial",
-            f"trial {trial.id} is still running: its checkpoints are replaced as it trains "
+            f"trial {trial.id} is still {trial.state}: its checkpoints are replaced as it trains "
             "(and the one named would be deleted); fine-tune it once it has ended",
         )
     source = repo.get_study(trial.study_id)

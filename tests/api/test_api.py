@@ -20,7 +20,13 @@ def test_submit_then_read_back(client: TestClient) -> None:
     assert response.status_code == 201, response.text
     study = response.json()
     assert study["state"] == "queued"
-    assert study["trial_counts"] == {"running": 0, "completed": 0, "pruned": 0, "failed": 0}
+    assert study["trial_counts"] == {
+        "pending": 0,
+        "running": 0,
+        "completed": 0,
+        "pruned": 0,
+        "failed": 0,
+    }
     assert study["best"] is None
     assert study["optuna_study_name"] == f"gentune-{study['id']}"
     assert study["url"].endswith(f"/api/v1/studies/{study['id']}")

@@ -94,7 +94,9 @@ def test_metrics_count_studies_trials_pruning_and_durations(empty_settings: Sett
         ]
         for number, (final_state, seconds, pruned_by) in enumerate(trials):
             add_finished_trial(repo, ids[0], number, final_state, seconds, pruned_by)
-        repo.create_trial(ids[1], 0, {"lr": 0.1}, tune_trial_id=None)  # still running
+        repo.create_trial(ids[1], 0, {"lr": 0.1}, tune_trial_id=None)  # waits for resources
+        started = repo.create_trial(ids[1], 1, {"lr": 0.2}, tune_trial_id=None)
+        repo.start_trial(started.id)  # trains
 
     with TestClient(base_url=LOCAL, app=create_app(empty_settings)) as client:
         samples = scrape(client)
@@ -103,7 +105,8 @@ def test_metrics_count_studies_trials_pruning_and_durations(empty_settings: Sett
     studies = {"queued": 1, "running": 2, "completed": 1, "failed": 1, "cancelled": 1}
     for state, count in studies.items():
         assert value(samples, "gentune_studies", state=state) == count, state
-    for state, count in {"running": 1, "completed": 4, "pruned": 4, "failed": 1}.items():
+    trials_by_state = {"pending": 1, "running": 1, "completed": 4, "pruned": 4, "failed": 1}
+    for state, count in trials_by_state.items():
         assert value(samples, "gentune_trials", state=state) == count, state
     pruned = {k[1]: v for k, v in samples.items() if k[0] == "gentune_trials_pruned"}
     assert pruned == {

@@ -287,7 +287,8 @@ def test_watch_of_an_ended_study_returns_at_once_with_its_reason_and_minimized_o
             trial = repo.create_trial(study_id, number, {}, None)
             repo.record_progress(trial.id, 1, {"frechet": value}, value, 1, {})
             repo.finish_trial(trial.id, TrialState.completed)
-        repo.create_trial(study_id, 3, {}, None)  # lost with its worker, no value
+        lost = repo.create_trial(study_id, 3, {}, None)  # lost with its worker, no value
+        repo.start_trial(lost.id)
     finish_study(settings, study_id, StudyState.failed, "worker lost and no retries left")
 
     result = gentune("watch", str(study_id), "--url", server.url)
@@ -595,3 +596,23 @@ def test_best_of_a_multi_objective_study_prints_its_pareto_set(server: ApiServer
         "params_millions": 0.01,
         "params": {"lr_g": 0.002},
     }
+
+
+def test_status_says_how_many_trials_wait_for_resources_and_an_older_server_still_reads() -> None:
+    from gentune.service.cli.render import status_line
+
+    study = {
+        "id": 7,
+        "name": "waits",
+        "state": "running",
+        "state_reason": None,
+        "n_trials": 8,
+        "objective": {"metric": "fid"},
+        "best": None,
+        "trial_counts": {"pending": 2, "running": 1, "completed": 3, "pruned": 0, "failed": 0},
+    }
+    assert status_line(study) == (
+        "study 7 waits: running; trials 3 completed, 0 pruned, 0 failed, 1 running, 2 pending of 8"
+    )
+    older = {**study, "trial_counts": {"running": 1, "completed": 3, "pruned": 0, "failed": 0}}
+    assert status_line(older).endswith("0 failed, 1 running of 8")

@@ -4,9 +4,11 @@ results in the database, best config and checkpoint out."""
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +77,9 @@ def ring8_study(service: Service) -> Ring8Run:
 @pytest.mark.one_database
 def test_ring8_study_ends_with_every_trial_finished_and_some_pruned(ring8_study: Ring8Run) -> None:
     counts = ring8_study.study["trial_counts"]
-    assert counts == {**counts, "running": 0, "failed": 0}, ring8_study.service.log_tail()
+    assert counts == {**counts, "pending": 0, "running": 0, "failed": 0}, (
+        ring8_study.service.log_tail()
+    )
     assert counts["completed"] + counts["pruned"] == ring8_study.n_trials == len(ring8_study.trials)
     assert counts["pruned"] > 0, "the median pruner should stop some of 12 trials"
 
@@ -338,7 +342,51 @@ def test_a_study_asking_for_more_than_any_node_has_fails_with_the_reason(
     assert study["state"] == "failed", study
     assert "each trial asks for 500 CPUs (resources.cpu)" in study["state_reason"], study
     assert "no node of the Ray cluster has more than" in study["state_reason"], study
-    assert study["trial_counts"] == {"running": 0, "completed": 0, "pruned": 0, "failed": 0}
+    assert study["trial_counts"] == {
+        "pending": 0,
+        "running": 0,
+        "completed": 0,
+        "pruned": 0,
+        "failed": 0,
+    }
+
+
+@pytest.mark.one_database  # the trial records it checks are the same on Postgres
+def test_a_trial_waiting_for_resources_is_pending_and_its_time_counts_from_its_start(
+    service: Service,
+) -> None:
+    """Two trials at once, each asking for every CPU of the local Ray: one trains while the
+    other waits, shown as pending (not running) until Ray starts it."""
+    spec = quadratic_spec("waiting", 2, 2, resources={"cpu": os.cpu_count() or 1, "gpu": 0})
+    spec["params"] = {"epochs": 6, "sleep_s": 0.5}
+    study_id = service.api("POST", "/studies", json=spec).json()["id"]
+    seen: list[dict[str, Any]] = []
+
+    def one_waits() -> bool:
+        counts = service.api("GET", f"/studies/{study_id}").json()["trial_counts"]
+        trials = service.api("GET", f"/studies/{study_id}/trials").json()["data"]
+        states = sorted(t["state"] for t in trials)
+        if states == ["pending", "running"] and counts["pending"] == 1:
+            seen.extend(trials)
+            return True
+        return False
+
+    service.wait_for(one_waits, 120, "one trial training while the other waits")
+    waiting = next(t for t in seen if t["state"] == "pending")
+    assert waiting["started_at"] is None and waiting["last_step"] is None, waiting
+    study = service.wait_for_study(study_id, ("completed", "failed"), timeout=120)
+    assert study["state"] == "completed", (study, service.log_tail())
+    first, second = service.api("GET", f"/studies/{study_id}/trials").json()["data"]
+    assert first["state"] == second["state"] == "completed"
+    later = max(first, second, key=lambda t: _time(t["started_at"]))
+    earlier = first if later is second else second
+    # It waited for the other to end: its run time starts then, not when it was created.
+    assert _time(later["started_at"]) >= _time(earlier["finished_at"]) - 1.0
+    assert _time(later["started_at"]) - _time(later["created_at"]) > 2.0
+
+
+def _time(text: str) -> float:
+    return datetime.fromisoformat(text).timestamp()
 
 
 @pytest.mark.one_database  # the trial records it checks are the same on Postgres

@@ -122,11 +122,11 @@ export function badge(state) {
 }
 
 export function progressBar(counts, total, wide = false) {
-  const parts = ["completed", "pruned", "failed", "running"];
+  const parts = ["completed", "pruned", "failed", "running", "pending"];
   const denominator = Math.max(total, 1);
   return el(
     "div",
-    { class: wide ? "bar wide" : "bar", title: parts.map((p) => `${counts[p]} ${p}`).join(", ") },
+    { class: wide ? "bar wide" : "bar", title: parts.map((p) => `${counts[p] || 0} ${p}`).join(", ") },
     parts.map((p) =>
       el("span", { class: p, style: `width:${(100 * (counts[p] || 0)) / denominator}%` }),
     ),
@@ -140,6 +140,7 @@ export function countsText(study) {
   if (c.pruned) extra.push(`${c.pruned} pruned`);
   if (c.failed) extra.push(`${c.failed} failed`);
   if (c.running) extra.push(`${c.running} running`);
+  if (c.pending) extra.push(`${c.pending} waiting for resources`);
   return `${done}/${study.n_trials} done` + (extra.length ? ` · ${extra.join(" · ")}` : "");
 }
 
@@ -155,7 +156,18 @@ export const STATE_COLORS = {
   pruned: "#e8890c",
   failed: "#d6336c",
   running: "#1c7ed6",
+  pending: "#868e96",
 };
+
+/** Whether a trial is still going: training, or waiting for a worker with free resources. */
+export function active(state) {
+  return state === "running" || state === "pending";
+}
+
+/** A trial's run time: from when it started training (not while it waited) to its end. */
+export function runTime(trial) {
+  return trial.started_at ? duration(elapsed(trial.started_at, trial.finished_at)) : "–";
+}
 
 /** A flat YAML rendering of a config (what `gentune best` prints). */
 export function toYaml(value, indent = "") {

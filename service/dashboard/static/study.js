@@ -4,7 +4,7 @@
 import {
   $, API, ApiError, FINISHED, valueAxis, PLOT_CONFIG, STATE_COLORS, api, badge, copyText, countsText,
   download, duration, el, elapsed, fill, fmt, latestOnly, live, paramsText, plotLayout, plotText,
-  progressBar, showError, showMissing, toYaml,
+  progressBar, runTime, showError, showMissing, toYaml,
 } from "/assets/gentune.js";
 
 const studyId = Number(window.location.pathname.split("/").filter(Boolean).pop());
@@ -86,7 +86,7 @@ async function drawColumns() {
     return;
   }
   const traces = [];
-  for (const state of ["completed", "pruned", "failed", "running"]) {
+  for (const state of ["completed", "pruned", "failed", "running", "pending"]) {
     const idx = columns.state.map((s, i) => (s === state && columns.value[i] !== null ? i : -1)).filter((i) => i >= 0);
     if (!idx.length) continue;
     traces.push({
@@ -308,7 +308,8 @@ function trialRow(t) {
     el("td", { class: "params mono" }, paramsText(t.params)),
     el("td", { class: "reason" }, why),
     el("td", { class: "small" }, t.finished_at
-      ? `${new Date(t.finished_at).toLocaleTimeString()} (${duration(elapsed(t.created_at, t.finished_at))})` : "running"),
+      ? `${new Date(t.finished_at).toLocaleTimeString()} (${runTime(t)})`
+      : t.state === "pending" ? "waiting for resources" : `running (${runTime(t)})`),
   );
 }
 
@@ -347,13 +348,14 @@ async function tick() {
   }
   drawSummary();
   const seen = JSON.stringify([study.state, study.trial_counts, study.best, study.baseline && study.baseline.value]);
-  const running = study.trial_counts.running > 0 || study.state === "running";
+  const going = study.trial_counts.running + (study.trial_counts.pending || 0);
+  const running = going > 0 || study.state === "running";
   if (seen !== lastSeen || running) {
     await Promise.all([drawColumns(), drawCurves(), drawTrials(), drawImportances()]);
     if (seen !== lastSeen) await drawBest();
   }
   lastSeen = seen;
-  return !FINISHED.has(study.state) || study.trial_counts.running > 0;
+  return !FINISHED.has(study.state) || going > 0;
 }
 
 for (const th of document.querySelectorAll("#trials th.sortable")) {

@@ -1,7 +1,7 @@
 // The trial page: every metric over steps with the stability thresholds, the sample grids
 // over training time, the config, the reproducibility record and the checkpoints.
 import {
-  $, PLOT_CONFIG, STATE_COLORS, api, plotText, valueAxis, badge, duration, el, elapsed, fill, fmt, live, plotLayout, showError,
+  $, PLOT_CONFIG, STATE_COLORS, active, api, plotText, valueAxis, badge, duration, el, elapsed, fill, fmt, live, plotLayout, showError,
   showMissing, toYaml,
 } from "/assets/gentune.js";
 
@@ -162,7 +162,7 @@ async function tick() {
   drawSamples(trial);
   drawDetails(trial);
   drawRating(trial);
-  return trial.state === "running";
+  return active(trial.state);
 }
 
 function drawRating(trial) {
