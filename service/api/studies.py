@@ -116,7 +116,7 @@ TAGGED_VIEW = _etag_view("The view.")
 CACHED_VIEW = _etag_view("The view, computed at most once per change of the study.")
 
 StudyStateFilter = Literal["queued", "running", "completed", "failed", "cancelled"]
-TrialStateFilter = Literal["running", "completed", "pruned", "failed"]
+TrialStateFilter = Literal["pending", "running", "completed", "pruned", "failed"]
 TrialSortKey = Literal[
     "number", "value", "state", "last_step", "created_at", "finished_at", "rating"
 ]

@@ -1,5 +1,5 @@
-"""The study list reads every listed study's trials in one query, and says what reading each
-study alone says: counts by state, the best feasible trial, the baseline trial."""
+"""The study list reads every listed study's trials in a fixed number of queries, and says
+what reading each study alone says: counts by state, the best feasible trial, the baseline."""
 
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ def test_summaries_agree_with_reading_each_study_alone(
             summary = summaries[study.id]
             assert (summary.counts, summary.best, summary.of_origin) == alone, study.name
         maximize, minimize, empty = (summaries[i] for i in ids)
-    assert maximize.counts == {"running": 1, "completed": 4, "pruned": 1, "failed": 0}
+    assert maximize.counts == {"pending": 0, "running": 1, "completed": 4, "pruned": 1, "failed": 0}
     assert maximize.best is not None and maximize.best.number == 1, "feasible, earliest of ties"
     assert maximize.of_origin is not None and maximize.of_origin.number == 0
     assert minimize.best is not None and minimize.best.value == 1.0
