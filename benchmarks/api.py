@@ -161,6 +161,22 @@ class SyntheticTrial:
     def finished_at(self) -> datetime:
         return self.at(self.last_step)
 
+    def row(self, study_id: int) -> dict[str, Any]:
+        """Its columns in gentune's trials table that every seeded trial has."""
+        return {
+            "study_id": study_id,
+            "number": self.number,
+            "state": self.state.value,
+            "params": self.params,
+            "value": self.value,
+            "best_step": self.best_step,
+            "last_step": self.last_step,
+            "reason": self.reason,
+            "pruned_by": self.pruned_by,
+            "created_at": self.created_at,
+            "finished_at": self.finished_at,
+        }
+
     def metric_rows(self, trial_id: int) -> Iterator[dict[str, Any]]:
         """Every metric at every evaluated step, roughly as a DCGAN on digits reports them."""
         rng = random.Random(self.seed)
@@ -473,19 +489,9 @@ def _listed_trials(
         return []
     rows = [
         {
-            "study_id": study_id,
-            "number": t.number,
-            "state": t.state.value,
-            "params": t.params,
-            "value": t.value,
-            "best_step": t.best_step,
-            "last_step": t.last_step,
-            "reason": t.reason,
-            "pruned_by": t.pruned_by,
+            **t.row(study_id),
             "origin": BASELINE if t.number == 0 else None,
-            "created_at": t.created_at,
             "started_at": t.created_at,
-            "finished_at": t.finished_at,
         }
         for t in history
     ]
@@ -504,16 +510,8 @@ def _insert_gentune_rows(
     engine = get_engine(url)
     rows = [
         {
-            "study_id": study_id,
-            "number": t.number,
+            **t.row(study_id),
             "tune_trial_id": f"{study_id:04x}_{t.number:05d}",
-            "state": t.state.value,
-            "params": t.params,
-            "value": t.value,
-            "best_step": t.best_step,
-            "last_step": t.last_step,
-            "reason": t.reason,
-            "pruned_by": t.pruned_by,
             "pruned_step": t.last_step if t.state == TrialState.pruned else None,
             "prune_values": t.prune_values,
             "node": f"10.0.0.{1 + t.number % 2}",
@@ -523,8 +521,6 @@ def _insert_gentune_rows(
                 "optuna": optuna.__version__,
                 "torch": "2.13.0",
             },
-            "created_at": t.created_at,
-            "finished_at": t.finished_at,
         }
         for t in history
     ]
