@@ -70,6 +70,7 @@ def test_restarted_worker_gets_its_studies_back(database_url: str) -> None:
         repo = Repository(session)
         assert repo.claim_next_study("old").id == study_id
         trial = repo.create_trial(study_id, 0, {"lr_g": 0.001}, "t0")
+        repo.start_trial(trial.id)
     with session_scope(database_url) as session:
         assert Repository(session).requeue_studies_of_worker("old") == [study_id]
     with session_scope(database_url) as session:
