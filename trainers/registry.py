@@ -2,47 +2,74 @@
 
 A trainer is found by looking its name up in this registry, never by importing a module a
 request names. Plugins declare ``[project.entry-points."gentune.trainers"] name = "pkg.mod:Cls"``.
+
+Trainers load when first asked for: a Ray worker that runs a gan2d trial imports gan2d, not
+the image trainers and their metric libraries (about a second of start-up each time a
+study's first trial starts).
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 from functools import cache
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 
 from gentune.trainers.base import Trainer
-from gentune.trainers.dcgan import DCGANTrainer
-from gentune.trainers.ddpm import DDPMTrainer
-from gentune.trainers.gan2d import Gan2DTrainer
-from gentune.trainers.vae import VAETrainer
 
 ENTRY_POINT_GROUP = "gentune.trainers"
-BUILTIN_TRAINERS: dict[str, type[Trainer]] = {
-    trainer.name: trainer for trainer in (Gan2DTrainer, DCGANTrainer, VAETrainer, DDPMTrainer)
+BUILTIN_TRAINERS: dict[str, str] = {
+    "gan2d": "gentune.trainers.gan2d:Gan2DTrainer",
+    "dcgan": "gentune.trainers.dcgan:DCGANTrainer",
+    "vae": "gentune.trainers.vae:VAETrainer",
+    "ddpm": "gentune.trainers.ddpm:DDPMTrainer",
 }
+"""Built-in trainers by name: the module and class of each, fixed here (not user input)."""
 
 log = logging.getLogger(__name__)
 
 
 @cache
+def trainer_class(name: str) -> type[Trainer] | None:
+    """The class registered as ``name``, loaded now if it was not; None if none is. A
+    built-in wins a name clash with a plugin."""
+    if name in BUILTIN_TRAINERS:
+        module, _, attribute = BUILTIN_TRAINERS[name].partition(":")
+        cls: type[Trainer] = getattr(importlib.import_module(module), attribute)
+        return cls
+    for ep in entry_points(group=ENTRY_POINT_GROUP, name=name):
+        return _load_plugin(ep)
+    return None
+
+
+def _load_plugin(ep: EntryPoint) -> type[Trainer] | None:
+    try:
+        cls = ep.load()
+    except Exception:  # a broken plugin must not take the service down
+        log.exception("plugin trainer %r failed to load", ep.name)
+        return None
+    if isinstance(cls, type) and issubclass(cls, Trainer):
+        return cls
+    log.warning("plugin trainer %r is not a Trainer subclass; ignored", ep.name)
+    return None
+
+
+@cache
 def trainer_classes() -> dict[str, type[Trainer]]:
-    """Every registered trainer class by name; built-ins win a name clash with a plugin."""
-    found: dict[str, type[Trainer]] = {}
+    """Every registered trainer class by name (each loaded), sorted by name."""
+    names = set(BUILTIN_TRAINERS)
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.name in BUILTIN_TRAINERS:
             log.warning("plugin trainer %r ignored: the name belongs to a built-in", ep.name)
-            continue
-        try:
-            cls = ep.load()
-        except Exception:  # a broken plugin must not take the service down
-            log.exception("plugin trainer %r failed to load", ep.name)
-            continue
-        if isinstance(cls, type) and issubclass(cls, Trainer):
-            found[ep.name] = cls
-        else:
-            log.warning("plugin trainer %r is not a Trainer subclass; ignored", ep.name)
-    found.update(BUILTIN_TRAINERS)
-    return dict(sorted(found.items()))
+        names.add(ep.name)
+    found = {name: trainer_class(name) for name in sorted(names)}
+    return {name: cls for name, cls in found.items() if cls is not None}
+
+
+def reload_trainers() -> None:
+    """Forget what was found, so plugins installed since are seen (tests, a running shell)."""
+    trainer_class.cache_clear()
+    trainer_classes.cache_clear()
 
 
 def trainer_names() -> list[str]:
@@ -51,5 +78,5 @@ def trainer_names() -> list[str]:
 
 def get_trainer(name: str) -> Trainer | None:
     """A fresh instance of the trainer registered as ``name``, or None."""
-    cls = trainer_classes().get(name)
+    cls = trainer_class(name)
     return cls() if cls is not None else None

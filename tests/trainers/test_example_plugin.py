@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from gentune.trainers.base import Trainer
-from gentune.trainers.registry import get_trainer, trainer_classes
+from gentune.trainers.registry import get_trainer, reload_trainers
 from tests.support.packages import install_into
 from tests.trainers.contract import TrainerContract
 
@@ -33,14 +33,14 @@ def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     assert list(site.glob("gentune_example_plugin-*.dist-info"))
     sys.path.insert(0, str(site))
     importlib.invalidate_caches()
-    trainer_classes.cache_clear()
+    reload_trainers()
     try:
         yield site
     finally:
         sys.path.remove(str(site))
         for name in [m for m in sys.modules if m.startswith("gentune_example_plugin")]:
             del sys.modules[name]
-        trainer_classes.cache_clear()
+        reload_trainers()
 
 
 class TestExamplePluginContract(TrainerContract):
