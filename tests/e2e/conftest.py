@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import httpx
 import pytest
 
 from tests.support.databases import new_database_url
@@ -21,14 +20,8 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     process = start(["serve", "--port", str(port)], env, log_path)
     svc = Service(f"http://127.0.0.1:{port}", database_url, home / "artifacts", env, log_path)
 
-    def healthy() -> bool:
-        try:
-            return svc.api("GET", "/health").status_code == 200
-        except httpx.HTTPError:
-            return False
-
     try:
-        svc.wait_for(healthy, 60, "the service to answer /health")
+        svc.wait_until_up()
         yield svc
     finally:
         stop(process)

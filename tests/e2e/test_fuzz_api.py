@@ -19,7 +19,6 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import hypothesis
 import pytest
 import schemathesis
@@ -102,15 +101,9 @@ def live_service(
     process = start(["serve", "--port", str(port), "--no-worker"], env, log_path)
     service = Service(f"http://127.0.0.1:{port}", database_url, home / "artifacts", env, log_path)
 
-    def healthy() -> bool:
-        try:
-            return service.api("GET", "/health").status_code == 200
-        except httpx.HTTPError:
-            return False
-
     started = time.monotonic()
     try:
-        service.wait_for(healthy, 60, "the API to answer /health")
+        service.wait_until_up()
         yield service
     finally:
         stop(process)

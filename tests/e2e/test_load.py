@@ -61,18 +61,11 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         f"http://127.0.0.1:{port}", database_url, home / "artifacts", env, home / "service.log"
     )
     try:
-        svc.wait_for(lambda: _healthy(svc), 60, "the service to answer /health")
+        svc.wait_until_up()
         yield svc
     finally:
         stop(process)
         cleanup()  # type: ignore[operator]
-
-
-def _healthy(service: Service) -> bool:
-    try:
-        return service.api("GET", "/health").status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def _api(service: Service, method: str, path: str, **kwargs: Any) -> httpx.Response:

@@ -6,7 +6,6 @@ import os
 import signal
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.support.databases import new_database_url
@@ -40,7 +39,7 @@ def test_killed_worker_resumes_on_restart(tmp_path: Path) -> None:
         tmp_path / "worker.log",
     )
     try:
-        svc.wait_for(lambda: _up(svc), 60, "the API")
+        svc.wait_until_up()
         study_id = svc.api("POST", "/studies", json=SPEC).json()["id"]
 
         def done_and_running() -> bool:
@@ -76,13 +75,6 @@ def test_killed_worker_resumes_on_restart(tmp_path: Path) -> None:
         stop(worker)
         stop(api)
         cleanup()  # type: ignore[operator]
-
-
-def _up(svc: Service) -> bool:
-    try:
-        return svc.api("GET", "/health").status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def _trials(svc: Service, study_id: int) -> list[dict]:

@@ -91,6 +91,15 @@ class Service:
             f"tail:\n{self.log_tail()}"
         )
 
+    def wait_until_up(self, timeout: float = 60) -> None:
+        def answers() -> bool:
+            try:
+                return self.api("GET", "/health").status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        self.wait_for(answers, timeout, "the service to answer /health")
+
     def wait_for_study(self, study_id: int, states: tuple[str, ...], timeout: float) -> dict:
         self.wait_for(
             lambda: self.api("GET", f"/studies/{study_id}").json()["state"] in states,
