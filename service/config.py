@@ -83,6 +83,13 @@ class Settings(BaseSettings):
     )
     worker_max_studies: int = Field(2, ge=1, le=64, description="Studies one worker runs at once.")
     worker_poll_s: float = Field(1.0, gt=0, le=60, description="Seconds between queue polls.")
+    warm_runners: int = Field(
+        1,
+        ge=0,
+        le=8,
+        description="Study processes a worker keeps started and connected to Ray, ready for "
+        "the next study it claims (0: start each study's process when it is claimed).",
+    )
     heartbeat_s: float = Field(5.0, gt=0, le=600, description="Seconds between study heartbeats.")
     stale_after_s: float = Field(
         120.0, gt=0, description="A running study silent this long is taken over by another worker."

@@ -1,15 +1,23 @@
 """Run one study as one Ray Tune experiment, in a process of its own.
 
-The worker starts ``python -m gentune.service.scheduling.runner STUDY_ID WORKER_ID`` for each
-study it claims: a crash or a cancel then ends only that study, and several studies run side
-by side on one Ray cluster. A run resumes a study left running by a lost worker: trials that were in
-flight are failed as ``worker lost`` (they do not use up budget) and the rest of the budget runs.
+The worker runs each study it claims in a process of its own
+(``python -m gentune.service.scheduling.runner WORKER_ID STUDY_ID``): a crash or a cancel then
+ends only that study, and several studies run side by side on one Ray cluster. To start a study
+at once, the worker keeps a spare process warm (``runner WORKER_ID`` with no study: imports
+done, connected to Ray and the database) and hands it the next study it claims on stdin.
+
+A run resumes a study left running by a lost worker: trials that were in flight are failed as
+``worker lost`` (they do not use up budget) and the rest of the budget runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
+import functools
+import importlib
 import logging
+import os
 import signal
 import sys
 import threading
@@ -51,6 +59,18 @@ from gentune.trainers.base import Trainer
 from gentune.trainers.registry import get_trainer
 
 log = logging.getLogger("gentune.runner")
+PR_SET_NAME = 15
+SPARE_NAME = "gentune-spare"
+STUDY_NAME = "gentune-study"
+"""Process names of a spare runner and of a study's runner (``pgrep -x gentune-study``)."""
+WARM_MODULES = (
+    "pyarrow.fs",
+    "ray.tune.execution.tune_controller",
+    "ray.train._internal.storage",
+)
+"""What Tune imports on its first fit, imported by a spare before its study comes."""
+SPARE_READY = "spare runner ready"
+"""What a spare logs once it waits for a study with its imports and connections done."""
 TAKEN_OVER = "the study was taken over by another worker"
 
 SchedulerFactory = Callable[[Ledger, optuna.Study], TrialScheduler]
@@ -215,7 +235,7 @@ def _open_studies(
     """Open (or create) the study's Optuna studies, after failing the trials a lost run left
     in flight; the sampler's seed moves on with every trial the study already has."""
     url, spec, name = settings.database_url, stored.spec, stored.optuna_name
-    storage = retrying(lambda: optuna_storage(url), "connecting to Optuna's storage")
+    storage = retrying(lambda: _storage(url), "connecting to Optuna's storage")
     existing = retrying(
         lambda: _recover_in_flight(url, study_id, storage, name), "recovering trials"
     )
@@ -478,20 +498,45 @@ def _fail_crashed(repo: Repository, study_id: int, worker_id: str) -> None:
         )
 
 
+@functools.cache
+def _storage(url: str) -> optuna.storages.RDBStorage:
+    """Optuna's storage, opened once per process: a spare opens it before its study comes."""
+    return optuna_storage(url)
+
+
+def _name_process(name: str) -> None:
+    """What ``ps`` and ``pgrep`` show for this process (Linux; 15 characters at most)."""
+    try:
+        ctypes.CDLL("libc.so.6").prctl(PR_SET_NAME, name.encode()[:15], 0, 0, 0)
+    except OSError:
+        pass
+
+
+def _wait_for_study(settings: Settings) -> int | None:
+    """A spare: do now what every study's start needs, then wait for the worker to send a
+    study id on stdin; None when the worker closes it without one."""
+    _name_process(SPARE_NAME)
+    for module in WARM_MODULES:
+        importlib.import_module(module)
+    try:
+        _storage(settings.database_url)
+    except Exception as error:  # the study's own start retries and reports it
+        log.warning("spare runner: Optuna's storage is not reachable yet (%s)", error)
+    log.info("%s (pid %d)", SPARE_READY, os.getpid())
+    line = sys.stdin.readline().strip()
+    return int(line) if line else None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run one gentune study (started by a worker).")
-    parser.add_argument("study_id", type=int)
     parser.add_argument("worker_id")
+    parser.add_argument(
+        "study_id", type=int, nargs="?", help="Without it: start warm and read it from stdin."
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     settings = get_settings()
-    ray.init(
-        address=settings.ray_address,
-        logging_level=logging.WARNING,
-        log_to_driver=False,
-        include_dashboard=False,
-    )
     hook: list[StudyStopper] = []
 
     def on_term(signum: int, _frame: Any) -> None:
@@ -501,13 +546,24 @@ def main(argv: list[str] | None = None) -> int:
             sys.exit(128 + signum)
 
     signal.signal(signal.SIGTERM, on_term)
+    ray.init(
+        address=settings.ray_address,
+        logging_level=logging.WARNING,
+        log_to_driver=False,
+        include_dashboard=False,
+    )
+    study_id = args.study_id if args.study_id is not None else _wait_for_study(settings)
+    if study_id is None:
+        ray.shutdown()
+        return 0
+    _name_process(STUDY_NAME)
     try:
-        run_study(args.study_id, args.worker_id, settings, hook)
+        run_study(study_id, args.worker_id, settings, hook)
     except Exception:
-        log.exception("study %s: the run crashed", args.study_id)
+        log.exception("study %s: the run crashed", study_id)
         transact(
             settings.database_url,
-            lambda repo: _fail_crashed(repo, args.study_id, args.worker_id),
+            lambda repo: _fail_crashed(repo, study_id, args.worker_id),
             "failing the crashed study",
         )
         return 1

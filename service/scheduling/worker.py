@@ -5,6 +5,11 @@ processes; otherwise they all join the given cluster. On start it puts back in t
 studies it left running (its processes died with it), and it takes over studies of other
 workers that stopped heartbeating.
 
+Each study runs in a process of its own, so a crash ends only that study. To start a study at
+once, the worker keeps ``warm_runners`` spare study processes already started (imports done,
+connected to Ray and the database) and hands the next study it claims to one of them; it
+starts new spares only while no study of its own is starting, so they do not slow one down.
+
 An unreachable database pauses the polling, not the worker: it retries until the database
 answers, and judges other workers' heartbeats only once it has itself been connected for
 ``stale_after_s`` (during an outage nobody could heartbeat).
@@ -34,6 +39,11 @@ log = logging.getLogger("gentune.worker")
 PR_SET_PDEATHSIG = 1
 STARTUP_GRACE_S = 60.0
 """How long a worker heartbeats for a study process it has just started."""
+SPARE_QUIET_S = 30.0
+"""New spares start only when no study of this worker started less than this long ago."""
+SPARE_BACKOFF_S = 60.0
+"""After a spare dies while waiting (a broken environment), wait this long before another."""
+RUNNER = "gentune.service.scheduling.runner"
 
 
 def default_worker_id() -> str:
@@ -78,6 +88,10 @@ class Worker:
         self.children: dict[int, subprocess.Popen[bytes]] = {}
         self.started: dict[int, float] = {}
         """When each child was started (monotonic), for its start-up heartbeats."""
+        self.spares: list[subprocess.Popen[bytes]] = []
+        """Study processes started and waiting on stdin for a study id."""
+        self.spares_after = 0.0
+        """No new spare before this time (monotonic)."""
         self.stop_event = threading.Event()
         self.connected_since = time.monotonic()
         self.database_down = False
@@ -122,6 +136,7 @@ class Worker:
             if time.monotonic() - self.connected_since >= self.settings.stale_after_s:
                 self._take_over_stale()
             self._claim(env)
+            self._keep_spares(env)
         except Exception as error:
             if not is_transient(error):
                 raise
@@ -146,18 +161,51 @@ class Worker:
             if study_id is None:
                 return
             log.info("worker %s: starting study %s", self.worker_id, study_id)
-            self.children[study_id] = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "gentune.service.scheduling.runner",
-                    str(study_id),
-                    self.worker_id,
-                ],
-                env=env,
-                preexec_fn=die_with_parent,
+            self.children[study_id] = self._hand_to_spare(study_id) or self._runner(
+                env, str(study_id)
             )
             self.started[study_id] = time.monotonic()
+
+    def _runner(self, env: dict[str, str], *study_id: str) -> subprocess.Popen[bytes]:
+        """A study's process; without a study id, a spare that reads one from stdin."""
+        return subprocess.Popen(
+            [sys.executable, "-m", RUNNER, self.worker_id, *study_id],
+            env=env,
+            stdin=None if study_id else subprocess.PIPE,
+            preexec_fn=die_with_parent,
+        )
+
+    def _hand_to_spare(self, study_id: int) -> subprocess.Popen[bytes] | None:
+        """The first live spare, now running the study; None if there is none."""
+        while self.spares:
+            spare = self.spares.pop(0)
+            assert spare.stdin is not None
+            try:
+                spare.stdin.write(f"{study_id}\n".encode())
+                spare.stdin.close()
+            except OSError:  # it died: a broken pipe
+                _end(spare)
+                continue
+            return spare
+        return None
+
+    def _keep_spares(self, env: dict[str, str]) -> None:
+        """Forget dead spares; start new ones while no study of this worker is starting."""
+        now = time.monotonic()
+        for spare in [s for s in self.spares if s.poll() is not None]:
+            self.spares.remove(spare)
+            log.warning(
+                "worker %s: a spare study process exited with code %s; the next study "
+                "starts a new one (another spare in %.0f s)",
+                self.worker_id,
+                spare.returncode,
+                SPARE_BACKOFF_S,
+            )
+            self.spares_after = now + SPARE_BACKOFF_S
+        if now < self.spares_after or any(now - at < SPARE_QUIET_S for at in self.started.values()):
+            return
+        while len(self.spares) < self.settings.warm_runners:
+            self.spares.append(self._runner(env))
 
     def _requeue_orphans(self) -> None:
         """After an outage: a claim may have committed while the worker saw it fail."""
@@ -215,6 +263,9 @@ class Worker:
             self._forget(study_id).kill()
 
     def _stop_children(self) -> None:
+        for spare in self.spares:
+            _end(spare)
+        self.spares.clear()
         for process in self.children.values():
             process.send_signal(signal.SIGTERM)
         for study_id, process in self.children.items():
@@ -225,3 +276,14 @@ class Worker:
                 log.warning("worker %s: study %s did not stop in time", self.worker_id, study_id)
         self.children.clear()
         self.started.clear()
+
+
+def _end(spare: subprocess.Popen[bytes]) -> None:
+    """End a spare: closing its stdin tells it no study comes; kill it if it lingers."""
+    try:
+        if spare.stdin is not None:
+            spare.stdin.close()
+        spare.wait(timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        spare.kill()
+        spare.wait()

@@ -20,9 +20,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
+from gentune.service.scheduling.runner import STUDY_NAME
 from tests.support.databases import new_database_url
 from tests.support.servers import Service, free_port, service_env, start, stop
 
@@ -151,7 +151,7 @@ def gentune(cluster: Cluster, tmp_path: Path) -> Iterator[GentuneOnCluster]:
     )
     deployment = GentuneOnCluster(svc, tmp_path, env, [api])
     try:
-        svc.wait_for(lambda: _answers(svc), 60, "the API")
+        svc.wait_until_up()
         yield deployment
     finally:
         for process in reversed(deployment.processes):
@@ -390,7 +390,7 @@ def _time(text: str) -> float:
 
 def _study_process(worker_pid: int) -> int:
     out = subprocess.run(
-        ["pgrep", "-P", str(worker_pid), "-f", "gentune.service.scheduling.runner"],
+        ["pgrep", "-P", str(worker_pid), "-x", STUDY_NAME],  # not its spare runner
         capture_output=True,
         text=True,
     )
@@ -410,10 +410,3 @@ def _wait_exit(pid: int, timeout: float) -> None:
             return  # exited, not yet reaped
         time.sleep(0.5)
     raise AssertionError(f"the taken-over study process {pid} is still running")
-
-
-def _answers(svc: Service) -> bool:
-    try:
-        return svc.api("GET", "/health").status_code == 200
-    except httpx.HTTPError:
-        return False
