@@ -6,11 +6,16 @@ study over REST and times it from submit to completion. Then runs the very same 
 Optuna's SQLite storage. Prints both times, the overhead per trial and the ratio.
 
     .venv/bin/python benchmarks/overhead.py [--trials 12] [--epochs 3] [--concurrent 1]
+                                             [--warm-runners 1]
+
+The clock starts once the worker's spare study process says it is ready (``--warm-runners 0``:
+once Ray is up), so the time to first trial is the one a study gets from a worker already up.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import signal
 import socket
@@ -19,12 +24,14 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from pathlib import Path
 
 import httpx
 import optuna
 import torch
 
+from gentune.service.scheduling.runner import SPARE_READY
 from gentune.trainers.base import Checkpoint
 from gentune.trainers.registry import get_trainer
 
@@ -57,15 +64,17 @@ def study_spec(trials: int, epochs: int, concurrent: int) -> dict:
     }
 
 
-def run_service(spec: dict, home: Path) -> tuple[float, list[dict]]:
+def run_service(spec: dict, home: Path, warm_runners: int) -> tuple[float, dict, list[dict]]:
     port = free_port()
     env = {
         **os.environ,
         "GENTUNE_DATABASE_URL": f"sqlite:///{home / 'gentune.db'}",
         "GENTUNE_ARTIFACT_DIR": str(home / "artifacts"),
         "GENTUNE_WORKER_POLL_S": "0.2",
+        "GENTUNE_WARM_RUNNERS": str(warm_runners),
     }
-    log = (home / "service.log").open("wb")
+    log_path = home / "service.log"
+    log = log_path.open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "gentune.service.cli", "serve", "--port", str(port)],
         env=env,
@@ -76,7 +85,10 @@ def run_service(spec: dict, home: Path) -> tuple[float, list[dict]]:
     base = f"http://127.0.0.1:{port}/api/v1"
     try:
         _wait(lambda: _ok(f"{base}/health"), 120)
-        time.sleep(8)  # let the worker's local Ray come up before the clock starts
+        if warm_runners:
+            _wait(lambda: SPARE_READY in log_path.read_text(errors="replace"), 120)
+        else:
+            time.sleep(8)  # let the worker's local Ray come up before the clock starts
         start = time.perf_counter()
         study_id = httpx.post(f"{base}/studies", json=spec).json()["id"]
         _wait(
@@ -86,8 +98,9 @@ def run_service(spec: dict, home: Path) -> tuple[float, list[dict]]:
             1800,
         )
         elapsed = time.perf_counter() - start
+        study = httpx.get(f"{base}/studies/{study_id}").json()
         trials = httpx.get(f"{base}/studies/{study_id}/trials", params={"limit": 1000}).json()
-        return elapsed, trials["data"]
+        return elapsed, study, trials["data"]
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=120)
@@ -147,6 +160,37 @@ def run_plain(spec: dict, configs: list[dict], home: Path) -> float:
     return time.perf_counter() - start
 
 
+def _at(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def breakdown(study: dict, trials: list[dict], plain_per_trial: float) -> list[tuple[str, float]]:
+    """Where the service's time went, read from the study's and trials' timestamps."""
+    ordered = sorted(trials, key=lambda t: _at(t["started_at"]))
+    created, claimed = _at(study["created_at"]), _at(study["started_at"])
+    first = ordered[0]
+    runs = [_at(t["finished_at"]) - _at(t["started_at"]) for t in ordered]
+    gaps = [_at(b["started_at"]) - _at(a["finished_at"]) for a, b in itertools.pairwise(ordered)]
+    beyond, gap = sum(runs) / len(runs) - plain_per_trial, sum(gaps) / max(1, len(gaps))
+    return [
+        ("submit -> study claimed by the worker", claimed - created),
+        ("claimed -> first trial created (runner start)", _at(first["created_at"]) - claimed),
+        (
+            "first trial created -> training (Tune start)",
+            _at(first["started_at"]) - _at(first["created_at"]),
+        ),
+        ("time to first trial (submit -> training)", _at(first["started_at"]) - created),
+        ("mean trial, start of training -> recorded end", sum(runs) / len(runs)),
+        ("  of which beyond the plain loop's trial", beyond),
+        ("mean gap, one trial's end -> next one's training", gap),
+        ("per-trial overhead once trials run (beyond + gap)", beyond + gap),
+        (
+            "last trial's end -> study completed",
+            _at(study["finished_at"]) - _at(ordered[-1]["finished_at"]),
+        ),
+    ]
+
+
 def _ok(url: str) -> bool:
     try:
         return httpx.get(url, timeout=5).status_code == 200
@@ -167,20 +211,29 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=12)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--concurrent", type=int, default=1)
+    parser.add_argument(
+        "--warm-runners", type=int, default=1, help="GENTUNE_WARM_RUNNERS of the worker"
+    )
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     spec = study_spec(args.trials, args.epochs, args.concurrent)
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
-        service_s, trials = run_service(spec, home)
+        service_s, study, trials = run_service(spec, home, args.warm_runners)
         configs = [t["params"] for t in sorted(trials, key=lambda t: t["number"])]
         plain_s = run_plain(spec, configs, home)
     n = len(configs)
-    print(f"trials: {n} (gan2d, {args.epochs} epochs x 50 iterations, {args.concurrent} at once)")
+    print(
+        f"trials: {n} (gan2d, {args.epochs} epochs x 50 iterations, {args.concurrent} at once; "
+        f"{args.warm_runners} warm runner(s))"
+    )
     print(f"service (REST submit to completed): {service_s:8.2f} s  ({service_s / n:.3f} s/trial)")
     print(f"plain Optuna loop, same configs:    {plain_s:8.2f} s  ({plain_s / n:.3f} s/trial)")
     print(f"overhead per trial:                 {(service_s - plain_s) / n:8.3f} s")
     print(f"ratio service / plain:              {service_s / plain_s:8.2f}x")
+    print("breakdown (from the study's and trials' timestamps):")
+    for label, seconds in breakdown(study, trials, plain_s / n):
+        print(f"  {label:<50} {seconds:7.3f} s")
 
 
 if __name__ == "__main__":
