@@ -11,7 +11,7 @@ import pytest
 from tests.support.databases import new_database_url
 from tests.support.servers import Service, free_port, service_env, start, stop
 
-pytestmark = [pytest.mark.slow, pytest.mark.postgres_only]  # CI: on its Postgres leg
+pytestmark = pytest.mark.slow
 
 SPEC = {
     "name": "survivor",
