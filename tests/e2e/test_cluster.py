@@ -315,7 +315,7 @@ def test_a_trial_whose_node_dies_is_retried_or_failed_with_the_reason(
             "node-death",
             6,
             4,
-            params={"epochs": 12, "sleep_s": 1.0},
+            params={"epochs": 12, "sleep_s": 0.5},
             resources={"cpu": 0.5, "gpu": 1},
             budget={"max_concurrent": 4, "max_failures": max_failures},
         )

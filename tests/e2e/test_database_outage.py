@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from tests.support.databases import POSTGRES_ENV, new_database_url
-from tests.support.servers import Service, free_port, service_env, start, stop
+from tests.support.servers import Service, service_env, start_api_and_worker, stop
 
 pytestmark = [
     pytest.mark.slow,
@@ -79,16 +79,7 @@ def test_postgres_restart_mid_study_loses_nothing(
 ) -> None:
     database_url, cleanup = new_database_url(tmp_path)
     env = service_env(database_url, tmp_path / "artifacts")
-    port = free_port()
-    api = start(["serve", "--port", str(port), "--no-worker"], env, tmp_path / "api.log")
-    worker = start(["worker"], env, tmp_path / "worker.log")
-    svc = Service(
-        f"http://127.0.0.1:{port}",
-        database_url,
-        tmp_path / "artifacts",
-        env,
-        tmp_path / "worker.log",
-    )
+    api, worker, svc = start_api_and_worker(database_url, env, tmp_path)
     try:
         svc.wait_for(lambda: _status(svc, "/health") == 200, 60, "the API")
         study_id = svc.api("POST", "/studies", json=SPEC).json()["id"]

@@ -11,35 +11,18 @@ import pytest
 
 from gentune.service.scheduling.runner import SPARE_NAME, STUDY_NAME
 from tests.support.databases import new_database_url
-from tests.support.servers import Service, free_port, service_env, start, stop
+from tests.support.servers import service_env, start_api_and_worker, stop
+from tests.support.specs import quadratic_spec
 
-pytestmark = [pytest.mark.slow]
+pytestmark = [pytest.mark.slow, pytest.mark.one_database]  # spares open both kinds alike
 
-SPEC = {
-    "name": "warm",
-    "trainer": "quadratic",
-    "params": {"epochs": 3},
-    "search_space": {"lr": {"type": "float", "low": 0.01, "high": 0.5}},
-    "objective": {"metric": "loss", "direction": "minimize"},
-    "sampler": {"type": "random", "seed": 1},
-    "pruner": {"type": "none"},
-    "budget": {"n_trials": 2},
-}
+SPEC = quadratic_spec("warm", n_trials=2, max_concurrent=1)
 
 
 def test_a_claimed_study_runs_in_the_spare_and_a_dead_spare_is_replaced(tmp_path: Path) -> None:
     database_url, cleanup = new_database_url(tmp_path)
     env = {**service_env(database_url, tmp_path / "artifacts"), "GENTUNE_WARM_RUNNERS": "1"}
-    port = free_port()
-    api = start(["serve", "--port", str(port), "--no-worker"], env, tmp_path / "api.log")
-    worker = start(["worker"], env, tmp_path / "worker.log")
-    svc = Service(
-        f"http://127.0.0.1:{port}",
-        database_url,
-        tmp_path / "artifacts",
-        env,
-        tmp_path / "worker.log",
-    )
+    api, worker, svc = start_api_and_worker(database_url, env, tmp_path)
     try:
         svc.wait_until_up()
         svc.wait_for(lambda: len(_children(worker.pid, SPARE_NAME)) == 1, 60, "a spare runner")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.databases import new_database_url
-from tests.support.servers import Service, free_port, service_env, start, stop
+from tests.support.servers import Service, service_env, start, start_api_and_worker, stop
 
 pytestmark = pytest.mark.slow
 
@@ -28,16 +28,7 @@ SPEC = {
 def test_killed_worker_resumes_on_restart(tmp_path: Path) -> None:
     database_url, cleanup = new_database_url(tmp_path)
     env = {**service_env(database_url, tmp_path / "artifacts"), "GENTUNE_WORKER_ID": "w-1"}
-    port = free_port()
-    api = start(["serve", "--port", str(port), "--no-worker"], env, tmp_path / "api.log")
-    worker = start(["worker"], env, tmp_path / "worker.log")
-    svc = Service(
-        f"http://127.0.0.1:{port}",
-        database_url,
-        tmp_path / "artifacts",
-        env,
-        tmp_path / "worker.log",
-    )
+    api, worker, svc = start_api_and_worker(database_url, env, tmp_path)
     try:
         svc.wait_until_up()
         study_id = svc.api("POST", "/studies", json=SPEC).json()["id"]

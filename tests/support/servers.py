@@ -85,7 +85,7 @@ class Service:
         while time.monotonic() < deadline:
             if predicate():
                 return
-            time.sleep(0.5)
+            time.sleep(0.2)
         raise AssertionError(
             f"timed out after {timeout:.0f}s waiting for {what}; service log "
             f"tail:\n{self.log_tail()}"
@@ -117,7 +117,7 @@ def service_env(database_url: str, artifact_dir: Path) -> dict[str, str]:
         **os.environ,
         "GENTUNE_DATABASE_URL": database_url,
         "GENTUNE_ARTIFACT_DIR": str(artifact_dir),
-        "GENTUNE_WORKER_POLL_S": "0.5",
+        "GENTUNE_WORKER_POLL_S": "0.2",
         "GENTUNE_DATA_DIR": "data",  # relative on purpose: resolved in the service's folder
         "PYTHONPATH": os.pathsep.join([str(PLUGIN_DIR), str(REPO_ROOT)]),
         "RAY_DEDUP_LOGS": "0",
@@ -126,6 +126,20 @@ def service_env(database_url: str, artifact_dir: Path) -> dict[str, str]:
     env.pop("GENTUNE_RAY_ADDRESS", None)
     env.pop("GENTUNE_API_TOKEN", None)
     return env
+
+
+def start_api_and_worker(
+    database_url: str, env: dict[str, str], home: Path
+) -> tuple[subprocess.Popen[bytes], subprocess.Popen[bytes], Service]:
+    """``gentune serve --no-worker`` and ``gentune worker`` as two processes (logs in
+    ``home``), for tests that stop, freeze or restart the worker alone."""
+    port = free_port()
+    api = start(["serve", "--port", str(port), "--no-worker"], env, home / "api.log")
+    worker = start(["worker"], env, home / "worker.log")
+    svc = Service(
+        f"http://127.0.0.1:{port}", database_url, home / "artifacts", env, home / "worker.log"
+    )
+    return api, worker, svc
 
 
 def start(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
