@@ -177,9 +177,9 @@ async function sendRating(body) {
     const rating = await api(`/trials/${trialId}/ratings`, {
       method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
     });
+    drawRating(await api(`/trials/${trialId}`));  // the summary counts it before the notice shows
     fill(result, el("div", { class: "notice" }, rating.score !== null
       ? `Scored ${rating.score} by ${rating.rater}.` : `Picked over trial ${rating.better_than} by ${rating.rater}.`));
-    drawRating(await api(`/trials/${trialId}`));
   } catch (error) {
     showError(result, error);
   }
