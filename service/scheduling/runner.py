@@ -3,8 +3,9 @@
 The worker runs each study it claims in a process of its own
 (``python -m gentune.service.scheduling.runner WORKER_ID STUDY_ID``): a crash or a cancel then
 ends only that study, and several studies run side by side on one Ray cluster. To start a study
-at once, the worker keeps a spare process warm (``runner WORKER_ID`` with no study: imports
-done, connected to Ray and the database) and hands it the next study it claims on stdin.
+at once, the worker keeps a spare process warm (``spare WORKER_ID``, which calls ``main`` here
+with no study: imports done, connected to Ray and the database, at idle CPU priority until its
+study comes) and hands it the next study it claims on stdin.
 
 A run resumes a study left running by a lost worker: trials that were in flight are failed as
 ``worker lost`` (they do not use up budget) and the rest of the budget runs.
@@ -512,9 +513,9 @@ def _name_process(name: str) -> None:
         pass
 
 
-def _wait_for_study(settings: Settings) -> int | None:
-    """A spare: do now what every study's start needs, then wait for the worker to send a
-    study id on stdin; None when the worker closes it without one."""
+def _wait_for_study(settings: Settings, study_id: Callable[[], int | None]) -> int | None:
+    """A spare: do now what every study's start needs, then wait for ``study_id`` (the one
+    the worker sends; None when it sends none)."""
     _name_process(SPARE_NAME)
     for module in WARM_MODULES:
         importlib.import_module(module)
@@ -523,11 +524,19 @@ def _wait_for_study(settings: Settings) -> int | None:
     except Exception as error:  # the study's own start retries and reports it
         log.warning("spare runner: Optuna's storage is not reachable yet (%s)", error)
     log.info("%s (pid %d)", SPARE_READY, os.getpid())
+    return study_id()
+
+
+def _read_study_id() -> int | None:
     line = sys.stdin.readline().strip()
-    return int(line) if line else None
+    return int(line) if line.isdigit() else None
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(
+    argv: list[str] | None = None, read_study_id: Callable[[], int | None] = _read_study_id
+) -> int:
+    """``runner WORKER_ID STUDY_ID`` runs the study; ``runner WORKER_ID`` is a spare that
+    waits for ``read_study_id`` (by default a line on stdin) once it is warm."""
     parser = argparse.ArgumentParser(description="Run one gentune study (started by a worker).")
     parser.add_argument("worker_id")
     parser.add_argument(
@@ -552,7 +561,9 @@ def main(argv: list[str] | None = None) -> int:
         log_to_driver=False,
         include_dashboard=False,
     )
-    study_id = args.study_id if args.study_id is not None else _wait_for_study(settings)
+    study_id: int | None = args.study_id
+    if study_id is None:
+        study_id = _wait_for_study(settings, read_study_id)
     if study_id is None:
         ray.shutdown()
         return 0

@@ -7,8 +7,10 @@ workers that stopped heartbeating.
 
 Each study runs in a process of its own, so a crash ends only that study. To start a study at
 once, the worker keeps ``warm_runners`` spare study processes already started (imports done,
-connected to Ray and the database) and hands the next study it claims to one of them; it
-starts new spares only while no study of its own is starting, so they do not slow one down.
+connected to Ray and the database) and hands the next study it claims to one of them. A spare
+warms up at idle CPU priority, so a new one starts as soon as one is taken; where the system
+does not let a process leave idle priority, new spares wait until no study of this worker is
+starting, so they do not slow one down.
 
 An unreachable database pauses the polling, not the worker: it retries until the database
 answers, and judges other workers' heartbeats only once it has itself been connected for
@@ -34,16 +36,19 @@ from gentune.service.db.models import StudyState
 from gentune.service.db.repository import Repository
 from gentune.service.db.retry import first_line, is_transient, retrying, transact
 from gentune.service.db.session import migrate, redacted, session_scope
+from gentune.service.scheduling import priority
 
 log = logging.getLogger("gentune.worker")
 PR_SET_PDEATHSIG = 1
 STARTUP_GRACE_S = 60.0
 """How long a worker heartbeats for a study process it has just started."""
 SPARE_QUIET_S = 30.0
-"""New spares start only when no study of this worker started less than this long ago."""
+"""Without idle priority, new spares start only when no study of this worker started less than
+this long ago."""
 SPARE_BACKOFF_S = 60.0
 """After a spare dies while waiting (a broken environment), wait this long before another."""
 RUNNER = "gentune.service.scheduling.runner"
+SPARE = "gentune.service.scheduling.spare"
 
 
 def default_worker_id() -> str:
@@ -169,7 +174,7 @@ class Worker:
     def _runner(self, env: dict[str, str], *study_id: str) -> subprocess.Popen[bytes]:
         """A study's process; without a study id, a spare that reads one from stdin."""
         return subprocess.Popen(
-            [sys.executable, "-m", RUNNER, self.worker_id, *study_id],
+            [sys.executable, "-m", RUNNER if study_id else SPARE, self.worker_id, *study_id],
             env=env,
             stdin=None if study_id else subprocess.PIPE,
             preexec_fn=die_with_parent,
@@ -190,7 +195,8 @@ class Worker:
         return None
 
     def _keep_spares(self, env: dict[str, str]) -> None:
-        """Forget dead spares; start new ones while no study of this worker is starting."""
+        """Forget dead spares; start new ones (without idle priority: only while no study of
+        this worker is starting)."""
         now = time.monotonic()
         for spare in [s for s in self.spares if s.poll() is not None]:
             self.spares.remove(spare)
@@ -202,7 +208,11 @@ class Worker:
                 SPARE_BACKOFF_S,
             )
             self.spares_after = now + SPARE_BACKOFF_S
-        if now < self.spares_after or any(now - at < SPARE_QUIET_S for at in self.started.values()):
+        if now < self.spares_after:
+            return
+        if not priority.can_idle() and any(
+            now - at < SPARE_QUIET_S for at in self.started.values()
+        ):
             return
         while len(self.spares) < self.settings.warm_runners:
             self.spares.append(self._runner(env))

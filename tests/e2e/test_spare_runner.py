@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from gentune.service.scheduling import priority
 from gentune.service.scheduling.runner import SPARE_NAME, STUDY_NAME
 from tests.support.databases import new_database_url
 from tests.support.servers import service_env, start_api_and_worker, stop
@@ -27,10 +28,13 @@ def test_a_claimed_study_runs_in_the_spare_and_a_dead_spare_is_replaced(tmp_path
         svc.wait_until_up()
         svc.wait_for(lambda: len(_children(worker.pid, SPARE_NAME)) == 1, 60, "a spare runner")
         [spare] = _children(worker.pid, SPARE_NAME)
+        if priority.can_idle():  # it waits at idle CPU priority, all of its threads
+            assert _policies(spare) == {os.SCHED_IDLE}
         first = svc.api("POST", "/studies", json=SPEC).json()["id"]
         svc.wait_for(
             lambda: _children(worker.pid, STUDY_NAME) == [spare], 60, "the spare to take the study"
         )
+        assert _policies(spare) == {os.SCHED_OTHER}, "the study runs at normal priority"
         assert svc.wait_for_study(first, ("completed", "failed"), 120)["state"] == "completed"
 
         # Once the study has ended, the worker starts a new spare; one that dies while
@@ -50,6 +54,11 @@ def test_a_claimed_study_runs_in_the_spare_and_a_dead_spare_is_replaced(tmp_path
         stop(worker)
         stop(api)
         cleanup()  # type: ignore[operator]
+
+
+def _policies(pid: int) -> set[int]:
+    """The scheduling policies of a process's threads."""
+    return {os.sched_getscheduler(int(task)) for task in os.listdir(f"/proc/{pid}/task")}
 
 
 def _children(pid: int, name: str) -> list[int]:
